@@ -1,0 +1,61 @@
+"""The node-selection policy interface the simulation calls for every request node.
+
+A policy is two pure functions, so learning agents plug into the same compiled simulation as the
+heuristics:
+
+* ``prepare(params, ctx) -> (order i32[M], aux)`` once per request: the order in which the request's
+  nodes are placed (a permutation of 0..M-1, padding anywhere) and any per-request scores;
+* ``select(key, params, ctx, aux) -> (host i32, logp f32)`` once per request node: a host among
+  ``ctx.feasible`` and the log-probability of that choice (0 for deterministic rules).
+
+A host outside ``ctx.feasible`` is treated as a failed placement (the request is rejected).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from sagin_jax.scenario.types import Requests, Substrate
+
+
+@struct.dataclass
+class NodeContext:
+    """What a policy may look at when placing a request node."""
+
+    sub: Substrate
+    req: Requests  # the current request (no leading axis)
+    res_cpu: jax.Array  # f32[N] working residual CPU (this request's earlier nodes deducted)
+    res_sto: jax.Array  # f32[N]
+    res_bw: jax.Array  # f32[E] residual bandwidth at the request's arrival
+    used: jax.Array  # bool[N] hosts already taken by this request
+    hosts: jax.Array  # i32[M] hosts chosen so far (-1 = none yet)
+    node: jax.Array  # i32 request node being placed (-1 in ``prepare``)
+    feasible: jax.Array  # bool[N] feasible hosts of ``node`` (eqs. 1, 2, 4, 5)
+
+
+class NodePolicy(NamedTuple):
+    name: str
+    prepare: Callable[[Any, NodeContext], tuple[jax.Array, Any]]
+    select: Callable[[jax.Array, Any, NodeContext, Any], tuple[jax.Array, jax.Array]]
+
+
+def index_order(params, ctx: NodeContext):
+    """Place request nodes in index order 0..M-1 (no per-request aux)."""
+    return jnp.arange(ctx.req.max_nodes, dtype=jnp.int32), None
+
+
+def argmax_feasible(score: jax.Array, feasible: jax.Array) -> jax.Array:
+    """Highest-scoring feasible node, ties by smallest id."""
+    return jnp.argmax(jnp.where(feasible, score, -jnp.inf)).astype(jnp.int32)
+
+
+def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """log softmax over the masked entries (eq. 20 restricted to feasible nodes); -inf elsewhere."""
+    z = jnp.where(mask, logits, -jnp.inf)
+    zmax = jax.lax.stop_gradient(jnp.max(jnp.where(mask, logits, -1e30)))
+    ez = jnp.where(mask, jnp.exp(z - zmax), 0.0)
+    lse = jnp.log(jnp.maximum(ez.sum(), 1e-30)) + zmax
+    return jnp.where(mask, logits - lse, -jnp.inf)

@@ -1,0 +1,253 @@
+"""Validate host-side (numpy) scenario data and pack it into the fixed-shape pytrees.
+
+Every check raises ``ValueError`` naming the field and the offending value, before anything is
+built, so a bad input never leaves a half-made scenario behind.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+import jax.numpy as jnp
+
+from sagin_jax.scenario.types import Requests, Substrate
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_finite_nonneg(name: str, arr: np.ndarray) -> None:
+    bad = ~np.isfinite(arr) | (arr < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {arr[i]!r}")
+
+
+def hop_distances(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray:
+    """All-pairs hop distance (BFS levels, by boolean frontier products); -1 = unreachable."""
+    adj = np.zeros((n_nodes, n_nodes), dtype=np.float32)
+    adj[edge_u, edge_v] = 1.0
+    adj[edge_v, edge_u] = 1.0
+    dist = np.full((n_nodes, n_nodes), -1, dtype=np.int32)
+    np.fill_diagonal(dist, 0)
+    frontier = np.eye(n_nodes, dtype=np.float32)
+    level = 0
+    while frontier.any():
+        level += 1
+        reach = (frontier @ adj) > 0
+        new = reach & (dist < 0)
+        dist[new] = level
+        frontier = new.astype(np.float32)
+    return dist
+
+
+def build_substrate(
+    cpu: Sequence[float],
+    sto: Sequence[float],
+    segment: Sequence[int],
+    domain: Sequence[int],
+    edge_u: Sequence[int],
+    edge_v: Sequence[int],
+    edge_bw: Sequence[float],
+    pad_edges_to: int | None = None,
+) -> Substrate:
+    """Check a substrate and return it as a ``Substrate`` pytree (edges padded if asked)."""
+    cpu = np.asarray(cpu, dtype=np.float64)
+    sto = np.asarray(sto, dtype=np.float64)
+    segment = np.asarray(segment)
+    domain = np.asarray(domain)
+    n = cpu.shape[0]
+    if n < 1:
+        raise ValueError("substrate has no nodes")
+    for name, arr in (("sto", sto), ("segment", segment), ("domain", domain)):
+        if arr.shape != (n,):
+            raise ValueError(f"node field '{name}' has shape {arr.shape}, expected ({n},)")
+    _check_finite_nonneg("node cpu", cpu)
+    _check_finite_nonneg("node sto", sto)
+    if not np.issubdtype(domain.dtype, np.integer) or (domain < 0).any():
+        raise ValueError(f"node domain must be integers >= 0, got {domain.tolist()[:10]}...")
+    if not np.issubdtype(segment.dtype, np.integer) or (segment < 0).any():
+        raise ValueError(f"node segment must be integers >= 0, got {segment.tolist()[:10]}...")
+    n_domains = int(domain.max()) + 1
+    for d in range(n_domains):
+        members = np.flatnonzero(domain == d)
+        if members.size == 0:
+            raise ValueError(f"node domain ids must be 0..{n_domains - 1} with none empty; "
+                             f"domain {d} has no node")
+        segs = np.unique(segment[members])
+        if segs.size != 1:
+            raise ValueError(f"domain {d} spans several segments {segs.tolist()}; "
+                             "an edge physical domain lies inside one segment")
+
+    eu = np.asarray(edge_u)
+    ev = np.asarray(edge_v)
+    ebw = np.asarray(edge_bw, dtype=np.float64)
+    e = eu.shape[0]
+    if ev.shape != (e,) or ebw.shape != (e,):
+        raise ValueError(f"link fields u, v, bw have shapes {eu.shape}, {ev.shape}, {ebw.shape}")
+    if e and not (np.issubdtype(eu.dtype, np.integer) and np.issubdtype(ev.dtype, np.integer)):
+        raise ValueError("link endpoints u, v must be integer node ids")
+    for name, arr in (("u", eu), ("v", ev)):
+        bad = (arr < 0) | (arr >= n)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"link {i} field '{name}' = {arr[i]} is not a node id (0..{n - 1})")
+    if (eu == ev).any():
+        i = int(np.flatnonzero(eu == ev)[0])
+        raise ValueError(f"link {i} is a self-loop on node {eu[i]}")
+    _check_finite_nonneg("link bw", ebw)
+    lo, hi = np.minimum(eu, ev), np.maximum(eu, ev)
+    keys = lo.astype(np.int64) * n + hi
+    uniq, counts = np.unique(keys, return_counts=True)
+    if (counts > 1).any():
+        k = int(uniq[np.flatnonzero(counts > 1)[0]])
+        raise ValueError(f"duplicate link between nodes {k // n} and {k % n}")
+    hops = hop_distances(n, lo, hi)
+    if (hops < 0).any():
+        unreachable = int(np.flatnonzero(hops[0] < 0)[0]) if (hops[0] < 0).any() else -1
+        raise ValueError(f"substrate is disconnected: node {unreachable} is not reachable from node 0")
+
+    # canonical link order: by (min id, max id)
+    order = np.argsort(keys, kind="stable")
+    lo, hi, ebw = lo[order], hi[order], ebw[order]
+    pad = e if pad_edges_to is None else pad_edges_to
+    if pad < e:
+        raise ValueError(f"pad_edges_to={pad} is smaller than the {e} links")
+    mask = np.zeros(pad, dtype=bool)
+    mask[:e] = True
+    eu_p = np.zeros(pad, dtype=np.int32)
+    ev_p = np.zeros(pad, dtype=np.int32)
+    bw_p = np.zeros(pad, dtype=np.float32)
+    eu_p[:e], ev_p[:e], bw_p[:e] = lo, hi, ebw
+
+    sizes = np.bincount(domain, minlength=n_domains)
+    dmax = int(sizes.max())
+    domain_nodes = np.full((n_domains, dmax), -1, dtype=np.int32)
+    ad = np.zeros(n, dtype=np.float32)
+    for d in range(n_domains):
+        members = np.flatnonzero(domain == d)
+        domain_nodes[d, : members.size] = members
+        sub = hops[np.ix_(members, members)].astype(np.float64)
+        # eq. 16: sum of hop distances to the domain's other nodes / |domain|
+        ad[members] = sub.sum(axis=1) / members.size
+
+    return Substrate(
+        cpu=jnp.asarray(cpu, dtype=jnp.float32),
+        sto=jnp.asarray(sto, dtype=jnp.float32),
+        segment=jnp.asarray(segment, dtype=jnp.int32),
+        domain=jnp.asarray(domain, dtype=jnp.int32),
+        edge_u=jnp.asarray(eu_p),
+        edge_v=jnp.asarray(ev_p),
+        edge_bw=jnp.asarray(bw_p),
+        edge_mask=jnp.asarray(mask),
+        hops=jnp.asarray(hops),
+        domain_nodes=jnp.asarray(domain_nodes),
+        ad=jnp.asarray(ad),
+    )
+
+
+def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10) -> Requests:
+    """Check request dicts (scenario.json schema) and pack them padded to ``max_nodes``.
+
+    Each request is ``{"arrival", "lifetime", "nodes": [{"cpu", "sto", "domain"}],
+    "links": [{"a", "b", "bw"}]}``. Links are normalised to ``a < b`` in lexicographic order.
+    """
+    r = len(requests)
+    if r < 1:
+        raise ValueError("request set is empty")
+    m = max_nodes
+    l_max = m * (m - 1) // 2
+    arrival = np.zeros(r, np.float32)
+    lifetime = np.zeros(r, np.float32)
+    node_mask = np.zeros((r, m), bool)
+    cpu = np.zeros((r, m), np.float32)
+    sto = np.zeros((r, m), np.float32)
+    dom = np.zeros((r, m), np.int32)
+    la = np.zeros((r, l_max), np.int32)
+    lb = np.zeros((r, l_max), np.int32)
+    lbw = np.zeros((r, l_max), np.float32)
+    lmask = np.zeros((r, l_max), bool)
+    prev = -np.inf
+    for k, req in enumerate(requests):
+        where = f"request {k}"
+        for key in ("arrival", "lifetime", "nodes", "links"):
+            if key not in req:
+                raise ValueError(f"{where}: missing field '{key}'")
+        t, life = req["arrival"], req["lifetime"]
+        if not _is_number(t) or not np.isfinite(t) or t < 0:
+            raise ValueError(f"{where}: arrival must be a finite number >= 0, got {t!r}")
+        if t < prev:
+            raise ValueError(f"{where}: arrival {t} is earlier than the previous request's {prev}; "
+                             "requests must be in arrival order")
+        prev = t
+        if not _is_number(life) or not np.isfinite(life) or life <= 0:
+            raise ValueError(f"{where}: lifetime must be a finite number > 0, got {life!r}")
+        arrival[k], lifetime[k] = t, life
+        nodes = req["nodes"]
+        if not 1 <= len(nodes) <= m:
+            raise ValueError(f"{where}: has {len(nodes)} nodes; must be 1..{m} (the padding size "
+                             "max_req_nodes)")
+        for i, nd in enumerate(nodes):
+            for key in ("cpu", "sto", "domain"):
+                if key not in nd:
+                    raise ValueError(f"{where} node {i}: missing field '{key}'")
+            for key in ("cpu", "sto"):
+                v = nd[key]
+                if not _is_number(v) or not np.isfinite(v) or v < 0:
+                    raise ValueError(f"{where} node {i}: {key} must be a finite number >= 0, "
+                                     f"got {v!r}")
+            d = nd["domain"]
+            if not _is_int(d) or not 0 <= d < n_domains:
+                raise ValueError(f"{where} node {i}: candidate domain {d!r} does not exist "
+                                 f"(domains are 0..{n_domains - 1})")
+            node_mask[k, i] = True
+            cpu[k, i], sto[k, i], dom[k, i] = nd["cpu"], nd["sto"], d
+        seen = {}
+        for j, lk in enumerate(req["links"]):
+            for key in ("a", "b", "bw"):
+                if key not in lk:
+                    raise ValueError(f"{where} link {j}: missing field '{key}'")
+            a, b, bw = lk["a"], lk["b"], lk["bw"]
+            for key, v in (("a", a), ("b", b)):
+                if not _is_int(v) or not 0 <= v < len(nodes):
+                    raise ValueError(f"{where} link {j}: endpoint {key}={v!r} is not a node of "
+                                     f"the request (0..{len(nodes) - 1})")
+            if a == b:
+                raise ValueError(f"{where} link {j}: self-loop on request node {a}")
+            if not _is_number(bw) or not np.isfinite(bw) or bw < 0:
+                raise ValueError(f"{where} link {j}: bw must be a finite number >= 0, got {bw!r}")
+            key = (min(a, b), max(a, b))
+            if key in seen:
+                raise ValueError(f"{where} link {j}: duplicate of link {seen[key]} {key}")
+            seen[key] = j
+        for j, key in enumerate(sorted(seen)):
+            lk = req["links"][seen[key]]
+            la[k, j], lb[k, j], lbw[k, j], lmask[k, j] = key[0], key[1], lk["bw"], True
+    return Requests(
+        arrival=jnp.asarray(arrival), lifetime=jnp.asarray(lifetime),
+        node_mask=jnp.asarray(node_mask), cpu=jnp.asarray(cpu), sto=jnp.asarray(sto),
+        domain=jnp.asarray(dom), link_a=jnp.asarray(la), link_b=jnp.asarray(lb),
+        link_bw=jnp.asarray(lbw), link_mask=jnp.asarray(lmask),
+    )
+
+
+def max_concurrent(requests: Requests) -> int:
+    """Most requests alive at once (arrival <= t < departure): an upper bound on active ones.
+
+    Sizes the fixed active-request table, so it can never overflow.
+    """
+    arr = np.asarray(requests.arrival, dtype=np.float64).reshape(-1, requests.n_requests)
+    dep = arr + np.asarray(requests.lifetime, dtype=np.float64).reshape(arr.shape)
+    best = 1
+    for a, d in zip(arr, dep):
+        # alive at request k: j <= k with departure_j > arrival_k (departures first at ties).
+        # No j > k has departure_j <= arrival_k (lifetimes > 0), so count over all j.
+        gone = np.searchsorted(np.sort(d), a, side="right")
+        best = max(best, int((np.arange(1, a.size + 1) - gone).max()))
+    return best

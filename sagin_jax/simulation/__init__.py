@@ -1,0 +1,1 @@
+"""The online process: releases, node and link embedding, atomic commit, running metrics."""

@@ -1,0 +1,149 @@
+"""One online pass over a request set: ``lax.scan`` over requests in arrival order.
+
+For each request: release what has departed, map its nodes with the policy (eqs. 1, 2, 4, 5), map
+its links by min-hop BFS (eqs. 3, 6), commit all or nothing, and record the outcome and the running
+metrics (eqs. 7-11). ``jit(vmap(simulate))`` runs many seeds in one compiled call.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from sagin_jax.embedding.accounting import RequestValue, request_value
+from sagin_jax.embedding.links import embed_links
+from sagin_jax.embedding.nodes import feasible_hosts, place_node
+from sagin_jax.policies.base import NodeContext, NodePolicy
+from sagin_jax.scenario.types import Requests, Substrate
+from sagin_jax.simulation.metrics import Metrics, running_metrics
+from sagin_jax.simulation.state import SimState, init_state, release_expired
+
+
+@struct.dataclass
+class NodeStage:
+    ok: jax.Array  # bool: every request node got a feasible host
+    hosts: jax.Array  # i32[M] host per request node, -1 where none was chosen
+    res_cpu: jax.Array  # f32[N] working copy after the placements
+    res_sto: jax.Array
+    logp: jax.Array  # f32 Σ log-probability of the choices made
+    grad: Any  # ∇_params Σ logp (only with ``with_grads``), else None
+
+
+def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
+              req: Requests, with_grads: bool = False) -> NodeStage:
+    """Stage 1: place the request's nodes one by one in the policy's order."""
+    m, n = req.max_nodes, sub.n_nodes
+    blank = NodeContext(sub=sub, req=req, res_cpu=state.res_cpu, res_sto=state.res_sto,
+                        res_bw=state.res_bw, used=jnp.zeros((n,), bool),
+                        hosts=jnp.full((m,), -1, jnp.int32), node=jnp.int32(-1),
+                        feasible=jnp.zeros((n,), bool))
+    order, aux = policy.prepare(params, blank)
+    zero_grad = jax.tree_util.tree_map(jnp.zeros_like, params) if with_grads else None
+
+    def place(carry, i):
+        cpu, sto, used, hosts, failed, logp, grad = carry
+        j = order[i]
+        live = req.node_mask[j] & ~failed
+        feas = feasible_hosts(sub, cpu, sto, used, req.cpu[j], req.sto[j], req.domain[j])
+        ctx = blank.replace(res_cpu=cpu, res_sto=sto, used=used, hosts=hosts, node=j,
+                            feasible=feas)
+        k = jax.random.fold_in(key, i)
+        if with_grads:
+            def lp(p):
+                host, logp_i = policy.select(k, p, ctx, aux)
+                return logp_i, host
+            (logp_i, host), g = jax.value_and_grad(lp, has_aux=True)(params)
+        else:
+            host, logp_i = policy.select(k, params, ctx, aux)
+            g = None
+        host = jnp.clip(host, 0, n - 1)
+        placed = live & feas[host]
+        failed = failed | (live & ~placed)
+        cpu, sto, used = place_node(cpu, sto, used, host, req.cpu[j], req.sto[j], placed)
+        hosts = hosts.at[j].set(jnp.where(placed, host, hosts[j]))
+        logp = logp + jnp.where(placed, logp_i, 0.0)
+        if with_grads:
+            grad = jax.tree_util.tree_map(lambda a, b: a + jnp.where(placed, b, 0.0), grad, g)
+        return (cpu, sto, used, hosts, failed, logp, grad), None
+
+    init = (state.res_cpu, state.res_sto, jnp.zeros((n,), bool), jnp.full((m,), -1, jnp.int32),
+            jnp.bool_(False), jnp.float32(0.0), zero_grad)
+    (cpu, sto, _, hosts, failed, logp, grad), _ = jax.lax.scan(place, init, jnp.arange(m))
+    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, logp=logp, grad=grad)
+
+
+@struct.dataclass
+class Outcome:
+    """Per-request record of one online pass."""
+
+    accepted: jax.Array  # bool
+    hosts: jax.Array  # i32[M] (also for rejected requests: the choices made before failing)
+    value: RequestValue  # revenue / cost (eqs. 7, 8); zero when rejected
+    metrics: Metrics  # running metrics after this request
+    logp: jax.Array  # Σ log-probability of the node choices
+    grad: Any  # ∇ Σ logp (training only)
+    paths: Any  # i32[L, P] path nodes (audit only)
+    overflow: jax.Array  # bool: accepted but no free active-table slot (never expected)
+
+
+def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
+                   req: Requests, with_grads: bool = False, record_paths: bool = False):
+    """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome)."""
+    now = req.arrival
+    state = release_expired(state, now)
+    nodes = map_nodes(policy, params, key, sub, state, req, with_grads)
+    links = embed_links(sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
+    free = ~state.slot_active
+    slot = jnp.argmax(free)
+    accepted = nodes.ok & links.ok & free[slot]
+    overflow = nodes.ok & links.ok & ~free[slot]
+    value = request_value(req, links.hops, accepted)
+
+    def commit(s: SimState) -> SimState:
+        hosts = jnp.maximum(nodes.hosts, 0)
+        return s.replace(
+            res_cpu=nodes.res_cpu, res_sto=nodes.res_sto, res_bw=links.res_bw,
+            slot_active=s.slot_active.at[slot].set(True),
+            slot_arrival=s.slot_arrival.at[slot].set(now),
+            slot_departure=s.slot_departure.at[slot].set(now + req.lifetime),
+            slot_revenue=s.slot_revenue.at[slot].set(value.revenue),
+            slot_hosts=s.slot_hosts.at[slot].set(hosts),
+            slot_cpu=s.slot_cpu.at[slot].set(jnp.where(req.node_mask, req.cpu, 0.0)),
+            slot_sto=s.slot_sto.at[slot].set(jnp.where(req.node_mask, req.sto, 0.0)),
+            slot_bw=s.slot_bw.at[slot].set(links.usage),
+        )
+
+    committed = commit(state)
+    state = jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old),
+                                   committed, state)
+    t = state.totals
+    state = state.replace(totals=t.replace(
+        arrived=t.arrived + 1, accepted=t.accepted + accepted.astype(jnp.int32),
+        revenue=t.revenue + value.revenue, cost=t.cost + value.cost,
+        link_revenue=t.link_revenue + value.link_revenue,
+        link_cost=t.link_cost + value.link_cost))
+    out = Outcome(accepted=accepted, hosts=nodes.hosts, value=value,
+                  metrics=running_metrics(state, now), logp=nodes.logp, grad=nodes.grad,
+                  paths=links.paths if record_paths else None, overflow=overflow)
+    return state, out
+
+
+def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
+               state: SimState, with_grads: bool = False, record_paths: bool = False):
+    """Scan ``handle_request`` over all requests from ``state``; -> (final state, Outcome[R])."""
+    keys = jax.random.split(key, requests.n_requests)
+
+    def step(s, xs):
+        req, k = xs
+        return handle_request(policy, params, k, sub, s, req, with_grads, record_paths)
+
+    return jax.lax.scan(step, state, (requests, keys))
+
+
+def simulate(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
+             max_active: int, record_paths: bool = False):
+    """One online pass from an empty network; -> (final state, Outcome[R]). Pure; jit/vmap it."""
+    state = init_state(sub, max_active, requests.max_nodes)
+    return run_online(policy, params, key, sub, requests, state, record_paths=record_paths)
