@@ -1,0 +1,70 @@
+"""DDRL-NRA agents (paper section IV-B): one small policy network per edge physical domain.
+
+Each agent sees only its own domain's feature matrix FM (eq. 18): per node
+``[CPU, STO, BW, AD]`` (eq. 17; BW = Σ residual bandwidth of incident links, AD = eq. 16), padded to
+the largest domain. A 1x1 convolution gives each node a score (eq. 19) and a softmax over the
+domain's feasible nodes gives the mapping probability (eq. 20). The agents' parameters are stacked
+on a leading domain axis and applied with ``vmap``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from sagin_jax import features
+from sagin_jax.policies.base import NodeContext, NodePolicy, index_order, masked_log_softmax
+
+N_FEATURES = 4
+
+
+class NodeScorer(nn.Module):
+    """Eq. 19: v'_k = ω · v_k + d, a 1x1 convolution over each node's feature vector."""
+
+    init_scale: float = 0.1
+
+    @nn.compact
+    def __call__(self, fm: jax.Array) -> jax.Array:  # fm: [D, F] -> scores [D]
+        conv = nn.Conv(features=1, kernel_size=(1,), use_bias=True,
+                       kernel_init=nn.initializers.normal(self.init_scale),
+                       bias_init=nn.initializers.zeros)
+        return conv(fm[None])[0, :, 0]
+
+
+def domain_feature_matrices(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
+    """FM of every domain (eq. 18), each column divided by its max over the domain: f32[U, D, 4],
+    and the padding mask bool[U, D]."""
+    sub = ctx.sub
+    inc_bw = features.residual_incident_bw(sub, ctx.res_bw)
+    per_node = jnp.stack([ctx.res_cpu, ctx.res_sto, inc_bw, sub.ad], axis=-1)  # [N, 4]
+    valid = sub.domain_nodes >= 0
+    fm = jnp.where(valid[..., None], per_node[jnp.maximum(sub.domain_nodes, 0)], 0.0)
+    scale = jnp.max(jnp.abs(fm), axis=1, keepdims=True)
+    return fm / jnp.where(scale > 0, scale, 1.0), valid
+
+
+def init_ddrl_params(key: jax.Array, n_domains: int, init_scale: float = 0.1):
+    """Stacked parameters of ``n_domains`` agents (leading domain axis)."""
+    module = NodeScorer(init_scale)
+    keys = jax.random.split(key, n_domains)
+    return jax.vmap(lambda k: module.init(k, jnp.zeros((1, N_FEATURES))))(keys)
+
+
+def make_ddrl_policy(greedy: bool, init_scale: float = 0.1) -> NodePolicy:
+    """DDRL-NRA as a node policy: sample from eq. 20 in training, argmax in test (Algorithm 2)."""
+    module = NodeScorer(init_scale)
+
+    def select(key, params, ctx: NodeContext, aux):
+        fm, valid = domain_feature_matrices(ctx)
+        scores = jax.vmap(module.apply)(params, fm)  # every agent scores its own domain [U, D]
+        d = ctx.req.domain[ctx.node]
+        members = ctx.sub.domain_nodes[d]
+        mask = valid[d] & ctx.feasible[jnp.maximum(members, 0)]
+        logp = masked_log_softmax(scores[d], mask)
+        if greedy:
+            idx = jnp.argmax(jnp.where(mask, scores[d], -jnp.inf))
+        else:
+            idx = jax.random.categorical(key, jnp.where(mask, logp, -jnp.inf))
+        return members[idx].astype(jnp.int32), jnp.where(mask.any(), logp[idx], 0.0)
+
+    return NodePolicy("ddrl-nra" + ("-greedy" if greedy else ""), index_order, select)

@@ -1,0 +1,43 @@
+"""RLVNE (Yao et al., Neurocomputing 2018) as DESIGN section 4 states it: one centralised policy
+over all substrate nodes.
+
+Features per node ``[residual CPU, degree, Σ residual incident BW, AVG(DST)]`` with
+AVG(DST) = Σ hops to the nodes already used by this request / (count + 1), min-max normalised per
+column; one 1x4 convolution kernel with bias → ReLU → softmax over the feasible nodes.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from sagin_jax import features
+from sagin_jax.policies.base import NodeContext, NodePolicy, index_order, masked_log_softmax
+
+
+def rlvne_features(ctx: NodeContext) -> jax.Array:
+    """f32[N, 4], each column min-max normalised over the substrate nodes."""
+    sub = ctx.sub
+    used = ctx.used.astype(jnp.float32)
+    dst = (sub.hops.astype(jnp.float32) @ used) / (used.sum() + 1.0)
+    x = jnp.stack([ctx.res_cpu, features.degree(sub),
+                   features.residual_incident_bw(sub, ctx.res_bw), dst], axis=-1)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = hi - lo
+    return (x - lo) / jnp.where(span > 0, span, 1.0)
+
+
+def init_rlvne_params(key: jax.Array, init_scale: float = 0.1):
+    return {"w": init_scale * jax.random.normal(key, (4,)), "b": jnp.zeros(())}
+
+
+def make_rlvne_policy(greedy: bool) -> NodePolicy:
+    def select(key, params, ctx: NodeContext, aux):
+        logits = jax.nn.relu(rlvne_features(ctx) @ params["w"] + params["b"])
+        logp = masked_log_softmax(logits, ctx.feasible)
+        if greedy:
+            host = jnp.argmax(jnp.where(ctx.feasible, logits, -jnp.inf))
+        else:
+            host = jax.random.categorical(key, jnp.where(ctx.feasible, logp, -jnp.inf))
+        return host.astype(jnp.int32), jnp.where(ctx.feasible.any(), logp[host], 0.0)
+
+    return NodePolicy("rlvne" + ("-greedy" if greedy else ""), index_order, select)

@@ -1,0 +1,1 @@
+"""REINFORCE training of the learning agents (Algorithm 1) as one pure, compiled function."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: small scenario families and a helper that runs the JAX simulator on many seeds
+in one compiled call and converts each seed's result to the audit-trail form."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from sagin_jax.audit import metrics_rows, trace_records
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.scenario.io import scenario_document
+from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
+                                        simulate_batch, table_size)
+
+
+def small(**kw) -> ScenarioConfig:
+    base = dict(n_space=4, n_air=6, n_ground=10, n_train=60, n_test=60)
+    base.update(kw)
+    return ScenarioConfig(**base)
+
+
+def unstack(tree, i):
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+@functools.lru_cache(maxsize=None)
+def run_jax(cfg: ScenarioConfig, seeds: tuple, policy, split: str = "test"):
+    """-> list per seed of (scenario document, trace, metrics, hosts[R, M], jax final state)."""
+    subs = make_substrates(cfg, seeds)
+    reqs = make_requests(cfg, seeds, split)
+    state, out = simulate_batch(policy, None, seed_keys(seeds), subs, reqs,
+                                max_active=table_size(reqs), record_paths=True)
+    results = []
+    for i in range(len(seeds)):
+        sub_i, req_i, out_i = unstack(subs, i), unstack(reqs, i), unstack(out, i)
+        doc = scenario_document(sub_i, req_i)
+        results.append((doc, trace_records(req_i, out_i), metrics_rows(out_i),
+                        np.asarray(out_i.hosts), unstack(state, i), out_i))
+    return results
+
+
+@pytest.fixture
+def small_cfg():
+    return small()
