@@ -16,7 +16,14 @@ def _scenario_config(path: str | None):
     if path is None:
         return PAPER
     doc = read_json(path)
-    return ScenarioConfig.from_dict(doc.get("scenario", doc))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a scenario config must be a JSON object, got "
+                         f"{type(doc).__name__}")
+    doc = doc.get("scenario", doc)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: field 'scenario' must be a JSON object, got "
+                         f"{type(doc).__name__}")
+    return ScenarioConfig.from_dict(doc)
 
 
 def cmd_simulate(args) -> int:
@@ -176,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"sagin-jax {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        # bad input (incl. a missing or unreadable file): one readable line, exit code 2
+        msg = " ".join(str(err).split())
+        print(f"sagin-jax {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

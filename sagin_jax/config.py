@@ -56,8 +56,49 @@ class ScenarioConfig:
     def replace(self, **changes: Any) -> "ScenarioConfig":
         return dataclasses.replace(self, **changes)
 
+    def _check_types(self) -> None:
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def is_range(v):
+            return isinstance(v, tuple) and len(v) == 2 and all(is_int(x) for x in v)
+
+        for name in ("n_space", "n_air", "n_ground", "space_planes", "air_k_nearest",
+                     "uav_to_ground", "sat_to_uav", "max_req_nodes", "n_train", "n_test"):
+            v = getattr(self, name)
+            if not is_int(v):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        for name in ("waxman_alpha", "waxman_beta", "req_link_prob", "arrival_rate",
+                     "mean_lifetime"):
+            v = getattr(self, name)
+            if not is_num(v):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+        for name in ("cpu_range", "sto_range", "bw_range"):
+            v = getattr(self, name)
+            if not (isinstance(v, tuple) and len(v) == 3 and all(is_range(r) for r in v)):
+                raise ValueError(f"{name} must be three [lo, hi] integer ranges (space, air, "
+                                 f"ground), got {v!r}")
+        for name in ("inter_bw_range", "req_nodes", "req_cpu", "req_sto", "req_bw"):
+            v = getattr(self, name)
+            if not is_range(v):
+                raise ValueError(f"{name} must be an integer range [lo, hi], got {v!r}")
+        v = self.domains_per_segment
+        if not (isinstance(v, tuple) and len(v) == 3 and all(is_int(x) for x in v)):
+            raise ValueError(f"domains_per_segment must be 3 integers, got {v!r}")
+
     def validate(self) -> None:
         """Raise ValueError naming the field and value of the first bad setting."""
+        self._check_types()
+        for name in ("space_planes", "air_k_nearest", "uav_to_ground", "sat_to_uav"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.waxman_alpha <= 1:
+            raise ValueError(f"waxman_alpha must be in (0, 1], got {self.waxman_alpha}")
+        if not self.waxman_beta > 0:
+            raise ValueError(f"waxman_beta must be > 0, got {self.waxman_beta}")
         for name in ("n_space", "n_air", "n_ground"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -106,6 +147,8 @@ class ScenarioConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScenarioConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"scenario config must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -52,21 +52,15 @@ def bfs_parents(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Ar
 
 def path_edge_mask(sub: Substrate, parent_edge: jax.Array, dst: jax.Array, hops: jax.Array):
     """bool[E] of the links on the path read back from ``dst`` along parents (``hops`` steps)."""
-    e = sub.n_edges
-
-    def body(_, c):
+    def body(c):
         node, mask, left = c
         pe = parent_edge[node]
-        step = left > 0
-        mask = mask | ((jnp.arange(e) == pe) & step)
+        mask = mask.at[pe].set(True)
         other = jnp.where(sub.edge_u[pe] == node, sub.edge_v[pe], sub.edge_u[pe])
-        return jnp.where(step, other, node), mask, left - 1
+        return other, mask, left - 1
 
-    def cond(c):
-        return c[2] > 0
-
-    _, mask, _ = jax.lax.while_loop(cond, lambda c: body(None, c),
-                                    (dst, jnp.zeros((e,), bool), hops))
+    _, mask, _ = jax.lax.while_loop(lambda c: c[2] > 0, body,
+                                    (dst, jnp.zeros((sub.n_edges,), bool), hops))
     return mask
 
 
@@ -106,32 +100,41 @@ def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Arr
 
     Links go in ``link_order``; each takes the min-hop path over links whose working residual
     >= its demand, and the demand is deducted before the next link. Stops at the first failure.
-    ``active`` false (node stage failed) embeds nothing.
+    ``active`` false (node stage failed) embeds nothing. The loop runs over the request's real
+    links only (a ``while_loop``), not over the padding.
     """
-    n = sub.n_nodes
-    p = n
+    n, l_max = sub.n_nodes, req.max_links
+    if l_max == 0:  # single-node requests only: nothing to embed
+        z = jnp.zeros((0,), jnp.int32)
+        return LinkEmbedding(ok=active, res_bw=res_bw, usage=jnp.zeros_like(res_bw), hops=z,
+                             paths=jnp.zeros((0, n), jnp.int32) if record_paths else None)
+    order = link_order(req)
+    n_live = jnp.where(active, req.link_mask.sum(), 0)
 
-    def one(carry, j):
-        bw_left, usage, ok = carry
-        live = req.link_mask[j] & ok & active
+    def cond(c):
+        i, _, _, ok, _, _ = c
+        return (i < n_live) & ok
+
+    def body(c):
+        i, bw_left, usage, ok, hops, paths = c
+        j = order[i]
         demand = req.link_bw[j]
         src, dst = hosts[req.link_a[j]], hosts[req.link_b[j]]
-        eligible = sub.edge_mask & (bw_left >= demand) & live
-        dist, pedge = bfs_parents(sub, eligible, jnp.where(live, src, 0), jnp.where(live, dst, 0))
-        found = dist[jnp.where(live, dst, 0)] > 0
-        hop = jnp.where(live & found, dist[dst], 0)
-        on_path = path_edge_mask(sub, pedge, dst, hop)
-        take = jnp.where(on_path, demand, 0.0)
-        out = (hop, path_nodes(sub, pedge, src, dst, hop, p) if record_paths else None)
-        return (bw_left - take, usage + take, ok & (found | ~live)), (j, out)
+        eligible = sub.edge_mask & (bw_left >= demand)
+        dist, pedge = bfs_parents(sub, eligible, src, dst)
+        found = dist[dst] > 0
+        hop = jnp.where(found, dist[dst], 0)
+        take = jnp.where(path_edge_mask(sub, pedge, dst, hop), demand, 0.0)
+        hops = hops.at[j].set(hop)
+        if record_paths:
+            paths = paths.at[j].set(path_nodes(sub, pedge, src, dst, hop, n))
+        return i + 1, bw_left - take, usage + take, found, hops, paths
 
-    order = link_order(req)
-    (bw_left, usage, ok), (js, (hop_sorted, path_sorted)) = jax.lax.scan(
-        one, (res_bw, jnp.zeros_like(res_bw), jnp.bool_(True)), order)
+    init = (jnp.int32(0), res_bw, jnp.zeros_like(res_bw), jnp.bool_(True),
+            jnp.zeros((l_max,), jnp.int32),
+            jnp.full((l_max, n), -1, jnp.int32) if record_paths else None)
+    _, bw_left, usage, ok, hops, paths = jax.lax.while_loop(cond, body, init)
     ok = ok & active
-    # back to link-index order
-    inv = jnp.argsort(order)
-    hops = jnp.where(ok, hop_sorted[inv], 0)
-    paths = path_sorted[inv] if record_paths else None
     return LinkEmbedding(ok=ok, res_bw=jnp.where(ok, bw_left, res_bw),
-                         usage=jnp.where(ok, usage, 0.0), hops=hops, paths=paths)
+                         usage=jnp.where(ok, usage, 0.0), hops=jnp.where(ok, hops, 0),
+                         paths=paths)

@@ -19,16 +19,20 @@ N_FEATURES = 4
 
 
 class NodeScorer(nn.Module):
-    """Eq. 19: v'_k = ω · v_k + d, a 1x1 convolution over each node's feature vector."""
+    """Eq. 19: v'_k = ω · v_k + d, a 1x1 convolution over each node's feature vector.
+
+    A 1x1 convolution with one output channel is the same affine map applied to every node, so
+    it is written as a per-node ``nn.Dense(1)`` (named ``conv1x1``); kernel [4, 1], bias [1].
+    """
 
     init_scale: float = 0.1
 
     @nn.compact
     def __call__(self, fm: jax.Array) -> jax.Array:  # fm: [D, F] -> scores [D]
-        conv = nn.Conv(features=1, kernel_size=(1,), use_bias=True,
-                       kernel_init=nn.initializers.normal(self.init_scale),
-                       bias_init=nn.initializers.zeros)
-        return conv(fm[None])[0, :, 0]
+        conv = nn.Dense(features=1, use_bias=True, name="conv1x1",
+                        kernel_init=nn.initializers.normal(self.init_scale),
+                        bias_init=nn.initializers.zeros)
+        return conv(fm)[:, 0]
 
 
 def domain_feature_matrices(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:

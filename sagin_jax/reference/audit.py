@@ -26,9 +26,10 @@ TRACE_KEYS = (
     "paths",
     "revenue",
     "cost",
-    "link_revenue",
-    "link_cost",
 )
+# optional keys: checked when present; the link-only R/C is otherwise derived from the scenario's
+# link demands and the trace's paths
+OPTIONAL_TRACE_KEYS = ("link_revenue", "link_cost")
 METRIC_KEYS = ("time", "AR", "ACR", "RC", "RC_link")
 ATOL = 1e-6  # absolute tolerance of every float comparison
 RES_ATOL = 1e-6  # resources may not go below -RES_ATOL
@@ -237,8 +238,10 @@ def _check_metrics(requests, trace, metrics, rtol) -> list[str]:
             n_acc += 1
             rev += float(rec.get("revenue", 0.0))
             cost += float(rec.get("cost", 0.0))
-            lrev += float(rec.get("link_revenue", 0.0))
-            lcost += float(rec.get("link_cost", 0.0))
+            paths = rec.get("paths") or []
+            lrev += sum(float(lk["bw"]) for lk in req["links"])
+            lcost += sum(float(lk["bw"]) * (len(p) - 1)
+                         for lk, p in zip(req["links"], paths) if isinstance(p, list))
             accepted_so_far.append(
                 (float(rec.get("revenue", 0.0)), t, t + float(req["lifetime"])))
         if t > 0:

@@ -26,7 +26,7 @@ def _check_finite_nonneg(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {arr[i]!r}")
+        raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {arr[i].item()!r}")
 
 
 def hop_distances(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray:
@@ -72,8 +72,9 @@ def build_substrate(
     _check_finite_nonneg("node sto", sto)
     if not np.issubdtype(domain.dtype, np.integer) or (domain < 0).any():
         raise ValueError(f"node domain must be integers >= 0, got {domain.tolist()[:10]}...")
-    if not np.issubdtype(segment.dtype, np.integer) or (segment < 0).any():
-        raise ValueError(f"node segment must be integers >= 0, got {segment.tolist()[:10]}...")
+    if not np.issubdtype(segment.dtype, np.integer) or ((segment < 0) | (segment > 2)).any():
+        raise ValueError(f"node segment must be integers 0 (space), 1 (air) or 2 (ground), "
+                         f"got {segment.tolist()[:10]}...")
     n_domains = int(domain.max()) + 1
     for d in range(n_domains):
         members = np.flatnonzero(domain == d)
@@ -87,6 +88,9 @@ def build_substrate(
 
     eu = np.asarray(edge_u)
     ev = np.asarray(edge_v)
+    # an empty Python list becomes a float array: give it the integer dtype of node ids
+    eu = eu.astype(np.int64) if eu.size == 0 else eu
+    ev = ev.astype(np.int64) if ev.size == 0 else ev
     ebw = np.asarray(edge_bw, dtype=np.float64)
     e = eu.shape[0]
     if ev.shape != (e,) or ebw.shape != (e,):
@@ -176,6 +180,8 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
     prev = -np.inf
     for k, req in enumerate(requests):
         where = f"request {k}"
+        if not isinstance(req, dict):
+            raise ValueError(f"{where} must be a JSON object, got {type(req).__name__}")
         for key in ("arrival", "lifetime", "nodes", "links"):
             if key not in req:
                 raise ValueError(f"{where}: missing field '{key}'")
@@ -189,11 +195,18 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
         if not _is_number(life) or not np.isfinite(life) or life <= 0:
             raise ValueError(f"{where}: lifetime must be a finite number > 0, got {life!r}")
         arrival[k], lifetime[k] = t, life
-        nodes = req["nodes"]
+        nodes, links = req["nodes"], req["links"]
+        for key, val in (("nodes", nodes), ("links", links)):
+            if not isinstance(val, (list, tuple)):
+                raise ValueError(f"{where}: field '{key}' must be a list, got "
+                                 f"{type(val).__name__}")
         if not 1 <= len(nodes) <= m:
             raise ValueError(f"{where}: has {len(nodes)} nodes; must be 1..{m} (the padding size "
                              "max_req_nodes)")
         for i, nd in enumerate(nodes):
+            if not isinstance(nd, dict):
+                raise ValueError(f"{where} node {i} must be a JSON object, got "
+                                 f"{type(nd).__name__}")
             for key in ("cpu", "sto", "domain"):
                 if key not in nd:
                     raise ValueError(f"{where} node {i}: missing field '{key}'")
@@ -209,7 +222,10 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
             node_mask[k, i] = True
             cpu[k, i], sto[k, i], dom[k, i] = nd["cpu"], nd["sto"], d
         seen = {}
-        for j, lk in enumerate(req["links"]):
+        for j, lk in enumerate(links):
+            if not isinstance(lk, dict):
+                raise ValueError(f"{where} link {j} must be a JSON object, got "
+                                 f"{type(lk).__name__}")
             for key in ("a", "b", "bw"):
                 if key not in lk:
                     raise ValueError(f"{where} link {j}: missing field '{key}'")
@@ -227,7 +243,7 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
                 raise ValueError(f"{where} link {j}: duplicate of link {seen[key]} {key}")
             seen[key] = j
         for j, key in enumerate(sorted(seen)):
-            lk = req["links"][seen[key]]
+            lk = links[seen[key]]
             la[k, j], lb[k, j], lbw[k, j], lmask[k, j] = key[0], key[1], lk["bw"], True
     return Requests(
         arrival=jnp.asarray(arrival), lifetime=jnp.asarray(lifetime),

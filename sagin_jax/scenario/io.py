@@ -112,11 +112,14 @@ def requests_from_dict(doc: dict, n_domains: int, max_nodes: int = 10) -> Reques
 def read_json(path: str | os.PathLike) -> dict:
     """Read a JSON file; malformed JSON becomes a ValueError naming the file, line and column."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: "
                          f"{err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})"
+                         ) from None
 
 
 def load_scenario(path: str | os.PathLike, max_nodes: int = 10) -> tuple[Substrate, Requests]:
@@ -130,9 +133,13 @@ def write_json(path: str | os.PathLike, doc) -> None:
     """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written leftover either
+        raise
 
 
 # ---- networkx -------------------------------------------------------------------------------
@@ -156,7 +163,11 @@ def substrate_from_networkx(g: nx.Graph, pad_edges_to: int | None = None) -> Sub
         raise ValueError("substrate graph must be an undirected simple graph (nx.Graph)")
     if g.number_of_nodes() == 0:
         raise ValueError("substrate graph has no nodes")
-    labels = sorted(g.nodes)
+    try:
+        labels = sorted(g.nodes)
+    except TypeError:
+        raise ValueError("substrate graph node labels must be mutually comparable (e.g. all "
+                         f"ints), got {sorted({type(x).__name__ for x in g.nodes})}") from None
     index = {lab: i for i, lab in enumerate(labels)}
     nodes = []
     for lab in labels:
@@ -182,7 +193,12 @@ def save_node_link(sub: Substrate, path: str | os.PathLike) -> None:
 def load_node_link(path: str | os.PathLike) -> Substrate:
     doc = read_json(path)
     try:
-        g = nx.node_link_graph(doc, edges="links")
-    except (KeyError, TypeError, nx.NetworkXError) as err:
+        # a file that does not say otherwise is an undirected simple graph (networkx would
+        # default to a multigraph)
+        g = nx.node_link_graph(doc, directed=False, multigraph=False, edges="links")
+    except (KeyError, TypeError, AttributeError, nx.NetworkXError) as err:
         raise ValueError(f"{path}: not a node-link graph: {err!r}") from None
+    if not g.is_multigraph() and len(doc["links"]) != g.number_of_edges():
+        raise ValueError(f"{path}: {len(doc['links'])} links but only {g.number_of_edges()} "
+                         "distinct node pairs: duplicate link")
     return substrate_from_networkx(g)

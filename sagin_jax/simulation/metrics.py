@@ -27,6 +27,8 @@ def running_metrics(state: SimState, now: jax.Array) -> Metrics:
     held_active = jnp.sum(jnp.where(state.slot_active,
                                     state.slot_revenue * (now - state.slot_arrival), 0.0))
     ar = jnp.where(now > 0, (t.held_departed + held_active) / jnp.where(now > 0, now, 1.0), 0.0)
-    return Metrics(time=now, ar=ar, acr=_ratio(t.accepted.astype(jnp.float32),
-                                               t.arrived.astype(jnp.float32)),
+    # max(arrived, accepted) == arrived; it keeps the divisor per-seed under vmap, where XLA
+    # would otherwise rewrite x / shared_count as x * (1 / shared_count) (off by one ulp)
+    arrived = jnp.maximum(t.arrived, t.accepted).astype(jnp.float32)
+    return Metrics(time=now, ar=ar, acr=_ratio(t.accepted.astype(jnp.float32), arrived),
                    rc=_ratio(t.revenue, t.cost), rc_link=_ratio(t.link_revenue, t.link_cost))

@@ -101,23 +101,22 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
     overflow = nodes.ok & links.ok & ~free[slot]
     value = request_value(req, links.hops, accepted)
 
-    def commit(s: SimState) -> SimState:
-        hosts = jnp.maximum(nodes.hosts, 0)
-        return s.replace(
-            res_cpu=nodes.res_cpu, res_sto=nodes.res_sto, res_bw=links.res_bw,
-            slot_active=s.slot_active.at[slot].set(True),
-            slot_arrival=s.slot_arrival.at[slot].set(now),
-            slot_departure=s.slot_departure.at[slot].set(now + req.lifetime),
-            slot_revenue=s.slot_revenue.at[slot].set(value.revenue),
-            slot_hosts=s.slot_hosts.at[slot].set(hosts),
-            slot_cpu=s.slot_cpu.at[slot].set(jnp.where(req.node_mask, req.cpu, 0.0)),
-            slot_sto=s.slot_sto.at[slot].set(jnp.where(req.node_mask, req.sto, 0.0)),
-            slot_bw=s.slot_bw.at[slot].set(links.usage),
-        )
-
-    committed = commit(state)
-    state = jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old),
-                                   committed, state)
+    # atomic commit: residuals become the working copy, one active-table row is written (O(E),
+    # not a select over the whole table); a rejected request writes nothing.
+    keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
+    row = lambda table, value: table.at[slot].set(keep(value, table[slot]))  # noqa: E731
+    state = state.replace(
+        res_cpu=keep(nodes.res_cpu, state.res_cpu), res_sto=keep(nodes.res_sto, state.res_sto),
+        res_bw=keep(links.res_bw, state.res_bw),
+        slot_active=row(state.slot_active, True),
+        slot_arrival=row(state.slot_arrival, now),
+        slot_departure=row(state.slot_departure, now + req.lifetime),
+        slot_revenue=row(state.slot_revenue, value.revenue),
+        slot_hosts=row(state.slot_hosts, jnp.maximum(nodes.hosts, 0)),
+        slot_cpu=row(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
+        slot_sto=row(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
+        slot_bw=row(state.slot_bw, links.usage),
+    )
     t = state.totals
     state = state.replace(totals=t.replace(
         arrived=t.arrived + 1, accepted=t.accepted + accepted.astype(jnp.int32),

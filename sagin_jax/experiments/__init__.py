@@ -1,0 +1,1 @@
+"""Experiments of the paper's section V (``reproduce``) and the throughput benchmark (``bench``)."""

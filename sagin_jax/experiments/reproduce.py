@@ -1,0 +1,256 @@
+"""``sagin-jax reproduce``: the experiments of the paper's section V, written under ``results/``.
+
+Each experiment is one JSON file under ``experiments/`` (``experiments/small`` for the default
+quick run, ``experiments/full`` for ``--full``). Every experiment writes its CSV + PNG atomically
+and a completion marker, so ``--resume`` skips finished ones and gives the same numbers.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments import plots
+from sagin_jax.experiments.stats import mean_ci, on_time_grid, time_grid
+from sagin_jax.policies.baselines import BASELINES
+from sagin_jax.scenario.io import read_json, write_json
+from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
+                                        simulate_batch, table_size)
+from sagin_jax.training.config import TrainConfig
+from sagin_jax.training.run import evaluate_grid, train_grid
+
+KINDS = ("fig4", "compare", "storage")
+METRICS = ("AR", "ACR", "RC", "RC_link")
+
+
+def experiments_dir() -> Path:
+    here = Path.cwd() / "experiments"
+    return here if here.is_dir() else Path(__file__).resolve().parents[2] / "experiments"
+
+
+def load_experiment(path: str | os.PathLike, seeds: int | None = None) -> dict:
+    """Read and check one experiment file; ``seeds`` overrides its seed count."""
+    exp = read_json(path)
+    for key in ("name", "kind", "seeds"):
+        if key not in exp:
+            raise ValueError(f"{path}: missing field '{key}'")
+    if exp["kind"] not in KINDS:
+        raise ValueError(f"{path}: field 'kind' = {exp['kind']!r}; expected one of {KINDS}")
+    if seeds is not None:
+        exp["seeds"] = seeds
+    if not isinstance(exp["seeds"], int) or exp["seeds"] < 1:
+        raise ValueError(f"{path}: field 'seeds' must be a positive integer, got {exp['seeds']!r}")
+    exp["_scenario"] = ScenarioConfig.from_dict(exp.get("scenario", {}))
+    train = exp.get("train", {})
+    TrainConfig.from_dict(train).validate(exp["_scenario"].n_train)
+    return exp
+
+
+def _config_hash(exp: dict) -> str:
+    clean = {k: v for k, v in exp.items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _stat(x) -> dict:
+    m, h = mean_ci(np.asarray(x, dtype=np.float64))
+    return {"mean": float(m), "ci": float(h), "n": int(np.asarray(x).shape[0]),
+            "values": [float(v) for v in np.asarray(x)]}
+
+
+def _outcome_metrics(out, lead: tuple = ()) -> dict:
+    """Running metrics as numpy arrays; ``lead`` indexes away extra axes (e.g. the lr axis)."""
+    m = out.metrics
+    pick = lambda x: np.asarray(x)[(slice(None),) + lead]  # noqa: E731
+    return {"time": pick(m.time), "AR": pick(m.ar), "ACR": pick(m.acr), "RC": pick(m.rc),
+            "RC_link": pick(m.rc_link)}
+
+
+def _chunk(exp: dict, n_lrs: int) -> int | None:
+    """Seeds per compiled call: ``runs_per_call`` (seed x lr runs) / number of rates, if set."""
+    per_call = exp.get("runs_per_call")
+    return None if not per_call else max(1, per_call // n_lrs)
+
+
+# --- Fig. 4 --------------------------------------------------------------------------------
+
+def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
+    cfg: ScenarioConfig = exp["_scenario"]
+    tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
+    seeds = list(range(exp["seeds"]))
+    lrs = exp.get("lrs", [0.0005, 0.005, 0.01, 0.05])
+    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, seed_chunk=_chunk(exp, len(lrs)))
+    c = res.curves  # [S, L, E, B]
+    s, n_lr, e, b = np.asarray(c.ar).shape
+    series = {"AR": c.ar, "ACR": c.acr, "RC": c.rc, "O": c.objective}
+    rows, curves = [], {}
+    for name, arr in series.items():
+        arr = np.asarray(arr).reshape(s, n_lr, e * b)
+        mean, half = mean_ci(arr, axis=0)
+        curves[name] = (mean, half)
+        for j, lr in enumerate(lrs):
+            for step in range(e * b):
+                rows.append({"lr": lr, "update": step + 1, "epoch": step // b + 1, "metric": name,
+                             "mean": mean[j, step], "ci_low": mean[j, step] - half[j, step],
+                             "ci_high": mean[j, step] + half[j, step], "n_seeds": s})
+    _write_csv(out / f"{exp['name']}.csv",
+               ["lr", "update", "epoch", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    plots.training_curves(out / f"{exp['name']}.png", lrs, curves, b)
+    # final performance per lr: mean over the last epoch's batches, per seed
+    final = {name: {str(lr): _stat(np.asarray(arr)[:, j, -1, :].mean(axis=-1))
+                    for j, lr in enumerate(lrs)} for name, arr in series.items()}
+    return {"lrs": lrs, "final_epoch": final, "compile_s": res.compile_s, "run_s": res.run_s}
+
+
+# --- Figs. 5-7 -----------------------------------------------------------------------------
+
+def run_compare(exp: dict, out: Path, progress: bool) -> dict:
+    cfg: ScenarioConfig = exp["_scenario"]
+    seeds = list(range(exp["seeds"]))
+    algos = exp.get("algos", ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"])
+    subs = make_substrates(cfg, seeds)
+    train_reqs = make_requests(cfg, seeds, "train")
+    test_reqs = make_requests(cfg, seeds, "test")
+    per_algo, timing = {}, {}
+    for algo in algos:
+        t0 = time.perf_counter()
+        if algo in ("ddrl-nra", "rlvne"):
+            tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": algo})
+            lr = exp.get("lr", 0.005) if algo == "ddrl-nra" else exp.get("rlvne_lr", 0.005)
+            res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
+                             train_reqs=train_reqs, seed_chunk=_chunk(exp, 1))
+            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds)
+            per_algo[algo] = _outcome_metrics(o, lead=(0,))
+            timing[algo] = {"compile_s": res.compile_s, "train_run_s": res.run_s}
+        else:
+            _, o = simulate_batch(BASELINES[algo], None, seed_keys(seeds), subs, test_reqs,
+                                  max_active=table_size(test_reqs))
+            per_algo[algo] = _outcome_metrics(o)
+        timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
+    times = per_algo[algos[0]]["time"]
+    grid = time_grid(times, exp.get("time_points", 40))
+    rows, curves = [], {}
+    for algo, m in per_algo.items():
+        for name in METRICS:
+            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
+            curves[(algo, name)] = (mean, half)
+            rows += [{"algo": algo, "time": grid[i], "metric": name, "mean": mean[i],
+                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
+                      "n_seeds": len(seeds)} for i in range(grid.shape[0])]
+    _write_csv(out / f"{exp['name']}.csv",
+               ["algo", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    plots.comparison(out, exp["name"], algos, grid, curves)
+    final = {algo: {name: _stat(m[name][:, -1]) for name in METRICS}
+             for algo, m in per_algo.items()}
+    gains = {}
+    if "ddrl-nra" in per_algo:
+        d = per_algo["ddrl-nra"]
+        for algo, m in per_algo.items():
+            if algo != "ddrl-nra":
+                gains[algo] = {name: _stat(d[name][:, -1] / m[name][:, -1] - 1.0)
+                               for name in METRICS}
+    return {"algos": algos, "final": final, "ddrl_gain_vs": gains, "timing": timing}
+
+
+# --- Fig. 8 --------------------------------------------------------------------------------
+
+def run_storage(exp: dict, out: Path, progress: bool) -> dict:
+    base: ScenarioConfig = exp["_scenario"]
+    seeds = list(range(exp["seeds"]))
+    ranges = [tuple(r) for r in exp.get("sto_ranges", [[1, 50], [1, 20], [1, 10]])]
+    tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
+    lr = exp.get("lr", 0.005)
+    per_range = {}
+    for rng in ranges:
+        cfg = base.replace(req_sto=rng)
+        cfg.validate()
+        subs = make_substrates(cfg, seeds)
+        res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
+                         seed_chunk=_chunk(exp, 1))
+        o = evaluate_grid(tcfg, res.params, subs, make_requests(cfg, seeds, "test"), seeds)
+        m = _outcome_metrics(o, lead=(0,))
+        m["O"] = m["AR"] / tcfg.ar_scale + m["RC"] + m["ACR"]
+        per_range[f"U[{rng[0]},{rng[1]}]"] = m
+    first = next(iter(per_range.values()))
+    grid = time_grid(np.concatenate([m["time"] for m in per_range.values()]),
+                     exp.get("time_points", 40))
+    rows, curves = [], {}
+    names = ("AR", "ACR", "RC", "O")
+    for label, m in per_range.items():
+        for name in names:
+            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
+            curves[(label, name)] = (mean, half)
+            rows += [{"storage": label, "time": grid[i], "metric": name, "mean": mean[i],
+                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
+                      "n_seeds": len(seeds)} for i in range(grid.shape[0])]
+    del first
+    _write_csv(out / f"{exp['name']}.csv",
+               ["storage", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    plots.storage(out / f"{exp['name']}.png", list(per_range), grid, curves)
+    final = {label: {name: _stat(m[name][:, -1]) for name in names}
+             for label, m in per_range.items()}
+    return {"ranges": list(per_range), "final": final, "ar_scale": tcfg.ar_scale}
+
+
+RUNNERS = {"fig4": run_fig4, "compare": run_compare, "storage": run_storage}
+
+
+def run_experiment(exp: dict, out: Path, resume: bool, progress: bool) -> dict:
+    marker = out / ".done" / f"{exp['name']}.json"
+    h = _config_hash(exp)
+    if resume and marker.is_file():
+        done = read_json(marker)
+        if done.get("hash") == h:
+            if progress:
+                print(f"[{exp['name']}] complete, skipped (--resume)")
+            return done
+    if progress:
+        print(f"[{exp['name']}] {exp['kind']}: {exp['seeds']} seeds ...", flush=True)
+    t0 = time.perf_counter()
+    summary = RUNNERS[exp["kind"]](exp, out, progress)
+    wall = time.perf_counter() - t0
+    done = {"name": exp["name"], "kind": exp["kind"], "hash": h, "seeds": exp["seeds"],
+            "wall_s": wall, "config": {k: v for k, v in exp.items() if not k.startswith("_")},
+            "summary": summary}
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json(marker, done)
+    if progress:
+        print(f"[{exp['name']}] done in {wall:.1f}s", flush=True)
+    return done
+
+
+def reproduce(config: str | None = None, full: bool = False, out: str = "results",
+              resume: bool = False, seeds: int | None = None, progress: bool = True) -> list:
+    """Run one experiment file (``config``) or every file of the small/full set."""
+    if config is not None:
+        files = [Path(config)]
+    else:
+        folder = experiments_dir() / ("full" if full else "small")
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise ValueError(f"no experiment files in {folder}")
+    exps = [load_experiment(f, seeds) for f in files]  # check all before running any
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    done = [run_experiment(e, out_dir, resume, progress) for e in exps]
+    from sagin_jax.experiments.report import write_report
+    report = write_report(out_dir, jax.devices()[0].platform, time.perf_counter() - t0)
+    if progress:
+        print(f"wrote {report}")
+    return done

@@ -1,0 +1,46 @@
+"""Mean and 95% confidence interval over seeds; metric curves on a common time grid."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; normal beyond
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t975(df: int) -> float:
+    if df < 1:
+        return math.nan
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def mean_ci(x: np.ndarray, axis: int = 0):
+    """(mean, half-width of the 95% t-interval) along ``axis`` (the seed axis)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[axis]
+    mean = x.mean(axis=axis)
+    if n < 2:
+        return mean, np.full_like(mean, np.nan)
+    sd = x.std(axis=axis, ddof=1)
+    return mean, t975(n - 1) * sd / math.sqrt(n)
+
+
+def on_time_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Sample running metrics (step functions of time, one row per seed) at ``grid`` times.
+
+    ``times``/``values``: [S, R] (values may have extra leading axes before R, broadcast over S).
+    """
+    out = np.empty(values.shape[:-1] + (grid.shape[0],), dtype=np.float64)
+    for s in range(times.shape[0]):
+        idx = np.searchsorted(times[s], grid, side="right") - 1
+        idx = np.clip(idx, 0, times.shape[1] - 1)
+        out[s] = values[s][..., idx]
+    return out
+
+
+def time_grid(times: np.ndarray, points: int) -> np.ndarray:
+    """``points`` times from the first arrival to the earliest last arrival over seeds."""
+    return np.linspace(float(times[:, 0].max()), float(times[:, -1].min()), points)
