@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
-from pathlib import Path
 
 ALGOS = ("nrmvne", "grc", "random", "ddrl-nra", "rlvne")
 
@@ -122,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sagin-jax",
         description="Vectorised JAX simulator of online resource allocation in a space-air-ground "
                     "integrated network (SAGIN): the DDRL-NRA agent, RLVNE, NRMVNE, GRC, random.")
+    p.add_argument("--host-devices", type=int, metavar="N",
+                   help="split the CPU into N JAX devices and run the seed axis on all of them "
+                        "(e.g. the number of cores); results are identical")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("simulate", help="one online pass on one seed, writing an audit trail",
@@ -181,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.host_devices is not None:
+        if args.host_devices < 1:
+            parser.error(f"--host-devices must be >= 1, got {args.host_devices}")
+        if "jax" in sys.modules:
+            print("sagin-jax: warning: JAX already imported; --host-devices ignored",
+                  file=sys.stderr)
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}")
     try:
         return args.func(args)
     except (ValueError, OSError) as err:

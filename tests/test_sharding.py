@@ -51,12 +51,26 @@ def test_four_device_mesh_equals_single_device():
         single = sweep(*jax.device_put((keys, subs, reqs), jax.devices()[0]))
         for x, y in zip(sharded, single):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        # the simulation through simulate_seeds: per-device seed loops (shard_map + lax.map)
+        # and a sharded vmap equal the single-device vmap; 6 seeds are padded to 8
+        from sagin_jax.policies.baselines import NRMVNE
+        from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
+        s6 = list(range(6))
+        sb, rq = make_substrates(cfg, s6), make_requests(cfg, s6, "test")
+        base = simulate_seeds(NRMVNE, None, s6, sb, rq, seed_loop="vmap")
+        for loop in ("map", "vmap"):
+            other = simulate_seeds(NRMVNE, None, s6, sb, rq, seed_loop=loop, mesh=mesh)
+            for x, y in zip(jax.tree_util.tree_leaves(base), jax.tree_util.tree_leaves(other)):
+                np.testing.assert_array_equal(x, y)
+        # training grids: 3 seeds x 2 rates = 6 runs, padded to 8 over the 4 devices
         tcfg = TrainConfig(epochs=2, batch_size=20)
-        g4 = train_grid(cfg, tcfg, [0, 1, 2, 3], [0.005, 0.05], progress=False, mesh=mesh)
-        g1 = train_grid(cfg, tcfg, [0, 1, 2, 3], [0.005, 0.05], progress=False)
-        for x, y in zip(jax.tree_util.tree_leaves((g4.params, g4.curves)),
-                        jax.tree_util.tree_leaves((g1.params, g1.curves))):
-            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        g1 = train_grid(cfg, tcfg, [0, 1, 2], [0.005, 0.05], progress=False, seed_loop="vmap")
+        for loop in ("map", "vmap"):
+            g4 = train_grid(cfg, tcfg, [0, 1, 2], [0.005, 0.05], progress=False, mesh=mesh,
+                            seed_loop=loop)
+            for x, y in zip(jax.tree_util.tree_leaves((g4.params, g4.curves)),
+                            jax.tree_util.tree_leaves((g1.params, g1.curves))):
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
         print("accepted", int(np.asarray(sharded[0]).sum()))
     """, devices=4)
     assert int(out.split()[-1]) > 0

@@ -1,12 +1,23 @@
-"""``sagin-jax bench``: request embeddings per second of the vectorised simulator against the
-sequential networkx reference, measured side by side in ONE run (ratios hold on a noisy machine).
+"""``sagin-jax bench``: request embeddings per second of the JAX simulator against the sequential
+networkx reference, measured side by side in ONE run (ratios hold on a noisy machine).
 
-Compile time is reported apart from run time. The last line printed is
+Workloads (paper scenario unless noted), each with compile time apart from run time:
+
+* ``reference-nrmvne``: the plain-Python reference, a few seeds one after another;
+* ``jax-nrmvne-test`` / ``jax-ddrl-test``: one online test pass per seed (greedy policies);
+* ``jax-ddrl-train``: one training epoch per seed (sampling, gradients, updates);
+  each for 1, 8, 64, 256 seeds in one call, with the seeds looped (``map``) or vectorised
+  (``vmap``) inside the program, on every JAX device (``--host-devices`` on a CPU);
+* ``fig4-grid``: the Fig. 4 sweep, 4 learning rates x 8 seeds x the paper schedule;
+* ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes.
+
+Writes ``results/bench.csv`` and ``results/bench.png``; the last line printed is
 ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload.
 """
 from __future__ import annotations
 
 import csv
+import math
 import os
 import resource
 import time
@@ -14,37 +25,62 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.io import read_json, scenario_document
-from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
+from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds, seed_keys,
                                         simulate_batch, table_size)
+from sagin_jax.simulation.sharding import seed_mesh, shard_seeds
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
+from sagin_jax.training.run import train_grid
 
-DEFAULT = {"seeds": [1, 8, 64, 256], "reference_seeds": 4, "scenario": {},
-           "train_epochs": 1, "repeats": 2}
-QUICK = {"seeds": [1, 8, 64], "reference_seeds": 2, "scenario": {}, "train_epochs": 1,
-         "repeats": 1}
-
-
-def _timed(fn, *args, repeats: int = 1):
-    """(compile seconds, best run seconds) of a jitted fn (AOT compile, then timed calls)."""
-    t0 = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        best = min(best, time.perf_counter() - t0)
-    return compile_s, best
+DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
+           "scenario": {}, "fig4": {"seeds": 8, "lrs": [0.0005, 0.005, 0.01, 0.05],
+                                    "epochs": 10},
+           "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300}
+QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
+         "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200}
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _program_mib(compiled) -> float:
+    """Arguments + outputs + temporaries of a compiled program (XLA's own accounting), MiB."""
+    try:
+        m = compiled.memory_analysis()
+        return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                - m.alias_size_in_bytes) / 2**20
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return float("nan")
+
+
+def _timed(fn, *args):
+    """(compile s, run s, program MiB) of a jitted fn: AOT compile, one warm call, one timed."""
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    return compile_s, time.perf_counter() - t0, _program_mib(compiled)
+
+
+def scaled_config(base: ScenarioConfig, n_nodes: int) -> ScenarioConfig:
+    """Segments scaled in proportion to ``n_nodes`` (10/30/60%); Waxman alpha scaled down so the
+    ground segment keeps its mean degree (a fixed alpha would make the graph dense)."""
+    k = n_nodes / base.n_nodes
+    ns = max(base.space_planes, int(round(base.n_space * k / base.space_planes)) *
+             base.space_planes)
+    na = int(round(base.n_air * k))
+    ng = n_nodes - ns - na
+    return base.replace(n_space=ns, n_air=na, n_ground=ng,
+                        waxman_alpha=min(1.0, base.waxman_alpha * base.n_ground / ng))
 
 
 def bench(config: str | None = None, out: str = "results", quick: bool = False) -> list[dict]:
@@ -52,95 +88,150 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
     if config is not None:
         spec.update(read_json(config))
     cfg = ScenarioConfig.from_dict(spec.get("scenario", {}))
+    n_dev = jax.device_count()
+    mesh = seed_mesh() if n_dev > 1 else None
     rows: list[dict] = []
+    print(f"devices: {n_dev} x {jax.devices()[0].platform}", flush=True)
 
     def record(**row):
+        row.setdefault("peak_rss_mib", _peak_rss_mib())
         rows.append(row)
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
 
-    # --- the sequential reference, a few seeds, same scenario family ---
+    # --- the sequential reference ---
     n_ref = spec["reference_seeds"]
-    docs = []
     subs_r = make_substrates(cfg, list(range(n_ref)))
     reqs_r = make_requests(cfg, list(range(n_ref)), "test")
-    for i in range(n_ref):
-        take = lambda x: x[i]  # noqa: E731
-        docs.append(scenario_document(jax.tree_util.tree_map(take, subs_r),
-                                      jax.tree_util.tree_map(take, reqs_r)))
+    docs = [scenario_document(jax.tree_util.tree_map(lambda x: x[i], subs_r),
+                              jax.tree_util.tree_map(lambda x: x[i], reqs_r))
+            for i in range(n_ref)]
     t0 = time.perf_counter()
-    n_req = 0
     for doc in docs:
         ref_simulate(doc, "nrmvne")
-        n_req += len(doc["requests"])
     ref_s = time.perf_counter() - t0
-    ref_rate = n_req / ref_s
-    record(workload="reference-nrmvne", seeds=n_ref, compile_s=0.0, run_s=ref_s,
-           embeddings_per_s=ref_rate, peak_rss_mib=_peak_rss_mib())
+    ref_rate = n_ref * reqs_r.n_requests / ref_s
+    record(workload="reference-nrmvne", loop="python", seeds=n_ref, compile_s=0.0, run_s=ref_s,
+           embeddings_per_s=ref_rate, program_mib=float("nan"))
 
-    # --- the vectorised simulator ---
-    tcfg = TrainConfig(algo="ddrl-nra", epochs=spec["train_epochs"])
+    # --- the JAX simulator over seeds ---
+    tcfg = TrainConfig(algo="ddrl-nra", epochs=1)
     speedup = None
     for s in spec["seeds"]:
         seeds = list(range(s))
+        pad = -(-s // n_dev) * n_dev
+        idx = np.minimum(np.arange(pad), s - 1)
         subs = make_substrates(cfg, seeds)
         reqs = make_requests(cfg, seeds, "test")
-        a = table_size(reqs)
-        total = s * reqs.n_requests
-        fn = jax.jit(lambda k, sb, rq: simulate_batch(BASELINES["nrmvne"], None, k, sb, rq,
-                                                      max_active=a))
-        c, r = _timed(fn, seed_keys(seeds), subs, reqs, repeats=spec["repeats"])
-        record(workload="jax-nrmvne-test", seeds=s, compile_s=c, run_s=r,
-               embeddings_per_s=total / r, peak_rss_mib=_peak_rss_mib())
-        if s == 64:
-            speedup = (total / r) / ref_rate
-        # DDRL-NRA greedy test pass (untrained params: the cost does not depend on them)
-        init = policies_for(tcfg)[2]
-        params = jax.vmap(init)(seed_keys(seeds), subs)
-        ev = jax.jit(jax.vmap(make_evaluate(tcfg, a)))
-        c, r = _timed(ev, params, seed_keys(seeds), subs, reqs, repeats=spec["repeats"])
-        record(workload="jax-ddrl-test", seeds=s, compile_s=c, run_s=r,
-               embeddings_per_s=total / r, peak_rss_mib=_peak_rss_mib())
-        # DDRL-NRA training (sampling + gradients + updates), one epoch
         train_reqs = make_requests(cfg, seeds, "train")
-        trainer = make_train(tcfg, train_reqs.n_requests, table_size(train_reqs))
-        tr = jax.jit(jax.vmap(trainer.train, in_axes=(0, None, 0, 0)))
-        c, r = _timed(tr, seed_keys(seeds), jnp.float32(0.005), subs, train_reqs,
-                      repeats=1)
-        record(workload="jax-ddrl-train", seeds=s, compile_s=c, run_s=r,
-               embeddings_per_s=s * train_reqs.n_requests * tcfg.epochs / r,
-               peak_rss_mib=_peak_rss_mib())
+        a, a_train = table_size(reqs), table_size(train_reqs)
+        params = jax.vmap(policies_for(tcfg)[2])(seed_keys(seeds), subs)
+        place = (lambda t: t) if mesh is None else (lambda t: shard_seeds(t, mesh))
+        take = lambda t: place(jax.tree_util.tree_map(lambda x: x[idx], t))  # noqa: E731
+        keys, subs_p, reqs_p, tr_p, params_p = (take(x) for x in
+                                                 (seed_keys(seeds), subs, reqs, train_reqs,
+                                                  params))
+        loops = ["map"] + (["vmap"] if s <= spec["vmap_max_seeds"] else [])
+        for loop in loops:
+            fn = jax.jit(lambda k, sb, rq, loop=loop: simulate_batch(
+                BASELINES["nrmvne"], None, k, sb, rq, max_active=a, seed_loop=loop, mesh=mesh))
+            c, r, mib = _timed(fn, keys, subs_p, reqs_p)
+            rate = s * reqs.n_requests / r
+            record(workload="jax-nrmvne-test", loop=loop, seeds=s, compile_s=c, run_s=r,
+                   embeddings_per_s=rate, program_mib=mib)
+            if s == 64 and loop == "map":
+                speedup = rate / ref_rate
+            ev = jax.jit(over_seeds(make_evaluate(tcfg, a), loop, mesh))
+            c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p)
+            record(workload="jax-ddrl-test", loop=loop, seeds=s, compile_s=c, run_s=r,
+                   embeddings_per_s=s * reqs.n_requests / r, program_mib=mib)
+            trainer = make_train(tcfg, train_reqs.n_requests, a_train)
+            lr = place(jnp.full((pad,), 0.005, jnp.float32))
+            tr = jax.jit(over_seeds(trainer.train, loop, mesh))
+            c, r, mib = _timed(tr, keys, lr, subs_p, tr_p)
+            record(workload="jax-ddrl-train", loop=loop, seeds=s, compile_s=c, run_s=r,
+                   embeddings_per_s=s * train_reqs.n_requests / r, program_mib=mib)
+
+    # --- the Fig. 4 sweep: 4 rates x 8 seeds x the paper's schedule, compile included ---
+    f4 = spec.get("fig4")
+    if f4:
+        t0 = time.perf_counter()
+        res = train_grid(cfg, TrainConfig(epochs=f4["epochs"]), list(range(f4["seeds"])),
+                         f4["lrs"], progress=False, mesh=mesh)
+        wall = time.perf_counter() - t0
+        n_emb = f4["seeds"] * len(f4["lrs"]) * f4["epochs"] * cfg.n_train
+        record(workload="fig4-grid", loop="map", seeds=f4["seeds"], compile_s=res.compile_s,
+               run_s=res.run_s, embeddings_per_s=n_emb / res.run_s, program_mib=float("nan"),
+               wall_with_setup_s=wall)
+
+    # --- scaling with the substrate size ---
+    scale_pts = []
+    for n_nodes in spec.get("scale_nodes", []):
+        scfg = scaled_config(cfg, n_nodes).replace(n_test=spec["scale_requests"])
+        seeds = list(range(spec["scale_seeds"]))
+        t0 = time.perf_counter()
+        subs = make_substrates(scfg, seeds)
+        reqs = make_requests(scfg, seeds, "test")
+        setup = time.perf_counter() - t0
+        fn = jax.jit(lambda k, sb, rq, a=table_size(reqs): simulate_batch(
+            BASELINES["nrmvne"], None, k, sb, rq, max_active=a, seed_loop="map"))
+        c, r, mib = _timed(fn, seed_keys(seeds), subs, reqs)
+        per_req = r / (len(seeds) * reqs.n_requests)
+        scale_pts.append((n_nodes, per_req))
+        record(workload=f"scale-{n_nodes}", loop="map", seeds=len(seeds), compile_s=c, run_s=r,
+               embeddings_per_s=1.0 / per_req, program_mib=mib,
+               edges=int(np.asarray(subs.edge_mask).sum(axis=1).mean()), setup_s=setup)
+    if len(scale_pts) >= 2:
+        x = np.log([p[0] for p in scale_pts])
+        y = np.log([p[1] for p in scale_pts])
+        slope = float(np.polyfit(x, y, 1)[0])
+        print(f"time per request grows as N^{slope:.2f} over N = "
+              f"{', '.join(str(p[0]) for p in scale_pts)}")
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "bench.csv"
+    fields = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
     _plot(out_dir / "bench.png", rows)
-    print(f"wrote {path} and {out_dir / 'bench.png'} on {jax.devices()[0].platform}")
-    if speedup is not None:
+    print(f"wrote {path} and {out_dir / 'bench.png'}")
+    if speedup is not None and math.isfinite(speedup):
         print(f"speedup_vs_reference={speedup:.1f}")
     return rows
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    from sagin_jax.experiments.plots import plt, _save
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from sagin_jax.experiments.plots import _save, plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for wl in ("jax-nrmvne-test", "jax-ddrl-test", "jax-ddrl-train"):
-        pts = [(r["seeds"], r["embeddings_per_s"]) for r in rows if r["workload"] == wl]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=wl)
+        for loop, ls in (("map", "-"), ("vmap", "--")):
+            pts = [(r["seeds"], r["embeddings_per_s"]) for r in rows
+                   if r["workload"] == wl and r["loop"] == loop]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", linestyle=ls, label=f"{wl} ({loop})")
     ref = [r["embeddings_per_s"] for r in rows if r["workload"] == "reference-nrmvne"]
     if ref:
-        ax.axhline(ref[0], color="k", linestyle="--", label="networkx reference (NRMVNE)")
+        ax.axhline(ref[0], color="k", linestyle=":", label="networkx reference (NRMVNE)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("seeds in one call")
     ax.set_ylabel("request embeddings / s")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
+    pts = [(int(r["workload"].split("-")[1]), 1e6 / r["embeddings_per_s"]) for r in rows
+           if r["workload"].startswith("scale-")]
+    if pts:
+        ax2.plot(*zip(*pts), marker="o")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel("substrate nodes")
+        ax2.set_ylabel("µs per request (NRMVNE, test)")
+        ax2.grid(alpha=0.3, which="both")
     _save(fig, path)

@@ -11,7 +11,6 @@ program and each process writes back only its own rows.
 from __future__ import annotations
 
 import argparse
-import functools
 
 import jax
 import numpy as np

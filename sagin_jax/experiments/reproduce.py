@@ -21,8 +21,7 @@ from sagin_jax.experiments import plots
 from sagin_jax.experiments.stats import mean_ci, on_time_grid, time_grid
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.scenario.io import read_json, write_json
-from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
-                                        simulate_batch, table_size)
+from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.run import evaluate_grid, train_grid
 
@@ -81,10 +80,12 @@ def _outcome_metrics(out, lead: tuple = ()) -> dict:
             "RC_link": pick(m.rc_link)}
 
 
-def _chunk(exp: dict, n_lrs: int) -> int | None:
-    """Seeds per compiled call: ``runs_per_call`` (seed x lr runs) / number of rates, if set."""
-    per_call = exp.get("runs_per_call")
-    return None if not per_call else max(1, per_call // n_lrs)
+def _batching(exp: dict) -> dict:
+    """How runs are batched: ``seed_loop`` from the experiment file (default by backend) and
+    the seed mesh over every device (several CPU host devices with ``--host-devices``)."""
+    from sagin_jax.simulation.sharding import seed_mesh
+    return {"seed_loop": exp.get("seed_loop"),
+            "mesh": seed_mesh() if jax.device_count() > 1 else None}
 
 
 # --- Fig. 4 --------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
     tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
     seeds = list(range(exp["seeds"]))
     lrs = exp.get("lrs", [0.0005, 0.005, 0.01, 0.05])
-    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, seed_chunk=_chunk(exp, len(lrs)))
+    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, **_batching(exp))
     c = res.curves  # [S, L, E, B]
     s, n_lr, e, b = np.asarray(c.ar).shape
     series = {"AR": c.ar, "ACR": c.acr, "RC": c.rc, "O": c.objective}
@@ -133,13 +134,13 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
             tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": algo})
             lr = exp.get("lr", 0.005) if algo == "ddrl-nra" else exp.get("rlvne_lr", 0.005)
             res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
-                             train_reqs=train_reqs, seed_chunk=_chunk(exp, 1))
-            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds)
+                             train_reqs=train_reqs, **_batching(exp))
+            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, **_batching(exp))
             per_algo[algo] = _outcome_metrics(o, lead=(0,))
             timing[algo] = {"compile_s": res.compile_s, "train_run_s": res.run_s}
         else:
-            _, o = simulate_batch(BASELINES[algo], None, seed_keys(seeds), subs, test_reqs,
-                                  max_active=table_size(test_reqs))
+            _, o = simulate_seeds(BASELINES[algo], None, seeds, subs, test_reqs,
+                                  **_batching(exp))
             per_algo[algo] = _outcome_metrics(o)
         timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
     times = per_algo[algos[0]]["time"]
@@ -181,8 +182,9 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
         cfg.validate()
         subs = make_substrates(cfg, seeds)
         res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
-                         seed_chunk=_chunk(exp, 1))
-        o = evaluate_grid(tcfg, res.params, subs, make_requests(cfg, seeds, "test"), seeds)
+                         **_batching(exp))
+        o = evaluate_grid(tcfg, res.params, subs, make_requests(cfg, seeds, "test"), seeds,
+                          **_batching(exp))
         m = _outcome_metrics(o, lead=(0,))
         m["O"] = m["AR"] / tcfg.ar_scale + m["RC"] + m["ACR"]
         per_range[f"U[{rng[0]},{rng[1]}]"] = m

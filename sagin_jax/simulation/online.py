@@ -42,8 +42,10 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
     order, aux = policy.prepare(params, blank)
     zero_grad = jax.tree_util.tree_map(jnp.zeros_like, params) if with_grads else None
 
-    def place(carry, i):
-        cpu, sto, used, hosts, failed, logp, grad = carry
+    n_live = req.node_mask.sum()
+
+    def place(carry):
+        i, done, cpu, sto, used, hosts, failed, logp, grad = carry
         j = order[i]
         live = req.node_mask[j] & ~failed
         feas = feasible_hosts(sub, cpu, sto, used, req.cpu[j], req.sto[j], req.domain[j])
@@ -66,11 +68,18 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
         logp = logp + jnp.where(placed, logp_i, 0.0)
         if with_grads:
             grad = jax.tree_util.tree_map(lambda a, b: a + jnp.where(placed, b, 0.0), grad, g)
-        return (cpu, sto, used, hosts, failed, logp, grad), None
+        done = done + req.node_mask[j].astype(jnp.int32)
+        return i + 1, done, cpu, sto, used, hosts, failed, logp, grad
 
-    init = (state.res_cpu, state.res_sto, jnp.zeros((n,), bool), jnp.full((m,), -1, jnp.int32),
-            jnp.bool_(False), jnp.float32(0.0), zero_grad)
-    (cpu, sto, _, hosts, failed, logp, grad), _ = jax.lax.scan(place, init, jnp.arange(m))
+    def more(carry):
+        i, done, *_rest = carry
+        failed = carry[6]
+        return (i < m) & (done < n_live) & ~failed
+
+    # loop over the request's real nodes only, stopping at the first one with no feasible host
+    init = (jnp.int32(0), jnp.int32(0), state.res_cpu, state.res_sto, jnp.zeros((n,), bool),
+            jnp.full((m,), -1, jnp.int32), jnp.bool_(False), jnp.float32(0.0), zero_grad)
+    _, _, cpu, sto, _, hosts, failed, logp, grad = jax.lax.while_loop(more, place, init)
     return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, logp=logp, grad=grad)
 
 

@@ -54,20 +54,32 @@ def init_state(sub: Substrate, max_active: int, max_nodes: int) -> SimState:
 
 
 def release_expired(state: SimState, now: jax.Array) -> SimState:
-    """Release every active request whose departure <= now (departures before arrivals)."""
-    n = state.res_cpu.shape[0]
-    leaving = state.slot_active & (state.slot_departure <= now)
-    back_cpu = jnp.where(leaving[:, None], state.slot_cpu, 0.0)
-    back_sto = jnp.where(leaving[:, None], state.slot_sto, 0.0)
-    hosts = state.slot_hosts.reshape(-1)
-    res_cpu = state.res_cpu + jax.ops.segment_sum(back_cpu.reshape(-1), hosts, num_segments=n)
-    res_sto = state.res_sto + jax.ops.segment_sum(back_sto.reshape(-1), hosts, num_segments=n)
-    res_bw = state.res_bw + jnp.where(leaving[:, None], state.slot_bw, 0.0).sum(axis=0)
-    held = jnp.sum(jnp.where(leaving, state.slot_revenue
-                             * (state.slot_departure - state.slot_arrival), 0.0))
-    totals = state.totals.replace(held_departed=state.totals.held_departed + held)
+    """Release every active request whose departure <= now (departures before arrivals).
+
+    One table row per departing request (a ``while_loop``), so the cost is O(departures · E),
+    not O(table size · E).
+    """
+    leaving0 = state.slot_active & (state.slot_departure <= now)
+
+    def cond(c):
+        return c[0].any()
+
+    def body(c):
+        leaving, res_cpu, res_sto, res_bw, held = c
+        a = jnp.argmax(leaving)
+        hosts = state.slot_hosts[a]
+        res_cpu = res_cpu.at[hosts].add(state.slot_cpu[a])
+        res_sto = res_sto.at[hosts].add(state.slot_sto[a])
+        res_bw = res_bw + state.slot_bw[a]
+        held = held + state.slot_revenue[a] * (state.slot_departure[a] - state.slot_arrival[a])
+        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held
+
+    _, res_cpu, res_sto, res_bw, held = jax.lax.while_loop(
+        cond, body, (leaving0, state.res_cpu, state.res_sto, state.res_bw,
+                     state.totals.held_departed))
     return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw,
-                         slot_active=state.slot_active & ~leaving, totals=totals)
+                         slot_active=state.slot_active & ~leaving0,
+                         totals=state.totals.replace(held_departed=held))
 
 
 def release_all(state: SimState) -> SimState:

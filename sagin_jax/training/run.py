@@ -16,7 +16,8 @@ import numpy as np
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.types import Requests, Substrate
-from sagin_jax.simulation.batch import make_requests, make_substrates, seed_keys, table_size
+from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds, seed_keys,
+                                        table_size)
 from sagin_jax.simulation.sharding import shard_seeds
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import TrainCurves, make_evaluate, make_train
@@ -43,82 +44,78 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="epoch", leave=False)
 
 
+def _runs_axis(n_runs: int, mesh) -> np.ndarray:
+    """Run indices padded (repeating the last run) to a multiple of the mesh size."""
+    d = 1 if mesh is None else mesh.devices.size
+    return np.minimum(np.arange(-(-n_runs // d) * d), n_runs - 1)
+
+
 def train_grid(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
                lrs: Sequence[float], progress: bool = True,
                subs: Substrate | None = None, train_reqs: Requests | None = None,
-               seed_chunk: int | None = None, mesh=None) -> TrainResult:
-    """Train every (seed, lr) pair; -> TrainResult with leaves [S, L, ...].
+               seed_loop: str | None = None, mesh=None) -> TrainResult:
+    """Train every (seed, lr) pair in one compiled program; -> TrainResult with leaves [S, L, ...].
 
-    One compiled program covers the whole grid. ``seed_chunk`` runs the seeds through that same
-    program a chunk at a time (every chunk has the same shapes, so it compiles once): on a CPU a
-    few seeds per call is faster than all at once (see README, 'Performance'); on an accelerator
-    leave it ``None``. ``mesh`` (see ``sagin_jax.simulation.sharding.seed_mesh``) shards the
-    seed axis of every chunk over its devices.
+    The S x L runs form one run axis, batched by ``over_seeds`` (``seed_loop`` "vmap" or "map",
+    default by backend) and, with a ``mesh``, sharded over its devices. The program is called once
+    per epoch so a progress bar can show the running metrics; compile time is measured apart.
     """
-    seeds = list(seeds)
+    seeds, lrs = list(seeds), list(lrs)
     subs = make_substrates(cfg, seeds) if subs is None else subs
     train_reqs = make_requests(cfg, seeds, "train") if train_reqs is None else train_reqs
     trainer = make_train(tcfg, train_reqs.n_requests, table_size(train_reqs))
-    lr_arr = jnp.asarray(lrs, jnp.float32)
-    n = len(seeds)
-    chunk = n if not seed_chunk or seed_chunk >= n else seed_chunk
-    n_chunks = -(-n // chunk)
-    # pad the seed axis to a multiple of the chunk by repeating the last seed (dropped after)
-    pad_idx = np.minimum(np.arange(n_chunks * chunk), n - 1)
-    def take(tree, idx):
-        part = jax.tree_util.tree_map(lambda x: x[idx], tree)
-        return part if mesh is None else shard_seeds(part, mesh)
+    n_s, n_l = len(seeds), len(lrs)
+    idx = _runs_axis(n_s * n_l, mesh)
+    seed_of, lr_of = idx // n_l, idx % n_l
+    take = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree)  # noqa: E731
+    place = (lambda t: t) if mesh is None else (lambda t: shard_seeds(t, mesh))
+    run_keys = place(take(seed_keys(seeds), seed_of))
+    run_lrs = place(jnp.asarray(lrs, jnp.float32)[lr_of])
+    run_subs = place(take(subs, seed_of))
+    run_reqs = place(take(train_reqs, seed_of))
 
-    keys_all = seed_keys(seeds)
-
-    init = jax.jit(jax.vmap(jax.vmap(trainer.init, in_axes=(None, 0, None)),
-                            in_axes=(0, None, 0)))
-    epoch = jax.jit(jax.vmap(jax.vmap(trainer.epoch, in_axes=(0, None, None)),
-                             in_axes=(0, 0, 0)), donate_argnums=(0,))
-    first = pad_idx[:chunk]
+    init = jax.jit(over_seeds(trainer.init, seed_loop, mesh))
+    epoch = jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,))
     t0 = time.perf_counter()
-    carry0 = init(take(keys_all, first), lr_arr, take(subs, first))
-    if mesh is not None:  # pin the carry's seed axis to the mesh so every epoch call matches
-        carry0 = shard_seeds(carry0, mesh)
-    compiled = epoch.lower(carry0, take(subs, first), take(train_reqs, first)).compile()
+    carry = init(run_keys, run_lrs, run_subs)
+    compiled = epoch.lower(carry, run_subs, run_reqs).compile()
     compile_s = time.perf_counter() - t0
 
-    bar = _progress(tcfg.epochs * n_chunks,
-                    f"train {tcfg.algo} {n} seeds x {len(lrs)} lr", progress)
-    params, curves_all = [], []
-    run_s = 0.0
-    for c in range(n_chunks):
-        idx = pad_idx[c * chunk:(c + 1) * chunk]
-        sub_c, req_c = take(subs, idx), take(train_reqs, idx)
-        t0 = time.perf_counter()
-        carry = carry0 if c == 0 else init(take(keys_all, idx), lr_arr, sub_c)
-        if mesh is not None:
-            carry = shard_seeds(carry, mesh)
-        curves = []
-        for _ in range(tcfg.epochs):
-            carry, curve = compiled(carry, sub_c, req_c)
-            curves.append(curve)
-            if bar is not None:
-                last = jax.tree_util.tree_map(lambda x: float(jnp.mean(x[..., -1])), curve)
-                bar.set_postfix(AR=f"{last.ar:.0f}", ACR=f"{last.acr:.3f}", RC=f"{last.rc:.3f}")
-                bar.update(1)
-        jax.block_until_ready(carry.params)
-        run_s += time.perf_counter() - t0
-        params.append(carry.params)
-        curves_all.append(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=2), *curves))
+    bar = _progress(tcfg.epochs, f"train {tcfg.algo} {n_s} seeds x {n_l} lr", progress)
+    curves = []
+    t0 = time.perf_counter()
+    for _ in range(tcfg.epochs):
+        carry, curve = compiled(carry, run_subs, run_reqs)
+        curves.append(curve)
+        if bar is not None:
+            last = jax.tree_util.tree_map(lambda x: float(jnp.mean(x[..., -1])), curve)
+            bar.set_postfix(AR=f"{last.ar:.0f}", ACR=f"{last.acr:.3f}", RC=f"{last.rc:.3f}")
+            bar.update(1)
+    jax.block_until_ready(carry.params)
+    run_s = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    cat = lambda *xs: jnp.concatenate(xs, axis=0)[:n]  # noqa: E731
-    return TrainResult(params=jax.tree_util.tree_map(cat, *params),
-                       curves=jax.tree_util.tree_map(cat, *curves_all), seeds=seeds,
-                       lrs=list(lrs), subs=subs, compile_s=compile_s, run_s=run_s)
+    grid = lambda x: np.asarray(x)[: n_s * n_l].reshape((n_s, n_l) + x.shape[1:])  # noqa: E731
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=1), *curves)
+    return TrainResult(params=jax.tree_util.tree_map(grid, carry.params),
+                       curves=jax.tree_util.tree_map(grid, stacked), seeds=seeds, lrs=lrs,
+                       subs=subs, compile_s=compile_s, run_s=run_s)
 
 
-def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds):
+def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds,
+                  seed_loop: str | None = None, mesh=None):
     """Greedy test pass (Algorithm 2) of params [S, L, ...] on each seed's test requests;
     -> Outcome with leaves [S, L, R, ...]."""
     ev = make_evaluate(tcfg, table_size(test_reqs))
-    inner = jax.vmap(ev, in_axes=(0, None, None, None))  # learning rates
-    run = jax.jit(jax.vmap(inner, in_axes=(0, 0, 0, 0)))  # seeds
-    _, out = run(params, seed_keys(seeds), subs, test_reqs)
-    return out
+    n_s = len(seeds)
+    n_l = jax.tree_util.tree_leaves(params)[0].shape[1]
+    idx = _runs_axis(n_s * n_l, mesh)
+    seed_of, lr_of = idx // n_l, idx % n_l
+    take = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree)  # noqa: E731
+    place = (lambda t: t) if mesh is None else (lambda t: shard_seeds(t, mesh))
+    run_params = place(jax.tree_util.tree_map(lambda x: x[seed_of, lr_of], params))
+    args = (run_params, place(take(seed_keys(seeds), seed_of)), place(take(subs, seed_of)),
+            place(take(test_reqs, seed_of)))
+    _, out = jax.jit(over_seeds(ev, seed_loop, mesh))(*args)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x)[: n_s * n_l].reshape((n_s, n_l) + x.shape[1:]), out)
