@@ -12,13 +12,11 @@ Workloads (paper scenario unless noted), each with compile time apart from run t
 * ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes.
 
 Writes ``results/bench.csv`` and ``results/bench.png``; the last line printed is
-``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload.
+``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload (``speedup_seeds``).
 """
 from __future__ import annotations
 
-import csv
 import math
-import os
 import resource
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
-from sagin_jax.scenario.io import read_json, scenario_document
+from sagin_jax.scenario.io import read_json, scenario_document, write_csv
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds, seed_keys,
                                         simulate_batch, table_size)
 from sagin_jax.simulation.sharding import seed_mesh, shard_seeds
@@ -115,7 +113,7 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
            embeddings_per_s=ref_rate, program_mib=float("nan"))
 
     # --- the JAX simulator over seeds ---
-    tcfg = TrainConfig(algo="ddrl-nra", epochs=1)
+    tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", "epochs": 1, **spec.get("train", {})})
     speedup = None
     for s in spec["seeds"]:
         seeds = list(range(s))
@@ -139,7 +137,7 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
             rate = s * reqs.n_requests / r
             record(workload="jax-nrmvne-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=rate, program_mib=mib)
-            if s == 64 and loop == "map":
+            if s == spec.get("speedup_seeds", 64) and loop == "map":
                 speedup = rate / ref_rate
             ev = jax.jit(over_seeds(make_evaluate(tcfg, a), loop, mesh))
             c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p)
@@ -194,12 +192,7 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
     fields = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_csv(path, fields, rows)
     _plot(out_dir / "bench.png", rows)
     print(f"wrote {path} and {out_dir / 'bench.png'}")
     if speedup is not None and math.isfinite(speedup):

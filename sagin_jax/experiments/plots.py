@@ -50,8 +50,8 @@ def training_curves(path: Path, lrs, curves: dict, batches_per_epoch: int) -> No
 def comparison(out: Path, stem: str, algos, grid, curves: dict) -> None:
     """Figs. 5, 6, 7: test AR, ACR and R/C (with link-only R/C) over time, one line per algo."""
     panels = {"fig5": ["AR"], "fig6": ["ACR"], "fig7": ["RC", "RC_link"]}
-    titles = {"fig5": "Fig. 5 — test long-term average revenue",
-              "fig6": "Fig. 6 — test acceptance rate", "fig7": "Fig. 7 — test revenue/cost"}
+    titles = {"fig5": "Fig. 5 — test AR", "fig6": "Fig. 6 — test acceptance rate",
+              "fig7": "Fig. 7 — test revenue/cost"}
     for fig_name, names in panels.items():
         fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
         for ax, name in zip(axes[0], names):
@@ -63,7 +63,7 @@ def comparison(out: Path, stem: str, algos, grid, curves: dict) -> None:
             ax.set_ylabel(LABELS[name])
             ax.grid(alpha=0.3)
         axes[0][0].legend()
-        fig.suptitle(titles[fig_name] + " (mean, 95% interval over seeds)")
+        fig.suptitle(titles[fig_name] + " (mean, 95% interval over seeds)", fontsize=10)
         _save(fig, out / f"{fig_name}.png")
 
 

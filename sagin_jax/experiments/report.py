@@ -35,6 +35,17 @@ def _gain_verdict(g: dict, claim: float) -> str:
     return "no significant difference"
 
 
+def _best_verdict(fin: dict, metric: str, claim: str = "U[1,10]") -> str:
+    """Is ``claim`` the best by ``metric``, and is the lead outside the intervals?"""
+    ranked = sorted(fin, key=lambda k: -fin[k][metric]["mean"])
+    best, second = fin[ranked[0]][metric], fin[ranked[1]][metric] if len(ranked) > 1 else None
+    if ranked[0] != claim:
+        return f"differs (best: {ranked[0]})"
+    if second is not None and best["mean"] - best["ci"] <= second["mean"] + second["ci"]:
+        return f"agrees, but ties {ranked[1]} within the intervals"
+    return "agrees"
+
+
 def _series(fin: dict, metric: str, digits: int = 3) -> str:
     return ", ".join(f"{k}: {_fmt(v[metric], digits=digits)}" for k, v in fin.items())
 
@@ -103,9 +114,8 @@ def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
         rows.append("| best storage demand (final test O) | U[1,10] | " + _series(fin, "O") +
                     f" | {st['seeds']} | {'agrees' if ok else 'differs'} |")
         rows.append("| acceptance under storage demand (final test ACR) | U[1,10] highest | " +
-                    _series(fin, "ACR") + f" | {st['seeds']} | " +
-                    ("agrees" if max(fin, key=lambda k: fin[k]["ACR"]["mean"]) == "U[1,10]"
-                     else "differs") + " |")
+                    _series(fin, "ACR") + f" | {st['seeds']} | " + _best_verdict(fin, "ACR") +
+                    " |")
         acr = [fin[k]["ACR"] for k in fin]
         plateau = len(acr) >= 2 and abs(acr[-1]["mean"] - acr[-2]["mean"]) <= max(
             acr[-1]["ci"], acr[-2]["ci"])
@@ -133,6 +143,10 @@ def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
               "defaults of DESIGN.md (top-level README, 'Defaults') and average over many "
               "generated scenarios, so our intervals are the first measure of how much of each "
               "difference is noise.",
+              "- **Shape of the AR curves.** Eq. 9 averages the revenue held over [0, t], so our "
+              "AR starts near 0 on the empty network and rises to a plateau; the paper's Fig. 5 "
+              "falls over time, which suggests its AR was normalised differently (e.g. per "
+              "arrival). Acceptance (Fig. 6) falls as the network fills, as in the paper.",
               "", "## Runs", "",
               "| experiment | seeds | wall time (s) | config |", "|---|---|---|---|"]
     total = 0.0

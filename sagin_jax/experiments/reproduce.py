@@ -6,7 +6,6 @@ and a completion marker, so ``--resume`` skips finished ones and gives the same 
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.experiments import plots
 from sagin_jax.experiments.stats import mean_ci, on_time_grid, time_grid
 from sagin_jax.policies.baselines import BASELINES
-from sagin_jax.scenario.io import read_json, write_json
+from sagin_jax.scenario.io import read_json, write_csv, write_json
 from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.run import evaluate_grid, train_grid
@@ -57,13 +56,19 @@ def _config_hash(exp: dict) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+def _time_curves(group: str, per_group: dict, names, grid: np.ndarray):
+    """Mean and 95% interval over seeds of each group's metrics on the common time ``grid``;
+    -> (CSV rows, {(group, metric): (mean, half-width)})."""
+    rows, curves = [], {}
+    for label, m in per_group.items():
+        n_seeds = m["time"].shape[0]
+        for name in names:
+            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
+            curves[(label, name)] = (mean, half)
+            rows += [{group: label, "time": grid[i], "metric": name, "mean": mean[i],
+                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
+                      "n_seeds": n_seeds} for i in range(grid.shape[0])]
+    return rows, curves
 
 
 def _stat(x) -> dict:
@@ -109,8 +114,8 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
                 rows.append({"lr": lr, "update": step + 1, "epoch": step // b + 1, "metric": name,
                              "mean": mean[j, step], "ci_low": mean[j, step] - half[j, step],
                              "ci_high": mean[j, step] + half[j, step], "n_seeds": s})
-    _write_csv(out / f"{exp['name']}.csv",
-               ["lr", "update", "epoch", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    write_csv(out / f"{exp['name']}.csv",
+              ["lr", "update", "epoch", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.training_curves(out / f"{exp['name']}.png", lrs, curves, b)
     # final performance per lr: mean over the last epoch's batches, per seed
     final = {name: {str(lr): _stat(np.asarray(arr)[:, j, -1, :].mean(axis=-1))
@@ -145,16 +150,9 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
         timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
     times = per_algo[algos[0]]["time"]
     grid = time_grid(times, exp.get("time_points", 40))
-    rows, curves = [], {}
-    for algo, m in per_algo.items():
-        for name in METRICS:
-            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
-            curves[(algo, name)] = (mean, half)
-            rows += [{"algo": algo, "time": grid[i], "metric": name, "mean": mean[i],
-                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
-                      "n_seeds": len(seeds)} for i in range(grid.shape[0])]
-    _write_csv(out / f"{exp['name']}.csv",
-               ["algo", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    rows, curves = _time_curves("algo", per_algo, METRICS, grid)
+    write_csv(out / f"{exp['name']}.csv",
+              ["algo", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.comparison(out, exp["name"], algos, grid, curves)
     final = {algo: {name: _stat(m[name][:, -1]) for name in METRICS}
              for algo, m in per_algo.items()}
@@ -188,21 +186,12 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
         m = _outcome_metrics(o, lead=(0,))
         m["O"] = m["AR"] / tcfg.ar_scale + m["RC"] + m["ACR"]
         per_range[f"U[{rng[0]},{rng[1]}]"] = m
-    first = next(iter(per_range.values()))
     grid = time_grid(np.concatenate([m["time"] for m in per_range.values()]),
                      exp.get("time_points", 40))
-    rows, curves = [], {}
     names = ("AR", "ACR", "RC", "O")
-    for label, m in per_range.items():
-        for name in names:
-            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
-            curves[(label, name)] = (mean, half)
-            rows += [{"storage": label, "time": grid[i], "metric": name, "mean": mean[i],
-                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
-                      "n_seeds": len(seeds)} for i in range(grid.shape[0])]
-    del first
-    _write_csv(out / f"{exp['name']}.csv",
-               ["storage", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
+    rows, curves = _time_curves("storage", per_range, names, grid)
+    write_csv(out / f"{exp['name']}.csv",
+              ["storage", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.storage(out / f"{exp['name']}.png", list(per_range), grid, curves)
     final = {label: {name: _stat(m[name][:, -1]) for name in names}
              for label, m in per_range.items()}

@@ -142,6 +142,18 @@ def write_json(path: str | os.PathLike, doc) -> None:
         raise
 
 
+def write_csv(path: str | os.PathLike, fields: list[str], rows: list[dict]) -> None:
+    """Write a CSV atomically (temp file + rename)."""
+    import csv
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
 # ---- networkx -------------------------------------------------------------------------------
 
 def substrate_to_networkx(sub: Substrate) -> nx.Graph:

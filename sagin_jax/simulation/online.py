@@ -41,7 +41,6 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
                         feasible=jnp.zeros((n,), bool))
     order, aux = policy.prepare(params, blank)
     zero_grad = jax.tree_util.tree_map(jnp.zeros_like, params) if with_grads else None
-
     n_live = req.node_mask.sum()
 
     def place(carry):
@@ -72,8 +71,7 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
         return i + 1, done, cpu, sto, used, hosts, failed, logp, grad
 
     def more(carry):
-        i, done, *_rest = carry
-        failed = carry[6]
+        i, done, failed = carry[0], carry[1], carry[6]
         return (i < m) & (done < n_live) & ~failed
 
     # loop over the request's real nodes only, stopping at the first one with no feasible host
