@@ -105,7 +105,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from sagin_jax.experiments.reproduce import reproduce
-    reproduce(config=args.config, full=args.full, out=args.out, resume=args.resume,
+    out = args.out or ("results" if args.full else "results/small")
+    reproduce(config=args.config, full=args.full, out=out, resume=args.resume,
               seeds=args.seeds, progress=not args.quiet)
     return 0
 
@@ -166,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the paper's settings and 32 seeds (default: a small, ~2 minute run)")
     r.add_argument("--config", help="experiment file (default experiments/reproduce_small.json "
                                     "or experiments/reproduce_full.json with --full)")
-    r.add_argument("--out", default="results", help="output directory (default results/)")
+    r.add_argument("--out", help="output directory (default: results/ with --full, "
+                                 "results/small/ otherwise, so a quick run never overwrites the "
+                                 "committed full results)")
     r.add_argument("--seeds", type=int, help="override the number of seeds")
     r.add_argument("--resume", action="store_true", help="skip experiments already complete")
     r.add_argument("--quiet", action="store_true")
