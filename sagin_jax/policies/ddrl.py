@@ -35,11 +35,14 @@ class NodeScorer(nn.Module):
         return conv(fm)[:, 0]
 
 
-def domain_feature_matrices(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
+def domain_feature_matrices(ctx: NodeContext, inc_bw: jax.Array | None = None
+                            ) -> tuple[jax.Array, jax.Array]:
     """FM of every domain (eq. 18), each column divided by its max over the domain: f32[U, D, 4],
-    and the padding mask bool[U, D]."""
+    and the padding mask bool[U, D]. ``inc_bw`` (Σ residual BW per node) may be passed in when
+    already known: it does not change while a request's nodes are placed."""
     sub = ctx.sub
-    inc_bw = features.residual_incident_bw(sub, ctx.res_bw)
+    if inc_bw is None:
+        inc_bw = features.residual_incident_bw(sub, ctx.res_bw)
     per_node = jnp.stack([ctx.res_cpu, ctx.res_sto, inc_bw, sub.ad], axis=-1)  # [N, 4]
     valid = sub.domain_nodes >= 0
     fm = jnp.where(valid[..., None], per_node[jnp.maximum(sub.domain_nodes, 0)], 0.0)
@@ -58,8 +61,13 @@ def make_ddrl_policy(greedy: bool, init_scale: float = 0.1) -> NodePolicy:
     """DDRL-NRA as a node policy: sample from eq. 20 in training, argmax in test (Algorithm 2)."""
     module = NodeScorer(init_scale)
 
-    def select(key, params, ctx: NodeContext, aux):
-        fm, valid = domain_feature_matrices(ctx)
+    def prepare(params, ctx: NodeContext):
+        # links are embedded after every node, so BW(n) is fixed for the whole node stage
+        order, _ = index_order(params, ctx)
+        return order, features.residual_incident_bw(ctx.sub, ctx.res_bw)
+
+    def select(key, params, ctx: NodeContext, inc_bw):
+        fm, valid = domain_feature_matrices(ctx, inc_bw)
         scores = jax.vmap(module.apply)(params, fm)  # every agent scores its own domain [U, D]
         d = ctx.req.domain[ctx.node]
         members = ctx.sub.domain_nodes[d]
@@ -71,4 +79,4 @@ def make_ddrl_policy(greedy: bool, init_scale: float = 0.1) -> NodePolicy:
             idx = jax.random.categorical(key, jnp.where(mask, logp, -jnp.inf))
         return members[idx].astype(jnp.int32), jnp.where(mask.any(), logp[idx], 0.0)
 
-    return NodePolicy("ddrl-nra" + ("-greedy" if greedy else ""), index_order, select)
+    return NodePolicy("ddrl-nra" + ("-greedy" if greedy else ""), prepare, select)

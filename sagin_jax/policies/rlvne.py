@@ -14,13 +14,18 @@ from sagin_jax import features
 from sagin_jax.policies.base import NodeContext, NodePolicy, index_order, masked_log_softmax
 
 
-def rlvne_features(ctx: NodeContext) -> jax.Array:
+def static_columns(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
+    """(degree, Σ residual incident BW): fixed while one request's nodes are placed."""
+    return features.degree(ctx.sub), features.residual_incident_bw(ctx.sub, ctx.res_bw)
+
+
+def rlvne_features(ctx: NodeContext, columns=None) -> jax.Array:
     """f32[N, 4], each column min-max normalised over the substrate nodes."""
     sub = ctx.sub
+    deg, inc_bw = static_columns(ctx) if columns is None else columns
     used = ctx.used.astype(jnp.float32)
     dst = (sub.hops.astype(jnp.float32) @ used) / (used.sum() + 1.0)
-    x = jnp.stack([ctx.res_cpu, features.degree(sub),
-                   features.residual_incident_bw(sub, ctx.res_bw), dst], axis=-1)
+    x = jnp.stack([ctx.res_cpu, deg, inc_bw, dst], axis=-1)
     lo, hi = x.min(axis=0), x.max(axis=0)
     span = hi - lo
     return (x - lo) / jnp.where(span > 0, span, 1.0)
@@ -31,8 +36,12 @@ def init_rlvne_params(key: jax.Array, init_scale: float = 0.1):
 
 
 def make_rlvne_policy(greedy: bool) -> NodePolicy:
-    def select(key, params, ctx: NodeContext, aux):
-        logits = jax.nn.relu(rlvne_features(ctx) @ params["w"] + params["b"])
+    def prepare(params, ctx: NodeContext):
+        order, _ = index_order(params, ctx)
+        return order, static_columns(ctx)
+
+    def select(key, params, ctx: NodeContext, columns):
+        logits = jax.nn.relu(rlvne_features(ctx, columns) @ params["w"] + params["b"])
         logp = masked_log_softmax(logits, ctx.feasible)
         if greedy:
             host = jnp.argmax(jnp.where(ctx.feasible, logits, -jnp.inf))
@@ -40,4 +49,4 @@ def make_rlvne_policy(greedy: bool) -> NodePolicy:
             host = jax.random.categorical(key, jnp.where(ctx.feasible, logp, -jnp.inf))
         return host.astype(jnp.int32), jnp.where(ctx.feasible.any(), logp[host], 0.0)
 
-    return NodePolicy("rlvne" + ("-greedy" if greedy else ""), index_order, select)
+    return NodePolicy("rlvne" + ("-greedy" if greedy else ""), prepare, select)
