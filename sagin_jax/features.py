@@ -89,5 +89,16 @@ def grc_request(req: Requests, damping=0.85, tol=1e-5, max_iter=1000):
 
 
 def rank_order(score: jax.Array) -> jax.Array:
-    """Indices by score descending, ties by smaller index (stable)."""
-    return jnp.argsort(-score, stable=True)
+    """Indices by score descending, ties by smaller index: ``argsort(-score, stable=True)``.
+
+    Sort-free (O(n^2) pairwise comparisons in two fused loops) because the vectors here are short
+    (a request's nodes or links) and an XLA CPU sort calls its comparator once per comparison,
+    which made the link-order argsort the most expensive single step of a request. ``-0.0``
+    ties with ``0.0``, as in ``jnp.argsort``; scores must not be NaN.
+    """
+    n = score.shape[-1]
+    idx = jnp.arange(n)
+    s_i, s_j = score[:, None], score[None, :]
+    first = (s_j > s_i) | ((s_j == s_i) & (idx[None, :] < idx[:, None]))  # [i, j]: j before i
+    rank = first.sum(axis=1)
+    return jnp.sum(jnp.where(rank[None, :] == idx[:, None], idx[None, :], 0), axis=1)

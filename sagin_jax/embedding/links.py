@@ -1,7 +1,16 @@
 """Link mapping by minimum-hop BFS over links with enough residual bandwidth (eqs. 3, 6).
 
-Level-synchronous BFS on the frontier over the edge list (O(E) per level). Tie-break
+Level-synchronous BFS from the link's source until its destination is reached. Tie-break
 (docs/rules.md): the parent of a node is its smallest-id neighbour one level closer to the source.
+Two layouts give the same tree, chosen by substrate size (``bfs_tree``):
+
+* bitset (N <= ``BITSET_MAX_NODES``): the eligible adjacency as N x ceil(N/32) words, built by one
+  scatter per link; a BFS level is a handful of word operations per node, no scatter;
+* edge list (larger N): one ``segment_min`` over the directed links per level, O(E) per level
+  and no N^2 memory.
+
+On a CPU the per-level cost is dominated by the number of kernels, not the arithmetic, which is
+why the small-substrate path avoids the per-level scatter (see README, Performance).
 """
 from __future__ import annotations
 
@@ -9,70 +18,140 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from sagin_jax.features import rank_order
 from sagin_jax.scenario.types import Requests, Substrate
 
-_UNSEEN = jnp.iinfo(jnp.int32).max
+BITSET_MAX_NODES = 512
 
 
-def bfs_parents(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
-    """BFS from ``src`` over ``eligible`` links until ``dst`` is reached or the frontier dies.
+def _directed(sub: Substrate, eligible: jax.Array):
+    """Each undirected link as two directed ones: ``(tail[2E], head[2E], eligible[2E])``."""
+    return (jnp.concatenate([sub.edge_u, sub.edge_v]), jnp.concatenate([sub.edge_v, sub.edge_u]),
+            jnp.concatenate([eligible, eligible]))
 
-    Returns ``(dist[N], parent_edge[N])``: hop distance (-1 unseen) and the id of the link to the
-    node's parent (-1 for the source and unseen nodes).
-    """
-    n, e = sub.n_nodes, sub.n_edges
-    u, v = sub.edge_u, sub.edge_v
-    node_ids = jnp.arange(n, dtype=jnp.int32)
-    dist0 = jnp.where(node_ids == src, 0, -1).astype(jnp.int32)
-    edge_ids = jnp.arange(e, dtype=jnp.int32)
+
+def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+    n = sub.n_nodes
+    words = -(-n // 32)
+    tail, head, ok = _directed(sub, eligible)
+    bit = jnp.where(ok, jnp.left_shift(jnp.uint32(1), (head % 32).astype(jnp.uint32)),
+                    jnp.uint32(0))
+    # links are unique, so adding the bits is OR-ing them
+    adj = jnp.zeros((n * words,), jnp.uint32).at[tail * words + head // 32].add(bit)
+    adj = adj.reshape(n, words)  # adj[t, w] bit j: eligible link t -> 32 w + j
+    lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
+    ids = jnp.arange(n, dtype=jnp.int32)
+
+    def pack(mask):  # bool[N] -> u32[words]
+        m = jnp.pad(mask, (0, words * 32 - n)).reshape(words, 32)
+        return jnp.where(m, lane, jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
+
+    def cond(c):
+        dist, _, _, frontier = c
+        return (dist[dst] < 0) & (frontier != 0).any()
+
+    def body(c):
+        dist, parent, level, frontier = c
+        best = jnp.full((n,), -1, jnp.int32)
+        for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
+            x = adj[:, w] & frontier[w]
+            lowest = x & (~x + jnp.uint32(1))
+            best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
+        new = (dist < 0) & (best >= 0)
+        return (jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1,
+                pack(new))
+
+    dist0 = jnp.where(ids == src, 0, -1).astype(jnp.int32)
+    init = (dist0, jnp.full((n,), -1, jnp.int32), jnp.int32(0), pack(ids == src))
+    dist, parent, _, _ = jax.lax.while_loop(cond, body, init)
+    return dist, parent
+
+
+def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+    n = sub.n_nodes
+    tail, head, ok = _directed(sub, eligible)
+    ids = jnp.arange(n, dtype=jnp.int32)
 
     def cond(c):
         dist, _, level = c
-        frontier = dist == level
-        return (dist[dst] < 0) & frontier.any()
+        return (dist[dst] < 0) & (dist == level).any()
 
     def body(c):
-        dist, pedge, level = c
-        frontier = dist == level
-        unseen = dist < 0
-        # key = parent id * E + edge id, so the min picks the smallest parent id
-        key_uv = jnp.where(eligible & frontier[u] & unseen[v], u * e + edge_ids, _UNSEEN)
-        key_vu = jnp.where(eligible & frontier[v] & unseen[u], v * e + edge_ids, _UNSEEN)
-        best = jnp.minimum(jax.ops.segment_min(key_uv, v, num_segments=n),
-                           jax.ops.segment_min(key_vu, u, num_segments=n))
-        new = best < _UNSEEN
-        dist = jnp.where(new, level + 1, dist)
-        pedge = jnp.where(new, best % e, pedge)
-        return dist, pedge, level + 1
+        dist, parent, level = c
+        cross = ok & (dist[tail] == level) & (dist[head] < 0)
+        best = jax.ops.segment_min(jnp.where(cross, tail, n), head, num_segments=n)
+        new = best < n
+        return jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1
 
-    dist, pedge, _ = jax.lax.while_loop(
+    dist0 = jnp.where(ids == src, 0, -1).astype(jnp.int32)
+    dist, parent, _ = jax.lax.while_loop(
         cond, body, (dist0, jnp.full((n,), -1, jnp.int32), jnp.int32(0)))
-    return dist, pedge
+    return dist, parent
 
 
-def path_edge_mask(sub: Substrate, parent_edge: jax.Array, dst: jax.Array, hops: jax.Array):
-    """bool[E] of the links on the path read back from ``dst`` along parents (``hops`` steps)."""
+def bfs_tree(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+    """BFS from ``src`` over ``eligible`` links until ``dst`` is reached or the frontier dies.
+
+    Returns ``(dist[N], parent[N])``: hop distance (-1 unseen) and the parent node, the
+    smallest-id neighbour one level closer to ``src`` over an eligible link (-1 for the source
+    and unseen nodes). Bitset layout up to ``BITSET_MAX_NODES`` nodes, edge list above.
+    """
+    if sub.n_nodes <= BITSET_MAX_NODES:
+        return _bfs_bitset(sub, eligible, src, dst)
+    return _bfs_edges(sub, eligible, src, dst)
+
+
+def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array,
+              eligible: jax.Array):
+    """Read the path back from ``dst`` along ``parent`` for ``hops`` steps.
+
+    Returns ``(mask, ok)``: bool[E] of the links on the path, and whether all of them are
+    ``eligible``. Scalar steps (one ``edge_id`` lookup each), no O(E) work per step.
+    """
     def body(c):
-        node, mask, left = c
-        pe = parent_edge[node]
-        mask = mask.at[pe].set(True)
-        other = jnp.where(sub.edge_u[pe] == node, sub.edge_v[pe], sub.edge_u[pe])
-        return other, mask, left - 1
+        node, mask, left, ok = c
+        p = parent[node]
+        e = sub.edge_id[node, p]
+        return p, mask.at[e].set(True), left - 1, ok & eligible[e]
 
-    _, mask, _ = jax.lax.while_loop(lambda c: c[2] > 0, body,
-                                    (dst, jnp.zeros((sub.n_edges,), bool), hops))
-    return mask
+    _, mask, _, ok = jax.lax.while_loop(
+        lambda c: c[2] > 0, body,
+        (dst, jnp.zeros((sub.n_edges,), bool), hops, jnp.bool_(True)))
+    return mask, ok
 
 
-def path_nodes(sub: Substrate, parent_edge: jax.Array, src, dst, hops, max_len: int):
+def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+    """The min-hop path over ``eligible`` links (eqs. 3, 6; tie-break of docs/rules.md).
+
+    Returns ``(hops, mask, parent)``: path length (0 if ``dst`` is unreachable), bool[E] of its
+    links, and the BFS tree's parents (for the audit trail).
+
+    Fast path: if every link of the path in the static min-hop tree of the *whole* topology
+    (``sub.tree_parent``) is eligible, that path is the answer and the BFS is skipped. It is the
+    same path the BFS would find: removing links never shortens a distance, so the static path
+    stays min-hop, and each of its nodes' eligible candidate parents are a subset of its static
+    candidates that still holds the static (smallest-id) parent.
+    """
+    tree = sub.tree_parent[src]
+    tree_hops = sub.hops[src, dst]
+    tree_mask, tree_ok = walk_path(sub, tree, dst, tree_hops, eligible)
+
+    def search():
+        dist, parent = bfs_tree(sub, eligible, src, dst)
+        hops = jnp.maximum(dist[dst], 0)
+        mask, _ = walk_path(sub, parent, dst, hops, eligible)
+        return hops, mask, parent
+
+    return jax.lax.cond(tree_ok, lambda: (tree_hops, tree_mask, tree), search)
+
+
+def path_nodes(sub: Substrate, parent: jax.Array, src, dst, hops, max_len: int):
     """i32[max_len]: the path's nodes from ``src`` to ``dst`` (-1 padded); for the audit trail."""
     def body(i, c):
         node, out = c
-        pe = parent_edge[node]
-        other = jnp.where(sub.edge_u[pe] == node, sub.edge_v[pe], sub.edge_u[pe])
         pos = hops - i  # write dst at index hops, then walk back to src at index 0
         out = jnp.where((jnp.arange(max_len) == pos) & (pos >= 0), node, out)
-        return jnp.where(i < hops, other, node), out
+        return jnp.where(i < hops, parent[node], node), out
 
     _, out = jax.lax.fori_loop(0, max_len, body,
                                (dst, jnp.full((max_len,), -1, jnp.int32)))
@@ -88,17 +167,27 @@ class LinkEmbedding:
     paths: jax.Array | None  # i32[L, P] path nodes (only when recorded)
 
 
+def link_keys(req: Requests) -> jax.Array:
+    """f32[L]: the order key of each request link, its bandwidth demand (-inf on padding).
+
+    Links are embedded by key descending, ties by smaller index (docs/rules.md). ``embed_links``
+    takes the next link as the ``argmax`` of the keys left (first index on ties), which equals
+    the stable descending sort without sorting all L = M(M-1)/2 padded entries: an XLA CPU sort
+    of 45 keys costs more than the few argmaxes of a request's real links.
+    """
+    return jnp.where(req.link_mask, req.link_bw, -jnp.inf)
+
+
 def link_order(req: Requests) -> jax.Array:
-    """Request links by bandwidth demand descending, ties by link index; padding last."""
-    key = jnp.where(req.link_mask, req.link_bw, -jnp.inf)
-    return jnp.argsort(-key, stable=True)
+    """All link indices in embedding order (the full permutation; for tests and tools)."""
+    return rank_order(link_keys(req))
 
 
 def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Array,
                 active: jax.Array, record_paths: bool = False) -> LinkEmbedding:
     """Embed one request's links (eqs. 3, 6) on the working copy ``res_bw``.
 
-    Links go in ``link_order``; each takes the min-hop path over links whose working residual
+    Links go in ``link_order`` (picked one at a time, see ``link_keys``); each takes the min-hop path over links whose working residual
     >= its demand, and the demand is deducted before the next link. Stops at the first failure.
     ``active`` false (node stage failed) embeds nothing. The loop runs over the request's real
     links only (a ``while_loop``), not over the padding.
@@ -108,32 +197,31 @@ def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Arr
         z = jnp.zeros((0,), jnp.int32)
         return LinkEmbedding(ok=active, res_bw=res_bw, usage=jnp.zeros_like(res_bw), hops=z,
                              paths=jnp.zeros((0, n), jnp.int32) if record_paths else None)
-    order = link_order(req)
     n_live = jnp.where(active, req.link_mask.sum(), 0)
 
     def cond(c):
-        i, _, _, ok, _, _ = c
+        i, _, _, _, ok, _, _ = c
         return (i < n_live) & ok
 
     def body(c):
-        i, bw_left, usage, ok, hops, paths = c
-        j = order[i]
+        i, keys, bw_left, usage, ok, hops, paths = c
+        j = jnp.argmax(keys)  # the next link: largest demand left, smallest index on ties
+        keys = keys.at[j].set(-jnp.inf)
         demand = req.link_bw[j]
         src, dst = hosts[req.link_a[j]], hosts[req.link_b[j]]
         eligible = sub.edge_mask & (bw_left >= demand)
-        dist, pedge = bfs_parents(sub, eligible, src, dst)
-        found = dist[dst] > 0
-        hop = jnp.where(found, dist[dst], 0)
-        take = jnp.where(path_edge_mask(sub, pedge, dst, hop), demand, 0.0)
+        hop, path, parent = shortest_path(sub, eligible, src, dst)
+        found = hop > 0
+        take = jnp.where(path, demand, 0.0)
         hops = hops.at[j].set(hop)
         if record_paths:
-            paths = paths.at[j].set(path_nodes(sub, pedge, src, dst, hop, n))
-        return i + 1, bw_left - take, usage + take, found, hops, paths
+            paths = paths.at[j].set(path_nodes(sub, parent, src, dst, hop, n))
+        return i + 1, keys, bw_left - take, usage + take, found, hops, paths
 
-    init = (jnp.int32(0), res_bw, jnp.zeros_like(res_bw), jnp.bool_(True),
+    init = (jnp.int32(0), link_keys(req), res_bw, jnp.zeros_like(res_bw), jnp.bool_(True),
             jnp.zeros((l_max,), jnp.int32),
             jnp.full((l_max, n), -1, jnp.int32) if record_paths else None)
-    _, bw_left, usage, ok, hops, paths = jax.lax.while_loop(cond, body, init)
+    _, _, bw_left, usage, ok, hops, paths = jax.lax.while_loop(cond, body, init)
     ok = ok & active
     return LinkEmbedding(ok=ok, res_bw=jnp.where(ok, bw_left, res_bw),
                          usage=jnp.where(ok, usage, 0.0), hops=jnp.where(ok, hops, 0),

@@ -47,6 +47,40 @@ def hop_distances(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.nd
     return dist
 
 
+def tree_parents(hops: np.ndarray, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray:
+    """i32[N, N]: ``[s, v]`` = parent of ``v`` in the min-hop BFS tree from ``s`` over every link,
+    the smallest-id neighbour one hop closer to ``s`` (-1 for ``v == s``; docs/rules.md)."""
+    n = hops.shape[0]
+    tail = np.concatenate([edge_u, edge_v]).astype(np.int64)
+    head = np.concatenate([edge_v, edge_u]).astype(np.int64)
+    order = np.lexsort((tail, head))  # directed links grouped by head, tails ascending
+    tail, head = tail[order], head[order]
+    parent = np.full((n, n), -1, dtype=np.int32)
+    if tail.size == 0:
+        return parent
+    heads, starts = np.unique(head, return_index=True)
+    big = tail.size
+    pos = np.arange(tail.size)
+    chunk = max(1, 4_000_000 // tail.size)
+    for s0 in range(0, n, chunk):
+        h = hops[s0:s0 + chunk]
+        closer = h[:, tail] == h[:, head] - 1  # [sources, 2E]
+        first = np.minimum.reduceat(np.where(closer, pos, big), starts, axis=1)  # per head
+        found = first < big
+        rows = np.nonzero(found)[0]
+        parent[s0 + rows, heads[np.nonzero(found)[1]]] = tail[first[found]]
+    return parent
+
+
+def edge_ids(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray:
+    """i32[N, N]: id of the link between two nodes, -1 where there is none."""
+    eid = np.full((n_nodes, n_nodes), -1, dtype=np.int32)
+    ids = np.arange(edge_u.shape[0], dtype=np.int32)
+    eid[edge_u, edge_v] = ids
+    eid[edge_v, edge_u] = ids
+    return eid
+
+
 def build_substrate(
     cpu: Sequence[float],
     sto: Sequence[float],
@@ -151,6 +185,8 @@ def build_substrate(
         edge_bw=jnp.asarray(bw_p),
         edge_mask=jnp.asarray(mask),
         hops=jnp.asarray(hops),
+        tree_parent=jnp.asarray(tree_parents(hops, lo, hi)),
+        edge_id=jnp.asarray(edge_ids(n, lo, hi)),
         domain_nodes=jnp.asarray(domain_nodes),
         ad=jnp.asarray(ad),
     )

@@ -23,6 +23,8 @@ class Substrate:
     edge_bw: jax.Array  # f32[E] bandwidth capacity (BW^P); 0 on padding
     edge_mask: jax.Array  # bool[E] real link (False = padding)
     hops: jax.Array  # i32[N, N] static hop distance over the full topology
+    tree_parent: jax.Array  # i32[N, N] [s, v]: v's parent in the min-hop tree from s (-1 at s)
+    edge_id: jax.Array  # i32[N, N] id of the link between two nodes, -1 where none
     domain_nodes: jax.Array  # i32[U, D] node ids of each domain, -1 padded (D = largest domain)
     ad: jax.Array  # f32[N] eq. 16 average hop distance to the other nodes of the node's domain
 

@@ -102,27 +102,29 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
     state = release_expired(state, now)
     nodes = map_nodes(policy, params, key, sub, state, req, with_grads)
     links = embed_links(sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
-    free = ~state.slot_active
-    slot = jnp.argmax(free)
-    accepted = nodes.ok & links.ok & free[slot]
-    overflow = nodes.ok & links.ok & ~free[slot]
+    free = ~state.slot_active[:-1]
+    has_free = free.any()
+    slot = jnp.where(has_free, jnp.argmax(free), free.shape[0])  # the scratch row when full
+    accepted = nodes.ok & links.ok & has_free
+    overflow = nodes.ok & links.ok & ~has_free
     value = request_value(req, links.hops, accepted)
 
-    # atomic commit: residuals become the working copy, one active-table row is written (O(E),
-    # not a select over the whole table); a rejected request writes nothing.
+    # atomic commit: residuals become the working copy; the request's row is written whatever
+    # the outcome (one row, O(E)) and becomes active only if accepted, so a rejected request
+    # changes nothing that is read.
     keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
-    row = lambda table, value: table.at[slot].set(keep(value, table[slot]))  # noqa: E731
+    put = lambda table, value: table.at[slot].set(value)  # noqa: E731
     state = state.replace(
         res_cpu=keep(nodes.res_cpu, state.res_cpu), res_sto=keep(nodes.res_sto, state.res_sto),
         res_bw=keep(links.res_bw, state.res_bw),
-        slot_active=row(state.slot_active, True),
-        slot_arrival=row(state.slot_arrival, now),
-        slot_departure=row(state.slot_departure, now + req.lifetime),
-        slot_revenue=row(state.slot_revenue, value.revenue),
-        slot_hosts=row(state.slot_hosts, jnp.maximum(nodes.hosts, 0)),
-        slot_cpu=row(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
-        slot_sto=row(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
-        slot_bw=row(state.slot_bw, links.usage),
+        slot_active=put(state.slot_active, accepted),
+        slot_arrival=put(state.slot_arrival, now),
+        slot_departure=put(state.slot_departure, now + req.lifetime),
+        slot_revenue=put(state.slot_revenue, value.revenue),
+        slot_hosts=put(state.slot_hosts, jnp.maximum(nodes.hosts, 0)),
+        slot_cpu=put(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
+        slot_sto=put(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
+        slot_bw=put(state.slot_bw, links.usage),
     )
     t = state.totals
     state = state.replace(totals=t.replace(

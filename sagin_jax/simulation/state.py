@@ -24,17 +24,24 @@ class Totals:
 
 @struct.dataclass
 class SimState:
+    """Residuals plus the active-request table.
+
+    The table has ``max_active`` rows plus one scratch row (never active) that takes the write of
+    a request finding no free row, so every request writes its row without reading the old one
+    or branching. An inactive row's contents mean nothing.
+    """
+
     res_cpu: jax.Array  # f32[N]
     res_sto: jax.Array  # f32[N]
     res_bw: jax.Array  # f32[E]
-    slot_active: jax.Array  # bool[A]
-    slot_arrival: jax.Array  # f32[A]
-    slot_departure: jax.Array  # f32[A]
-    slot_revenue: jax.Array  # f32[A]
-    slot_hosts: jax.Array  # i32[A, M]
-    slot_cpu: jax.Array  # f32[A, M]
-    slot_sto: jax.Array  # f32[A, M]
-    slot_bw: jax.Array  # f32[A, E] bandwidth held on each link
+    slot_active: jax.Array  # bool[A + 1]
+    slot_arrival: jax.Array  # f32[A + 1]
+    slot_departure: jax.Array  # f32[A + 1]
+    slot_revenue: jax.Array  # f32[A + 1]
+    slot_hosts: jax.Array  # i32[A + 1, M]
+    slot_cpu: jax.Array  # f32[A + 1, M]
+    slot_sto: jax.Array  # f32[A + 1, M]
+    slot_bw: jax.Array  # f32[A + 1, E] bandwidth held on each link
     totals: Totals
 
 
@@ -44,10 +51,11 @@ def init_state(sub: Substrate, max_active: int, max_nodes: int) -> SimState:
     f0 = jnp.float32(0.0)
     return SimState(
         res_cpu=sub.cpu, res_sto=sub.sto, res_bw=jnp.where(sub.edge_mask, sub.edge_bw, 0.0),
-        slot_active=jnp.zeros((a,), bool), slot_arrival=jnp.zeros((a,), jnp.float32),
-        slot_departure=jnp.zeros((a,), jnp.float32), slot_revenue=jnp.zeros((a,), jnp.float32),
-        slot_hosts=jnp.zeros((a, m), jnp.int32), slot_cpu=jnp.zeros((a, m), jnp.float32),
-        slot_sto=jnp.zeros((a, m), jnp.float32), slot_bw=jnp.zeros((a, e), jnp.float32),
+        slot_active=jnp.zeros((a + 1,), bool), slot_arrival=jnp.zeros((a + 1,), jnp.float32),
+        slot_departure=jnp.zeros((a + 1,), jnp.float32),
+        slot_revenue=jnp.zeros((a + 1,), jnp.float32),
+        slot_hosts=jnp.zeros((a + 1, m), jnp.int32), slot_cpu=jnp.zeros((a + 1, m), jnp.float32),
+        slot_sto=jnp.zeros((a + 1, m), jnp.float32), slot_bw=jnp.zeros((a + 1, e), jnp.float32),
         totals=Totals(arrived=jnp.int32(0), accepted=jnp.int32(0), revenue=f0, cost=f0,
                       link_revenue=f0, link_cost=f0, held_departed=f0),
     )
