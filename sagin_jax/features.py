@@ -17,20 +17,28 @@ def incident_sum(values: jax.Array, edge_u: jax.Array, edge_v: jax.Array, n: int
             + jax.ops.segment_sum(values, edge_v, num_segments=n))
 
 
+def node_link_sum(sub: Substrate, values: jax.Array) -> jax.Array:
+    """Σ of a link quantity over each substrate node's links, f32[N], from the neighbour lists
+    (a gather and a row sum; no scatter, so the loops around it stay small for XLA CPU)."""
+    slot = sub.nbr_edge >= 0
+    return jnp.sum(jnp.where(slot, values[jnp.maximum(sub.nbr_edge, 0)], 0.0), axis=-1)
+
+
 def residual_incident_bw(sub: Substrate, res_bw: jax.Array) -> jax.Array:
     """Σ residual bandwidth of each substrate node's links."""
-    return incident_sum(jnp.where(sub.edge_mask, res_bw, 0.0), sub.edge_u, sub.edge_v,
-                        sub.n_nodes)
+    return node_link_sum(sub, jnp.where(sub.edge_mask, res_bw, 0.0))
 
 
 def degree(sub: Substrate) -> jax.Array:
-    return incident_sum(sub.edge_mask.astype(jnp.float32), sub.edge_u, sub.edge_v, sub.n_nodes)
+    return jnp.sum(sub.nbr_edge >= 0, axis=-1).astype(jnp.float32)
 
 
 def request_incident_bw(req: Requests) -> jax.Array:
-    """Σ bandwidth demand of each request node's links, f32[M] (one request)."""
+    """Σ bandwidth demand of each request node's links, f32[M] (one request; one-hot sums)."""
     bw = jnp.where(req.link_mask, req.link_bw, 0.0)
-    return incident_sum(bw, req.link_a, req.link_b, req.max_nodes)
+    nodes = jnp.arange(req.max_nodes)
+    ends = (req.link_a[:, None] == nodes) | (req.link_b[:, None] == nodes)  # [L, M]
+    return jnp.sum(jnp.where(ends, bw[:, None], 0.0), axis=0)
 
 
 def nrm_substrate(sub: Substrate, res_cpu, res_sto, res_bw) -> jax.Array:

@@ -26,6 +26,7 @@ from tests.conftest import small
 
 R = 40  # requests per scenario (n_test)
 PAD = 96  # edge padding: the small topology has ~40 links
+PAD_DEGREE = 19  # neighbour-list padding: N - 1 for the 20-node topology, a bound for any seed
 ACTIVE = R  # active-request table: can never overflow
 DOMAINS = (1, 2, 2)  # U = 5 domains; fixed so domain_nodes has one shape
 POLICIES = {"nrmvne": NRMVNE, "grc": GRC, "random": RANDOM}
@@ -57,7 +58,7 @@ def scenarios(draw):
 
 
 def scenario(cfg, seed):
-    return (generate_substrate(cfg, seed, pad_edges_to=PAD),
+    return (generate_substrate(cfg, seed, pad_edges_to=PAD, pad_degree_to=PAD_DEGREE),
             generate_requests(cfg, seed, "test"))
 
 
@@ -318,7 +319,8 @@ def single_run(policy_name):
 def test_vmap_over_seeds_equals_per_seed_runs(name, sc, more):
     cfg, seed = sc
     seeds = [seed, *more]
-    subs = _np_stack([generate_substrate(cfg, s, pad_edges_to=PAD) for s in seeds])
+    subs = _np_stack([generate_substrate(cfg, s, pad_edges_to=PAD, pad_degree_to=PAD_DEGREE)
+                      for s in seeds])
     reqs = _np_stack([generate_requests(cfg, s, "test") for s in seeds])
     keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32))
     policy = POLICIES[name]

@@ -30,15 +30,26 @@ def _directed(sub: Substrate, eligible: jax.Array):
             jnp.concatenate([eligible, eligible]))
 
 
+def eligible_adjacency(sub: Substrate, eligible: jax.Array, words: int) -> jax.Array:
+    """u32[N, words]: bit j of word w of row t is set iff the link t -> 32 w + j is eligible.
+
+    Built from the neighbour lists with one-hot word selection (no scatter, so the loops around
+    it stay small for XLA CPU, see ``sagin_jax.SMALL_LOOP_BYTES``). A node's neighbours are
+    distinct, so summing their bits is OR-ing them.
+    """
+    slot_ok = (sub.nbr_edge >= 0) & eligible[jnp.maximum(sub.nbr_edge, 0)]  # [N, K]
+    nbr = jnp.maximum(sub.nbr_node, 0)
+    bit = jnp.where(slot_ok, jnp.left_shift(jnp.uint32(1), (nbr % 32).astype(jnp.uint32)),
+                    jnp.uint32(0))
+    word = nbr // 32
+    return jnp.stack([jnp.sum(jnp.where(word == w, bit, jnp.uint32(0)), axis=-1,
+                              dtype=jnp.uint32) for w in range(words)], axis=-1)
+
+
 def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
     n = sub.n_nodes
     words = -(-n // 32)
-    tail, head, ok = _directed(sub, eligible)
-    bit = jnp.where(ok, jnp.left_shift(jnp.uint32(1), (head % 32).astype(jnp.uint32)),
-                    jnp.uint32(0))
-    # links are unique, so adding the bits is OR-ing them
-    adj = jnp.zeros((n * words,), jnp.uint32).at[tail * words + head // 32].add(bit)
-    adj = adj.reshape(n, words)  # adj[t, w] bit j: eligible link t -> 32 w + j
+    adj = eligible_adjacency(sub, eligible, words)  # adj[t, w] bit j: eligible t -> 32 w + j
     lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
     ids = jnp.arange(n, dtype=jnp.int32)
 
@@ -46,25 +57,23 @@ def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Ar
         m = jnp.pad(mask, (0, words * 32 - n)).reshape(words, 32)
         return jnp.where(m, lane, jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
-    def cond(c):
-        dist, _, _, frontier = c
-        return (dist[dst] < 0) & (frontier != 0).any()
-
     def body(c):
-        dist, parent, level, frontier = c
+        tree, level, frontier, _ = c  # tree = [dist, parent]; one array, one write per level
+        dist, parent = tree[0], tree[1]
         best = jnp.full((n,), -1, jnp.int32)
         for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
             x = adj[:, w] & frontier[w]
             lowest = x & (~x + jnp.uint32(1))
             best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
         new = (dist < 0) & (best >= 0)
-        return (jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1,
-                pack(new))
+        tree = jnp.stack([jnp.where(new, level + 1, dist), jnp.where(new, best, parent)])
+        frontier = pack(new)
+        return tree, level + 1, frontier, (tree[0, dst] < 0) & (frontier != 0).any()
 
-    dist0 = jnp.where(ids == src, 0, -1).astype(jnp.int32)
-    init = (dist0, jnp.full((n,), -1, jnp.int32), jnp.int32(0), pack(ids == src))
-    dist, parent, _, _ = jax.lax.while_loop(cond, body, init)
-    return dist, parent
+    tree0 = jnp.stack([jnp.where(ids == src, 0, -1), jnp.full((n,), -1)]).astype(jnp.int32)
+    init = (tree0, jnp.int32(0), pack(ids == src), src != dst)
+    tree, _, _, _ = jax.lax.while_loop(lambda c: c[3], body, init)
+    return tree[0], tree[1]
 
 
 def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):

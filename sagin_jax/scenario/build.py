@@ -72,6 +72,36 @@ def tree_parents(hops: np.ndarray, edge_u: np.ndarray, edge_v: np.ndarray) -> np
     return parent
 
 
+def neighbour_lists(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray,
+                    pad_degree_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(nbr_node, nbr_edge)``, each i32[N, K]: each node's neighbours in ascending id order and
+    the ids of the links to them, -1 padded to K = the largest degree (or ``pad_degree_to``)."""
+    deg = np.bincount(np.concatenate([edge_u, edge_v]).astype(np.int64), minlength=n_nodes)
+    k = int(deg.max()) if deg.size else 0
+    pad = k if pad_degree_to is None else pad_degree_to
+    if pad < k:
+        raise ValueError(f"pad_degree_to={pad} is smaller than the largest node degree {k}")
+    ids = np.arange(edge_u.shape[0])
+    owner = np.concatenate([edge_u, edge_v]).astype(np.int64)
+    other = np.concatenate([edge_v, edge_u]).astype(np.int64)
+    eid = np.concatenate([ids, ids])
+    order = np.lexsort((other, owner))  # by owner, then neighbour id
+    owner, other, eid = owner[order], other[order], eid[order]
+    start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    slot = np.arange(owner.shape[0]) - start[owner]
+    nbr_node = np.full((n_nodes, pad), -1, dtype=np.int32)
+    nbr_edge = np.full((n_nodes, pad), -1, dtype=np.int32)
+    nbr_node[owner, slot] = other
+    nbr_edge[owner, slot] = eid
+    return nbr_node, nbr_edge
+
+
+def max_degree(edge_u, edge_v) -> int:
+    """Largest node degree of an edge list (0 without links)."""
+    ends = np.concatenate([np.asarray(edge_u), np.asarray(edge_v)]).astype(np.int64)
+    return int(np.bincount(ends).max()) if ends.size else 0
+
+
 def edge_ids(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray:
     """i32[N, N]: id of the link between two nodes, -1 where there is none."""
     eid = np.full((n_nodes, n_nodes), -1, dtype=np.int32)
@@ -90,8 +120,11 @@ def build_substrate(
     edge_v: Sequence[int],
     edge_bw: Sequence[float],
     pad_edges_to: int | None = None,
+    pad_degree_to: int | None = None,
 ) -> Substrate:
-    """Check a substrate and return it as a ``Substrate`` pytree (edges padded if asked)."""
+    """Check a substrate and return it as a ``Substrate`` pytree; the link list is padded to
+    ``pad_edges_to`` links and the neighbour lists to ``pad_degree_to`` slots if asked (so that
+    substrates of several seeds stack)."""
     cpu = np.asarray(cpu, dtype=np.float64)
     sto = np.asarray(sto, dtype=np.float64)
     segment = np.asarray(segment)
@@ -164,6 +197,8 @@ def build_substrate(
     bw_p = np.zeros(pad, dtype=np.float32)
     eu_p[:e], ev_p[:e], bw_p[:e] = lo, hi, ebw
 
+    nbr_node, nbr_edge = neighbour_lists(n, lo, hi, pad_degree_to)
+
     sizes = np.bincount(domain, minlength=n_domains)
     dmax = int(sizes.max())
     domain_nodes = np.full((n_domains, dmax), -1, dtype=np.int32)
@@ -184,6 +219,8 @@ def build_substrate(
         edge_v=jnp.asarray(ev_p),
         edge_bw=jnp.asarray(bw_p),
         edge_mask=jnp.asarray(mask),
+        nbr_node=jnp.asarray(nbr_node),
+        nbr_edge=jnp.asarray(nbr_edge),
         hops=jnp.asarray(hops),
         tree_parent=jnp.asarray(tree_parents(hops, lo, hi)),
         edge_id=jnp.asarray(edge_ids(n, lo, hi)),

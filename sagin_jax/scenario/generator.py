@@ -180,13 +180,14 @@ def _connect_request(n: int, pairs: list, rng: np.random.Generator) -> list:
     return sorted(pairs)
 
 
-def generate_substrate(cfg: ScenarioConfig, seed: int, pad_edges_to: int | None = None
-                       ) -> Substrate:
+def generate_substrate(cfg: ScenarioConfig, seed: int, pad_edges_to: int | None = None,
+                       pad_degree_to: int | None = None) -> Substrate:
     cfg.validate()
     rng = _seed_streams(seed)[0]
     a = substrate_arrays(cfg, rng)
     return build_substrate(a["cpu"], a["sto"], a["segment"], a["domain"], a["edge_u"],
-                           a["edge_v"], a["edge_bw"], pad_edges_to=pad_edges_to)
+                           a["edge_v"], a["edge_bw"], pad_edges_to=pad_edges_to,
+                           pad_degree_to=pad_degree_to)
 
 
 def generate_request_dicts(cfg: ScenarioConfig, seed: int, split: str) -> list[dict]:

@@ -22,6 +22,8 @@ class Substrate:
     edge_v: jax.Array  # i32[E]
     edge_bw: jax.Array  # f32[E] bandwidth capacity (BW^P); 0 on padding
     edge_mask: jax.Array  # bool[E] real link (False = padding)
+    nbr_node: jax.Array  # i32[N, K] each node's neighbours, ascending id, -1 padded
+    nbr_edge: jax.Array  # i32[N, K] the link to each of those neighbours, -1 padded
     hops: jax.Array  # i32[N, N] static hop distance over the full topology
     tree_parent: jax.Array  # i32[N, N] [s, v]: v's parent in the min-hop tree from s (-1 at s)
     edge_id: jax.Array  # i32[N, N] id of the link between two nodes, -1 where none

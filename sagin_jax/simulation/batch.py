@@ -10,7 +10,8 @@ import numpy as np
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.base import NodePolicy
-from sagin_jax.scenario.build import build_requests, build_substrate, max_concurrent
+from sagin_jax.scenario.build import (build_requests, build_substrate, max_concurrent,
+                                      max_degree)
 from sagin_jax.scenario.generator import (_seed_streams, generate_request_dicts,
                                           substrate_arrays)
 from sagin_jax.scenario.types import Requests, Substrate, stack
@@ -18,12 +19,15 @@ from sagin_jax.simulation.online import simulate
 
 
 def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int]) -> Substrate:
-    """The substrates of ``seeds`` stacked on a leading axis, edge lists padded to the largest."""
+    """The substrates of ``seeds`` stacked on a leading axis, link and neighbour lists padded to
+    the largest."""
     cfg.validate()
     arrays = [substrate_arrays(cfg, _seed_streams(s)[0]) for s in seeds]
     e_max = max(a["edge_u"].shape[0] for a in arrays)
+    k_max = max(max_degree(a["edge_u"], a["edge_v"]) for a in arrays)
     return stack([build_substrate(a["cpu"], a["sto"], a["segment"], a["domain"], a["edge_u"],
-                                  a["edge_v"], a["edge_bw"], pad_edges_to=e_max)
+                                  a["edge_v"], a["edge_bw"], pad_edges_to=e_max,
+                                  pad_degree_to=k_max)
                   for a in arrays])
 
 
