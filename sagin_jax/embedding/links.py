@@ -1,16 +1,18 @@
 """Link mapping by minimum-hop BFS over links with enough residual bandwidth (eqs. 3, 6).
 
-Level-synchronous BFS from the link's source until its destination is reached. Tie-break
-(docs/rules.md): the parent of a node is its smallest-id neighbour one level closer to the source.
-Two layouts give the same tree, chosen by substrate size (``bfs_tree``):
+Tie-break (docs/rules.md): the parent of a node is its smallest-id neighbour one level closer
+to the source. ``shortest_path`` first tries the static min-hop tree's path (no BFS when all its
+links are eligible), else runs a level-synchronous BFS until the destination is reached. Two BFS
+layouts give the same tree, chosen by substrate size (``bfs_tree``):
 
-* bitset (N <= ``BITSET_MAX_NODES``): the eligible adjacency as N x ceil(N/32) words, built by one
-  scatter per link; a BFS level is a handful of word operations per node, no scatter;
+* bitset (N <= ``BITSET_MAX_NODES``): the eligible adjacency as N x ceil(N/32) words, built from
+  the neighbour lists without a scatter; a BFS level is a handful of word operations per node;
 * edge list (larger N): one ``segment_min`` over the directed links per level, O(E) per level
-  and no N^2 memory.
+  and no N^2/32 words per level.
 
-On a CPU the per-level cost is dominated by the number of kernels, not the arithmetic, which is
-why the small-substrate path avoids the per-level scatter (see README, Performance).
+Scatter-free code matters on a CPU: XLA compiles a loop without scatters or sorts as one
+function instead of dispatching each operation (see ``sagin_jax.SMALL_LOOP_BYTES`` and README,
+Performance).
 """
 from __future__ import annotations
 
