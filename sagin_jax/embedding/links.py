@@ -198,8 +198,9 @@ def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Arr
                 active: jax.Array, record_paths: bool = False) -> LinkEmbedding:
     """Embed one request's links (eqs. 3, 6) on the working copy ``res_bw``.
 
-    Links go in ``link_order`` (picked one at a time, see ``link_keys``); each takes the min-hop path over links whose working residual
-    >= its demand, and the demand is deducted before the next link. Stops at the first failure.
+    Links go in ``link_order`` (picked one at a time, see ``link_keys``); each takes the min-hop
+    path over links whose working residual >= its demand (``shortest_path``), and the demand is
+    deducted before the next link. Stops at the first failure.
     ``active`` false (node stage failed) embeds nothing. The loop runs over the request's real
     links only (a ``while_loop``), not over the padding.
     """
