@@ -68,35 +68,27 @@ def release_expired(state: SimState, now: jax.Array) -> SimState:
     not O(table size · E).
     """
     leaving0 = state.slot_active & (state.slot_departure <= now)
-    # the table rides in the loop carry (read-only) so the loop's output, not its input, feeds
-    # the next commit; as a captured constant XLA would copy it every request
-    table = (state.slot_hosts, state.slot_cpu, state.slot_sto, state.slot_bw,
-             state.slot_revenue, state.slot_arrival, state.slot_departure)
 
     def cond(c):
         return c[0].any()
 
     def body(c):
-        leaving, res_cpu, res_sto, res_bw, held, table = c
-        hosts_t, cpu_t, sto_t, bw_t, rev_t, arr_t, dep_t = table
+        leaving, res_cpu, res_sto, res_bw, held = c
         a = jnp.argmax(leaving)
         # hosts are distinct (padding adds 0.0), so a one-hot sum is exact and keeps the loop
         # free of scatters (XLA CPU then compiles it as one small loop, sagin_jax.SMALL_LOOP_BYTES)
-        onehot = hosts_t[a][:, None] == jnp.arange(res_cpu.shape[0])[None, :]  # [M, N]
-        res_cpu = res_cpu + jnp.sum(jnp.where(onehot, cpu_t[a][:, None], 0.0), axis=0)
-        res_sto = res_sto + jnp.sum(jnp.where(onehot, sto_t[a][:, None], 0.0), axis=0)
-        res_bw = res_bw + bw_t[a]
-        held = held + rev_t[a] * (dep_t[a] - arr_t[a])
-        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held, table
+        onehot = state.slot_hosts[a][:, None] == jnp.arange(res_cpu.shape[0])[None, :]  # [M, N]
+        res_cpu = res_cpu + jnp.sum(jnp.where(onehot, state.slot_cpu[a][:, None], 0.0), axis=0)
+        res_sto = res_sto + jnp.sum(jnp.where(onehot, state.slot_sto[a][:, None], 0.0), axis=0)
+        res_bw = res_bw + state.slot_bw[a]
+        held = held + state.slot_revenue[a] * (state.slot_departure[a] - state.slot_arrival[a])
+        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held
 
-    _, res_cpu, res_sto, res_bw, held, table = jax.lax.while_loop(
+    _, res_cpu, res_sto, res_bw, held = jax.lax.while_loop(
         cond, body, (leaving0, state.res_cpu, state.res_sto, state.res_bw,
-                     state.totals.held_departed, table))
-    hosts_t, cpu_t, sto_t, bw_t, rev_t, arr_t, dep_t = table
+                     state.totals.held_departed))
     return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw,
                          slot_active=state.slot_active & ~leaving0,
-                         slot_hosts=hosts_t, slot_cpu=cpu_t, slot_sto=sto_t, slot_bw=bw_t,
-                         slot_revenue=rev_t, slot_arrival=arr_t, slot_departure=dep_t,
                          totals=state.totals.replace(held_departed=held))
 
 
