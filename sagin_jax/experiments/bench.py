@@ -81,23 +81,21 @@ def scaled_config(base: ScenarioConfig, n_nodes: int) -> ScenarioConfig:
                         waxman_alpha=min(1.0, base.waxman_alpha * base.n_ground / ng))
 
 
-def bench(config: str | None = None, out: str = "results", quick: bool = False) -> list[dict]:
-    spec = dict(QUICK if quick else DEFAULT)
-    if config is not None:
-        spec.update(read_json(config))
-    cfg = ScenarioConfig.from_dict(spec.get("scenario", {}))
-    n_dev = jax.device_count()
-    mesh = seed_mesh() if n_dev > 1 else None
-    rows: list[dict] = []
-    print(f"devices: {n_dev} x {jax.devices()[0].platform}", flush=True)
+class Recorder:
+    """Collects bench rows and prints each as it comes (``key=value`` pairs)."""
 
-    def record(**row):
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def __call__(self, **row) -> None:
         row.setdefault("peak_rss_mib", _peak_rss_mib())
-        rows.append(row)
+        self.rows.append(row)
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
 
-    # --- the sequential reference ---
+
+def bench_reference(spec: dict, cfg: ScenarioConfig, record: Recorder) -> float:
+    """The sequential networkx reference on a few seeds; -> its request embeddings per second."""
     n_ref = spec["reference_seeds"]
     subs_r = make_substrates(cfg, list(range(n_ref)))
     reqs_r = make_requests(cfg, list(range(n_ref)), "test")
@@ -111,8 +109,15 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
     ref_rate = n_ref * reqs_r.n_requests / ref_s
     record(workload="reference-nrmvne", loop="python", seeds=n_ref, compile_s=0.0, run_s=ref_s,
            embeddings_per_s=ref_rate, program_mib=float("nan"))
+    return ref_rate
 
-    # --- the JAX simulator over seeds ---
+
+def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
+                    ref_rate: float | None) -> float | None:
+    """NRMVNE and DDRL-NRA test passes and one DDRL-NRA training epoch for each seed count,
+    seeds looped (``map``) and vectorised (``vmap``); -> the speedup over the reference at
+    ``speedup_seeds`` seeds (map), if measured."""
+    n_dev = jax.device_count()
     tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", "epochs": 1, **spec.get("train", {})})
     speedup = None
     for s in spec["seeds"]:
@@ -129,7 +134,7 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
         keys, subs_p, reqs_p, tr_p, params_p = (take(x) for x in
                                                  (seed_keys(seeds), subs, reqs, train_reqs,
                                                   params))
-        loops = ["map"] + (["vmap"] if s <= spec["vmap_max_seeds"] else [])
+        loops = spec.get("loops") or (["map"] + (["vmap"] if s <= spec["vmap_max_seeds"] else []))
         for loop in loops:
             fn = jax.jit(lambda k, sb, rq, loop=loop: simulate_batch(
                 BASELINES["nrmvne"], None, k, sb, rq, max_active=a, seed_loop=loop, mesh=mesh))
@@ -137,7 +142,7 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
             rate = s * reqs.n_requests / r
             record(workload="jax-nrmvne-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=rate, program_mib=mib)
-            if s == spec.get("speedup_seeds", 64) and loop == "map":
+            if s == spec.get("speedup_seeds", 64) and loop == "map" and ref_rate:
                 speedup = rate / ref_rate
             ev = jax.jit(over_seeds(make_evaluate(tcfg, a), loop, mesh))
             c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p)
@@ -149,20 +154,27 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
             c, r, mib = _timed(tr, keys, lr, subs_p, tr_p)
             record(workload="jax-ddrl-train", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=s * train_reqs.n_requests / r, program_mib=mib)
+    return speedup
 
-    # --- the Fig. 4 sweep: 4 rates x 8 seeds x the paper's schedule, compile included ---
+
+def bench_fig4(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh) -> None:
+    """The Fig. 4 sweep (learning rates x seeds x the paper's schedule), compile included."""
     f4 = spec.get("fig4")
-    if f4:
-        t0 = time.perf_counter()
-        res = train_grid(cfg, TrainConfig(epochs=f4["epochs"]), list(range(f4["seeds"])),
-                         f4["lrs"], progress=False, mesh=mesh)
-        wall = time.perf_counter() - t0
-        n_emb = f4["seeds"] * len(f4["lrs"]) * f4["epochs"] * cfg.n_train
-        record(workload="fig4-grid", loop="map", seeds=f4["seeds"], compile_s=res.compile_s,
-               run_s=res.run_s, embeddings_per_s=n_emb / res.run_s, program_mib=float("nan"),
-               wall_with_setup_s=wall)
+    if not f4:
+        return
+    t0 = time.perf_counter()
+    tcfg = TrainConfig.from_dict({**spec.get("train", {}), "epochs": f4["epochs"]})
+    res = train_grid(cfg, tcfg, list(range(f4["seeds"])),
+                     f4["lrs"], progress=False, mesh=mesh, seed_loop=f4.get("loop"))
+    wall = time.perf_counter() - t0
+    n_emb = f4["seeds"] * len(f4["lrs"]) * f4["epochs"] * cfg.n_train
+    record(workload="fig4-grid", loop=f4.get("loop") or "default", seeds=f4["seeds"],
+           compile_s=res.compile_s, run_s=res.run_s, embeddings_per_s=n_emb / res.run_s,
+           program_mib=float("nan"), wall_with_setup_s=wall)
 
-    # --- scaling with the substrate size ---
+
+def bench_scale(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """NRMVNE test pass on growing substrates; prints the fitted growth exponent."""
     scale_pts = []
     for n_nodes in spec.get("scale_nodes", []):
         scfg = scaled_config(cfg, n_nodes).replace(n_test=spec["scale_requests"])
@@ -186,6 +198,24 @@ def bench(config: str | None = None, out: str = "results", quick: bool = False) 
         print(f"time per request grows as N^{slope:.2f} over N = "
               f"{', '.join(str(p[0]) for p in scale_pts)}")
 
+
+def bench(config: str | None = None, out: str = "out/bench", quick: bool = False) -> list[dict]:
+    """Run every workload of the bench spec; write ``out/bench.csv`` and ``out/bench.png``."""
+    spec = dict(QUICK if quick else DEFAULT)
+    if config is not None:
+        spec.update(read_json(config))
+    cfg = ScenarioConfig.from_dict(spec.get("scenario", {}))
+    n_dev = jax.device_count()
+    mesh = seed_mesh() if n_dev > 1 else None
+    record = Recorder()
+    print(f"devices: {n_dev} x {jax.devices()[0].platform}", flush=True)
+
+    ref_rate = bench_reference(spec, cfg, record) if spec.get("reference_seeds") else None
+    speedup = bench_simulator(spec, cfg, record, mesh, ref_rate)
+    bench_fig4(spec, cfg, record, mesh)
+    bench_scale(spec, cfg, record)
+
+    rows = record.rows
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "bench.csv"
