@@ -18,7 +18,7 @@ from sagin_jax.embedding.nodes import feasible_hosts, place_node
 from sagin_jax.policies.base import NodeContext, NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.metrics import Metrics, running_metrics
-from sagin_jax.simulation.state import SimState, init_state, release_expired
+from sagin_jax.simulation.state import SimState, accept_totals, init_state, release_expired
 
 
 @struct.dataclass
@@ -137,6 +137,8 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
         revenue=t.revenue + value.revenue, cost=t.cost + value.cost,
         link_revenue=t.link_revenue + value.link_revenue,
         link_cost=t.link_cost + value.link_cost))
+    state = state.replace(totals=accept_totals(state.totals, value.revenue, now,
+                                               now + req.lifetime, accepted))
     out = Outcome(accepted=accepted, hosts=nodes.hosts, value=value,
                   metrics=running_metrics(state, now), extra=nodes.extra,
                   paths=links.paths if record_paths else None, overflow=overflow)
