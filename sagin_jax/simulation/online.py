@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from sagin_jax.embedding.accounting import RequestValue, request_value
@@ -28,6 +29,7 @@ class NodeStage:
     res_cpu: jax.Array  # f32[N] working copy after the placements
     res_sto: jax.Array
     extra: Any  # the policy's per-placement ``extra`` summed over the placed nodes
+    trips: jax.Array  # i32 node-loop trips
 
     @property
     def logp(self) -> jax.Array:
@@ -78,8 +80,9 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
     # loop over the request's real nodes only, stopping at the first one with no feasible host
     init = (jnp.int32(0), jnp.int32(0), state.res_cpu, state.res_sto, jnp.zeros((n,), bool),
             jnp.full((m,), -1, jnp.int32), jnp.bool_(False), zero_extra)
-    _, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
-    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, extra=extra_sum)
+    trips, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
+    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, extra=extra_sum,
+                     trips=trips)
 
 
 @struct.dataclass
@@ -93,6 +96,7 @@ class Outcome:
     extra: Any  # the policy's ``extra`` summed over the placed nodes ({"logp": ..., ...})
     paths: Any  # i32[L, P] path nodes (audit only)
     overflow: jax.Array  # bool: accepted but no free active-table slot (never expected)
+    trips: jax.Array  # i32 sequential loop trips of this request step (``trips_per_request``)
 
     @property
     def logp(self) -> jax.Array:
@@ -104,7 +108,9 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
                    req: Requests, record_paths: bool = False):
     """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome)."""
     now = req.arrival
+    active_before = state.slot_active.sum(dtype=jnp.int32)
     state = release_expired(state, now)
+    release_trips = active_before - state.slot_active.sum(dtype=jnp.int32)  # one per departure
     nodes = map_nodes(policy, params, key, sub, state, req)
     links = embed_links(sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
     free = ~state.slot_active[:-1]
@@ -141,8 +147,18 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
                                                now + req.lifetime, accepted))
     out = Outcome(accepted=accepted, hosts=nodes.hosts, value=value,
                   metrics=running_metrics(state, now), extra=nodes.extra,
-                  paths=links.paths if record_paths else None, overflow=overflow)
+                  paths=links.paths if record_paths else None, overflow=overflow,
+                  trips=release_trips + nodes.trips + links.trips)
     return state, out
+
+
+def trips_per_request(outcome: Outcome) -> tuple[float, int]:
+    """(mean, max) over all requests (and seeds) of the sequential ``while_loop`` trips one
+    request step took: departures released, request nodes placed, request links embedded, path
+    steps walked and BFS levels run (policy-internal loops such as GRC's power iteration are not
+    counted). Each trip is a host round trip on a GPU, so this is the latency proxy there."""
+    trips = np.asarray(outcome.trips)
+    return float(trips.mean()), int(trips.max())
 
 
 def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
