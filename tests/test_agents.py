@@ -22,7 +22,7 @@ from sagin_jax.audit import trace_records, write_audit
 from sagin_jax.policies.ddrl import (NodeScorer, domain_feature_matrices, init_ddrl_params,
                                      make_ddrl_policy)
 from sagin_jax.policies.rlvne import make_rlvne_policy
-from sagin_jax.policies.base import NodeContext
+from sagin_jax.policies.base import NodeContext, with_gradients
 from sagin_jax.reference import check_audit, load_audit_dir
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.build import build_requests, build_substrate
@@ -200,8 +200,8 @@ def test_ddrl_log_prob_gradient_matches_closed_form():
     req = build_requests([REQ], 2, 3).at(0)
     state = tiny_state(sub, 3)
     params = set_ddrl_params(init_ddrl_params(jax.random.key(0), 2), W_DDRL, B_DDRL)
-    run = jax.jit(lambda k: map_nodes(make_ddrl_policy(False), params, k, sub, state, req,
-                                      with_grads=True))
+    run = jax.jit(lambda k: map_nodes(with_gradients(make_ddrl_policy(False)), params, k, sub,
+                                      state, req))
     seen = set()
     for s in KEYS:
         stage = run(jax.random.key(s))
@@ -209,7 +209,7 @@ def test_ddrl_log_prob_gradient_matches_closed_form():
         hosts = [int(h) for h in stage.hosts]
         seen.add(tuple(hosts))
         logp, gw, gb = ddrl_closed_form(REQ, hosts, W_DDRL.astype(float), B_DDRL.astype(float))
-        got_w, got_b = ddrl_rows(stage.grad)
+        got_w, got_b = ddrl_rows(stage.extra["grad"])
         np.testing.assert_allclose(got_w, gw, rtol=1e-5, atol=1e-6, err_msg=str(hosts))
         np.testing.assert_allclose(got_b, gb, atol=1e-6)  # shared bias: 1 − Σ p = 0
         assert float(stage.logp) == pytest.approx(logp, rel=1e-5, abs=1e-6)
@@ -242,8 +242,8 @@ def test_rlvne_log_prob_gradient_matches_closed_form():
     req = build_requests([REQ], 2, 3).at(0)
     state = tiny_state(sub, 3)
     params = {"w": jnp.asarray(W_RLVNE), "b": jnp.asarray(B_RLVNE)}
-    run = jax.jit(lambda k: map_nodes(make_rlvne_policy(False), params, k, sub, state, req,
-                                      with_grads=True))
+    run = jax.jit(lambda k: map_nodes(with_gradients(make_rlvne_policy(False)), params, k, sub,
+                                      state, req))
     seen, branches = set(), set()
     for s in KEYS:
         stage = run(jax.random.key(s))
@@ -252,9 +252,9 @@ def test_rlvne_log_prob_gradient_matches_closed_form():
         seen.add(tuple(hosts))
         logp, gw, gb, br = rlvne_closed_form(REQ, hosts, W_RLVNE.astype(float), float(B_RLVNE))
         branches |= br
-        np.testing.assert_allclose(np.asarray(stage.grad["w"]), gw, rtol=1e-5, atol=1e-6,
+        np.testing.assert_allclose(np.asarray(stage.extra["grad"]["w"]), gw, rtol=1e-5, atol=1e-6,
                                    err_msg=str(hosts))
-        assert float(stage.grad["b"]) == pytest.approx(gb, rel=1e-5, abs=1e-6)
+        assert float(stage.extra["grad"]["b"]) == pytest.approx(gb, rel=1e-5, abs=1e-6)
         assert float(stage.logp) == pytest.approx(logp, rel=1e-5, abs=1e-6)
     assert len(seen) >= 3
     # the case exercises both sides of the ReLU among feasible nodes, so ∂/∂b ≠ 0 is tested
@@ -290,8 +290,8 @@ def test_rewards_and_reinforce_gradient(algo):
     else:
         policy = make_rlvne_policy(False)
         params = {"w": jnp.asarray(W_RLVNE), "b": jnp.asarray(B_RLVNE)}
-    _, out = run_online(policy, params, jax.random.key(3), sub, reqs, init_state(sub, 8, 3),
-                        with_grads=True)
+    _, out = run_online(with_gradients(policy), params, jax.random.key(3), sub, reqs,
+                        init_state(sub, 8, 3))
     acc = np.asarray(out.accepted)
     assert acc.any() and not acc.all()
     assert not acc[2] and not acc[3]
@@ -308,7 +308,7 @@ def test_rewards_and_reinforce_gradient(algo):
     acr = np.array([m["ACR"] for m in ref["metrics"]])
     rev = np.array([t["revenue"] for t in ref["trace"]])
     cost = np.array([t["cost"] for t in ref["trace"]])
-    grads = jax.tree_util.tree_map(np.asarray, out.grad)
+    grads = jax.tree_util.tree_map(np.asarray, out.extra["grad"])
     assert sum(np.abs(g[2]).sum() for g in jax.tree_util.tree_leaves(grads)) > 0, \
         "a request failing at the link stage still has node-choice gradients (to be discarded)"
 
@@ -327,7 +327,7 @@ def test_rewards_and_reinforce_gradient(algo):
         r = np.asarray(request_rewards(cfg, out))
         np.testing.assert_allclose(r, expect, rtol=1e-5, atol=1e-6, err_msg=str(cfg))
         assert np.all(r[~acc] == (0.0 if cfg.failed_reward is None else cfg.failed_reward))
-        got = reinforce_gradient(cfg, jnp.asarray(r), out.grad)
+        got = reinforce_gradient(cfg, jnp.asarray(r), out.extra["grad"])
         scale = 1.0 / len(dicts) if cfg.batch_reduce == "mean" else 1.0
         want = jax.tree_util.tree_map(lambda g: scale * np.tensordot(r, g, axes=1), grads)
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
@@ -350,13 +350,13 @@ def test_training_step_is_params_plus_lr_times_reinforce_direction():
         params, _ = jax.jit(trainer.train)(key, jnp.float32(lr), sub, reqs)
         batch_key = jax.random.split(carry.epoch_keys[0], 1)[0]
         policy = make_ddrl_policy(False, 0.5) if algo == "ddrl-nra" else make_rlvne_policy(False)
-        _, out = run_online(policy, carry.params, batch_key, sub, reqs, init_state(sub, 8, 3),
-                            with_grads=True)
+        _, out = run_online(with_gradients(policy), carry.params, batch_key, sub, reqs,
+                            init_state(sub, 8, 3))
         r = np.asarray(request_rewards(cfg, out))
         assert (r > 0).any()
         for p0, p1, g in zip(jax.tree_util.tree_leaves(carry.params),
                              jax.tree_util.tree_leaves(params),
-                             jax.tree_util.tree_leaves(out.grad)):
+                             jax.tree_util.tree_leaves(out.extra["grad"])):
             want = np.asarray(p0) + lr * np.tensordot(r, np.asarray(g), axes=1)
             np.testing.assert_allclose(np.asarray(p1), want, rtol=1e-5, atol=1e-6, err_msg=algo)
         moved = sum(float(np.abs(np.asarray(a) - np.asarray(b)).sum())
@@ -407,9 +407,9 @@ def test_gradient_step_moves_only_the_hosting_domains_agent(domain):
     reqs = build_requests(dicts, 2, 2)
     other = 1 - domain
     params = set_ddrl_params(init_ddrl_params(jax.random.key(0), 2), W_DDRL, B_DDRL)
-    stage = map_nodes(make_ddrl_policy(False), params, jax.random.key(1), sub,
-                      init_state(sub, 2, 2), reqs.at(0), with_grads=True)
-    gw, gb = ddrl_rows(stage.grad)
+    stage = map_nodes(with_gradients(make_ddrl_policy(False)), params, jax.random.key(1), sub,
+                      init_state(sub, 2, 2), reqs.at(0))
+    gw, gb = ddrl_rows(stage.extra["grad"])
     assert np.abs(gw[domain]).sum() > 1e-4
     # the other agent gets exactly nothing; the host's shared-bias gradient is 1 - sum(p) = 0
     # up to float rounding

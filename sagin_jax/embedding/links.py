@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from sagin_jax.features import rank_order
 from sagin_jax.scenario.types import Requests, Substrate
 
 BITSET_MAX_NODES = 512
@@ -74,8 +73,8 @@ def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Ar
 
     tree0 = jnp.stack([jnp.where(ids == src, 0, -1), jnp.full((n,), -1)]).astype(jnp.int32)
     init = (tree0, jnp.int32(0), pack(ids == src), src != dst)
-    tree, _, _, _ = jax.lax.while_loop(lambda c: c[3], body, init)
-    return tree[0], tree[1]
+    tree, levels, _, _ = jax.lax.while_loop(lambda c: c[3], body, init)
+    return tree[0], tree[1], levels
 
 
 def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
@@ -95,17 +94,18 @@ def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Arr
         return jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1
 
     dist0 = jnp.where(ids == src, 0, -1).astype(jnp.int32)
-    dist, parent, _ = jax.lax.while_loop(
+    dist, parent, levels = jax.lax.while_loop(
         cond, body, (dist0, jnp.full((n,), -1, jnp.int32), jnp.int32(0)))
-    return dist, parent
+    return dist, parent, levels
 
 
 def bfs_tree(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
     """BFS from ``src`` over ``eligible`` links until ``dst`` is reached or the frontier dies.
 
-    Returns ``(dist[N], parent[N])``: hop distance (-1 unseen) and the parent node, the
+    Returns ``(dist[N], parent[N], levels)``: hop distance (-1 unseen) and the parent node, the
     smallest-id neighbour one level closer to ``src`` over an eligible link (-1 for the source
-    and unseen nodes). Bitset layout up to ``BITSET_MAX_NODES`` nodes, edge list above.
+    and unseen nodes), and the number of BFS levels run (loop trips). Bitset layout up to
+    ``BITSET_MAX_NODES`` nodes, edge list above.
     """
     if sub.n_nodes <= BITSET_MAX_NODES:
         return _bfs_bitset(sub, eligible, src, dst)
@@ -134,8 +134,9 @@ def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array
 def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
     """The min-hop path over ``eligible`` links (eqs. 3, 6; tie-break of docs/rules.md).
 
-    Returns ``(hops, mask, parent)``: path length (0 if ``dst`` is unreachable), bool[E] of its
-    links, and the BFS tree's parents (for the audit trail).
+    Returns ``(hops, mask, parent, trips)``: path length (0 if ``dst`` is unreachable), bool[E]
+    of its links, the BFS tree's parents (for the audit trail), and the sequential loop trips
+    taken (path-walk steps plus BFS levels; see ``Outcome.trips``).
 
     Fast path: if every link of the path in the static min-hop tree of the *whole* topology
     (``sub.tree_parent``) is eligible, that path is the answer and the BFS is skipped. It is the
@@ -148,12 +149,14 @@ def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.
     tree_mask, tree_ok = walk_path(sub, tree, dst, tree_hops, eligible)
 
     def search():
-        dist, parent = bfs_tree(sub, eligible, src, dst)
+        dist, parent, levels = bfs_tree(sub, eligible, src, dst)
         hops = jnp.maximum(dist[dst], 0)
         mask, _ = walk_path(sub, parent, dst, hops, eligible)
-        return hops, mask, parent
+        return hops, mask, parent, levels + hops
 
-    return jax.lax.cond(tree_ok, lambda: (tree_hops, tree_mask, tree), search)
+    hops, mask, parent, search_trips = jax.lax.cond(
+        tree_ok, lambda: (tree_hops, tree_mask, tree, jnp.int32(0)), search)
+    return hops, mask, parent, tree_hops + search_trips
 
 
 def path_nodes(sub: Substrate, parent: jax.Array, src, dst, hops, max_len: int):
@@ -176,6 +179,7 @@ class LinkEmbedding:
     usage: jax.Array  # f32[E] bandwidth this request takes on each substrate link
     hops: jax.Array  # i32[L] path length of each request link (0 on padding / failure)
     paths: jax.Array | None  # i32[L, P] path nodes (only when recorded)
+    trips: jax.Array  # i32 sequential loop trips taken (links, path walks, BFS levels)
 
 
 def link_keys(req: Requests) -> jax.Array:
@@ -189,16 +193,11 @@ def link_keys(req: Requests) -> jax.Array:
     return jnp.where(req.link_mask, req.link_bw, -jnp.inf)
 
 
-def link_order(req: Requests) -> jax.Array:
-    """All link indices in embedding order (the full permutation; for tests and tools)."""
-    return rank_order(link_keys(req))
-
-
 def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Array,
                 active: jax.Array, record_paths: bool = False) -> LinkEmbedding:
     """Embed one request's links (eqs. 3, 6) on the working copy ``res_bw``.
 
-    Links go in ``link_order`` (picked one at a time, see ``link_keys``); each takes the min-hop
+    Links go by ``link_keys`` descending (picked one at a time); each takes the min-hop
     path over links whose working residual >= its demand (``shortest_path``), and the demand is
     deducted before the next link. Stops at the first failure.
     ``active`` false (node stage failed) embeds nothing. The loop runs over the request's real
@@ -208,33 +207,36 @@ def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Arr
     if l_max == 0:  # single-node requests only: nothing to embed
         z = jnp.zeros((0,), jnp.int32)
         return LinkEmbedding(ok=active, res_bw=res_bw, usage=jnp.zeros_like(res_bw), hops=z,
-                             paths=jnp.zeros((0, n), jnp.int32) if record_paths else None)
+                             paths=jnp.zeros((0, n), jnp.int32) if record_paths else None,
+                             trips=jnp.int32(0))
     n_live = jnp.where(active, req.link_mask.sum(), 0)
 
     def cond(c):
-        i, _, _, _, ok, _, _ = c
+        i, _, _, _, ok, _, _, _ = c
         return (i < n_live) & ok
 
     def body(c):
-        i, keys, bw_left, usage, ok, hops, paths = c
+        i, keys, bw_left, usage, ok, hops, paths, trips = c
         j = jnp.argmax(keys)  # the next link: largest demand left, smallest index on ties
         keys = keys.at[j].set(-jnp.inf)
         demand = req.link_bw[j]
         src, dst = hosts[req.link_a[j]], hosts[req.link_b[j]]
         eligible = sub.edge_mask & (bw_left >= demand)
-        hop, path, parent = shortest_path(sub, eligible, src, dst)
+        hop, path, parent, path_trips = shortest_path(sub, eligible, src, dst)
+        trips = trips + 1 + path_trips
         found = hop > 0
         take = jnp.where(path, demand, 0.0)
         hops = hops.at[j].set(hop)
         if record_paths:
             paths = paths.at[j].set(path_nodes(sub, parent, src, dst, hop, n))
-        return i + 1, keys, bw_left - take, usage + take, found, hops, paths
+            trips = trips + n  # path_nodes' fori_loop
+        return i + 1, keys, bw_left - take, usage + take, found, hops, paths, trips
 
     init = (jnp.int32(0), link_keys(req), res_bw, jnp.zeros_like(res_bw), jnp.bool_(True),
             jnp.zeros((l_max,), jnp.int32),
-            jnp.full((l_max, n), -1, jnp.int32) if record_paths else None)
-    _, _, bw_left, usage, ok, hops, paths = jax.lax.while_loop(cond, body, init)
+            jnp.full((l_max, n), -1, jnp.int32) if record_paths else None, jnp.int32(0))
+    _, _, bw_left, usage, ok, hops, paths, trips = jax.lax.while_loop(cond, body, init)
     ok = ok & active
     return LinkEmbedding(ok=ok, res_bw=jnp.where(ok, bw_left, res_bw),
                          usage=jnp.where(ok, usage, 0.0), hops=jnp.where(ok, hops, 0),
-                         paths=paths)
+                         paths=paths, trips=trips)

@@ -5,10 +5,14 @@ heuristics:
 
 * ``prepare(params, ctx) -> (order i32[M], aux)`` once per request: the order in which the request's
   nodes are placed (a permutation of 0..M-1, padding anywhere) and any per-request scores;
-* ``select(key, params, ctx, aux) -> (host i32, logp f32)`` once per request node: a host among
-  ``ctx.feasible`` and the log-probability of that choice (0 for deterministic rules).
+* ``select(key, params, ctx, aux) -> (host i32, extra)`` once per request node: a host among
+  ``ctx.feasible`` and a per-placement auxiliary pytree ``extra``; every policy gives at least
+  ``{"logp": f32}``, the log-probability of that choice (0 for deterministic rules).
 
-A host outside ``ctx.feasible`` is treated as a failed placement (the request is rejected).
+A host outside ``ctx.feasible`` is treated as a failed placement (the request is rejected). The
+simulation sums ``extra`` leaf by leaf over the request's placed nodes (``Outcome.extra``) and
+knows nothing else about it: training wraps a policy with ``with_gradients`` to add
+``∇_params logp`` as ``extra["grad"]``.
 """
 from __future__ import annotations
 
@@ -39,7 +43,23 @@ class NodeContext:
 class NodePolicy(NamedTuple):
     name: str
     prepare: Callable[[Any, NodeContext], tuple[jax.Array, Any]]
-    select: Callable[[jax.Array, Any, NodeContext, Any], tuple[jax.Array, jax.Array]]
+    select: Callable[[jax.Array, Any, NodeContext, Any], tuple[jax.Array, Any]]
+
+
+def with_gradients(policy: NodePolicy) -> NodePolicy:
+    """The same policy, whose ``select`` also returns ``∇_params logp`` as ``extra["grad"]``
+    (the score-function term of REINFORCE, eq. 21); summed over a request's placed nodes by the
+    simulation, it is the request's ∇ log π(a)."""
+
+    def select(key, params, ctx: NodeContext, aux):
+        def logp_of(p):
+            host, extra = policy.select(key, p, ctx, aux)
+            return extra["logp"], (host, extra)
+
+        (_, (host, extra)), grad = jax.value_and_grad(logp_of, has_aux=True)(params)
+        return host, {**extra, "grad": grad}
+
+    return policy._replace(select=select)
 
 
 def index_order(params, ctx: NodeContext):

@@ -14,7 +14,7 @@ def _nrm_prepare(params, ctx: NodeContext):
 
 
 def _rank_select(key, params, ctx: NodeContext, score):
-    return argmax_feasible(score, ctx.feasible), jnp.float32(0.0)
+    return argmax_feasible(score, ctx.feasible), {"logp": jnp.float32(0.0)}
 
 
 NRMVNE = NodePolicy("nrmvne", _nrm_prepare, _rank_select)
@@ -39,7 +39,7 @@ def _random_select(key, params, ctx: NodeContext, aux):
     logits = jnp.where(ctx.feasible, 0.0, -jnp.inf)
     host = jax.random.categorical(key, logits).astype(jnp.int32)
     count = jnp.maximum(ctx.feasible.sum(), 1)
-    return host, -jnp.log(count.astype(jnp.float32))
+    return host, {"logp": -jnp.log(count.astype(jnp.float32))}
 
 
 RANDOM = NodePolicy("random", index_order, _random_select)

@@ -77,6 +77,6 @@ def make_ddrl_policy(greedy: bool, init_scale: float = 0.1) -> NodePolicy:
             idx = jnp.argmax(jnp.where(mask, scores[d], -jnp.inf))
         else:
             idx = jax.random.categorical(key, jnp.where(mask, logp, -jnp.inf))
-        return members[idx].astype(jnp.int32), jnp.where(mask.any(), logp[idx], 0.0)
+        return members[idx].astype(jnp.int32), {"logp": jnp.where(mask.any(), logp[idx], 0.0)}
 
     return NodePolicy("ddrl-nra" + ("-greedy" if greedy else ""), prepare, select)

@@ -47,6 +47,6 @@ def make_rlvne_policy(greedy: bool) -> NodePolicy:
             host = jnp.argmax(jnp.where(ctx.feasible, logits, -jnp.inf))
         else:
             host = jax.random.categorical(key, jnp.where(ctx.feasible, logp, -jnp.inf))
-        return host.astype(jnp.int32), jnp.where(ctx.feasible.any(), logp[host], 0.0)
+        return host.astype(jnp.int32), {"logp": jnp.where(ctx.feasible.any(), logp[host], 0.0)}
 
     return NodePolicy("rlvne" + ("-greedy" if greedy else ""), prepare, select)

@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from sagin_jax.embedding.accounting import RequestValue, request_value
@@ -18,7 +19,7 @@ from sagin_jax.embedding.nodes import feasible_hosts, place_node
 from sagin_jax.policies.base import NodeContext, NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.metrics import Metrics, running_metrics
-from sagin_jax.simulation.state import SimState, init_state, release_expired
+from sagin_jax.simulation.state import SimState, accept_totals, init_state, release_expired
 
 
 @struct.dataclass
@@ -27,12 +28,23 @@ class NodeStage:
     hosts: jax.Array  # i32[M] host per request node, -1 where none was chosen
     res_cpu: jax.Array  # f32[N] working copy after the placements
     res_sto: jax.Array
-    logp: jax.Array  # f32 Σ log-probability of the choices made
-    grad: Any  # ∇_params Σ logp (only with ``with_grads``), else None
+    extra: Any  # the policy's per-placement ``extra`` summed over the placed nodes
+    trips: jax.Array  # i32 node-loop trips
+
+    @property
+    def logp(self) -> jax.Array:
+        """Σ log-probability of the choices made."""
+        return self.extra["logp"]
+
+
+def sum_placed(total, extra, placed: jax.Array):
+    """``total + extra`` leaf by leaf where ``placed``, else ``total`` (adds an exact 0.0)."""
+    return jax.tree_util.tree_map(lambda a, b: a + jnp.where(placed, b, jnp.zeros_like(b)),
+                                  total, extra)
 
 
 def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
-              req: Requests, with_grads: bool = False) -> NodeStage:
+              req: Requests) -> NodeStage:
     """Stage 1: place the request's nodes one by one in the policy's order."""
     m, n = req.max_nodes, sub.n_nodes
     blank = NodeContext(sub=sub, req=req, res_cpu=state.res_cpu, res_sto=state.res_sto,
@@ -40,35 +52,26 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
                         hosts=jnp.full((m,), -1, jnp.int32), node=jnp.int32(-1),
                         feasible=jnp.zeros((n,), bool))
     order, aux = policy.prepare(params, blank)
-    zero_grad = jax.tree_util.tree_map(jnp.zeros_like, params) if with_grads else None
+    extra_shape = jax.eval_shape(policy.select, key, params, blank, aux)[1]
+    zero_extra = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), extra_shape)
     n_live = req.node_mask.sum()
 
     def place(carry):
-        i, done, cpu, sto, used, hosts, failed, logp, grad = carry
+        i, done, cpu, sto, used, hosts, failed, extra_sum = carry
         j = order[i]
         live = req.node_mask[j] & ~failed
         feas = feasible_hosts(sub, cpu, sto, used, req.cpu[j], req.sto[j], req.domain[j])
         ctx = blank.replace(res_cpu=cpu, res_sto=sto, used=used, hosts=hosts, node=j,
                             feasible=feas)
-        k = jax.random.fold_in(key, i)
-        if with_grads:
-            def lp(p):
-                host, logp_i = policy.select(k, p, ctx, aux)
-                return logp_i, host
-            (logp_i, host), g = jax.value_and_grad(lp, has_aux=True)(params)
-        else:
-            host, logp_i = policy.select(k, params, ctx, aux)
-            g = None
+        host, extra = policy.select(jax.random.fold_in(key, i), params, ctx, aux)
         host = jnp.clip(host, 0, n - 1)
         placed = live & feas[host]
         failed = failed | (live & ~placed)
         cpu, sto, used = place_node(cpu, sto, used, host, req.cpu[j], req.sto[j], placed)
         hosts = hosts.at[j].set(jnp.where(placed, host, hosts[j]))
-        logp = logp + jnp.where(placed, logp_i, 0.0)
-        if with_grads:
-            grad = jax.tree_util.tree_map(lambda a, b: a + jnp.where(placed, b, 0.0), grad, g)
+        extra_sum = sum_placed(extra_sum, extra, placed)
         done = done + req.node_mask[j].astype(jnp.int32)
-        return i + 1, done, cpu, sto, used, hosts, failed, logp, grad
+        return i + 1, done, cpu, sto, used, hosts, failed, extra_sum
 
     def more(carry):
         i, done, failed = carry[0], carry[1], carry[6]
@@ -76,9 +79,10 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
 
     # loop over the request's real nodes only, stopping at the first one with no feasible host
     init = (jnp.int32(0), jnp.int32(0), state.res_cpu, state.res_sto, jnp.zeros((n,), bool),
-            jnp.full((m,), -1, jnp.int32), jnp.bool_(False), jnp.float32(0.0), zero_grad)
-    _, _, cpu, sto, _, hosts, failed, logp, grad = jax.lax.while_loop(more, place, init)
-    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, logp=logp, grad=grad)
+            jnp.full((m,), -1, jnp.int32), jnp.bool_(False), zero_extra)
+    trips, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
+    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, extra=extra_sum,
+                     trips=trips)
 
 
 @struct.dataclass
@@ -89,18 +93,25 @@ class Outcome:
     hosts: jax.Array  # i32[M] (also for rejected requests: the choices made before failing)
     value: RequestValue  # revenue / cost (eqs. 7, 8); zero when rejected
     metrics: Metrics  # running metrics after this request
-    logp: jax.Array  # Σ log-probability of the node choices
-    grad: Any  # ∇ Σ logp (training only)
+    extra: Any  # the policy's ``extra`` summed over the placed nodes ({"logp": ..., ...})
     paths: Any  # i32[L, P] path nodes (audit only)
     overflow: jax.Array  # bool: accepted but no free active-table slot (never expected)
+    trips: jax.Array  # i32 sequential loop trips of this request step (``trips_per_request``)
+
+    @property
+    def logp(self) -> jax.Array:
+        """Σ log-probability of the node choices."""
+        return self.extra["logp"]
 
 
 def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
-                   req: Requests, with_grads: bool = False, record_paths: bool = False):
+                   req: Requests, record_paths: bool = False):
     """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome)."""
     now = req.arrival
+    active_before = state.slot_active.sum(dtype=jnp.int32)
     state = release_expired(state, now)
-    nodes = map_nodes(policy, params, key, sub, state, req, with_grads)
+    release_trips = active_before - state.slot_active.sum(dtype=jnp.int32)  # one per departure
+    nodes = map_nodes(policy, params, key, sub, state, req)
     links = embed_links(sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
     free = ~state.slot_active[:-1]
     has_free = free.any()
@@ -132,20 +143,32 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
         revenue=t.revenue + value.revenue, cost=t.cost + value.cost,
         link_revenue=t.link_revenue + value.link_revenue,
         link_cost=t.link_cost + value.link_cost))
+    state = state.replace(totals=accept_totals(state.totals, value.revenue, now,
+                                               now + req.lifetime, accepted))
     out = Outcome(accepted=accepted, hosts=nodes.hosts, value=value,
-                  metrics=running_metrics(state, now), logp=nodes.logp, grad=nodes.grad,
-                  paths=links.paths if record_paths else None, overflow=overflow)
+                  metrics=running_metrics(state, now), extra=nodes.extra,
+                  paths=links.paths if record_paths else None, overflow=overflow,
+                  trips=release_trips + nodes.trips + links.trips)
     return state, out
 
 
+def trips_per_request(outcome: Outcome) -> tuple[float, int]:
+    """(mean, max) over all requests (and seeds) of the sequential ``while_loop`` trips one
+    request step took: departures released, request nodes placed, request links embedded, path
+    steps walked and BFS levels run (policy-internal loops such as GRC's power iteration are not
+    counted). Each trip is a host round trip on a GPU, so this is the latency proxy there."""
+    trips = np.asarray(outcome.trips)
+    return float(trips.mean()), int(trips.max())
+
+
 def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
-               state: SimState, with_grads: bool = False, record_paths: bool = False):
+               state: SimState, record_paths: bool = False):
     """Scan ``handle_request`` over all requests from ``state``; -> (final state, Outcome[R])."""
     keys = jax.random.split(key, requests.n_requests)
 
     def step(s, xs):
         req, k = xs
-        return handle_request(policy, params, k, sub, s, req, with_grads, record_paths)
+        return handle_request(policy, params, k, sub, s, req, record_paths)
 
     return jax.lax.scan(step, state, (requests, keys))
 

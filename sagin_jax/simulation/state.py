@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from sagin_jax.scenario.types import Substrate
+from sagin_jax.simulation import exact
 
 
 @struct.dataclass
@@ -20,6 +21,12 @@ class Totals:
     link_revenue: jax.Array
     link_cost: jax.Array
     held_departed: jax.Array  # Σ revenue · lifetime of requests that have departed (eq. 9)
+    # The same time integral exactly, for integer-valued inputs (``exact_integer``): with R the
+    # revenue of the active requests, Σ revenue · time held at t = departed + t · R - arrivals.
+    held_departed_exact: jax.Array  # Wide: Σ revenue · departure over departed requests
+    revenue_arrival_exact: jax.Array  # Wide: Σ revenue · arrival over accepted requests
+    revenue_active_exact: jax.Array  # Wide: Σ revenue over active requests
+    integer_valued: jax.Array  # bool: every accepted request passed ``exact_integer``
 
 
 @struct.dataclass
@@ -57,8 +64,32 @@ def init_state(sub: Substrate, max_active: int, max_nodes: int) -> SimState:
         slot_hosts=jnp.zeros((a + 1, m), jnp.int32), slot_cpu=jnp.zeros((a + 1, m), jnp.float32),
         slot_sto=jnp.zeros((a + 1, m), jnp.float32), slot_bw=jnp.zeros((a + 1, e), jnp.float32),
         totals=Totals(arrived=jnp.int32(0), accepted=jnp.int32(0), revenue=f0, cost=f0,
-                      link_revenue=f0, link_cost=f0, held_departed=f0),
+                      link_revenue=f0, link_cost=f0, held_departed=f0,
+                      held_departed_exact=exact.zero(), revenue_arrival_exact=exact.zero(),
+                      revenue_active_exact=exact.zero(), integer_valued=jnp.bool_(True)),
     )
+
+
+def exact_integer(x: jax.Array) -> jax.Array:
+    """x is an integer in [0, 2^24): exact in float32 and a valid factor of ``exact.product``."""
+    return (x >= 0) & (x < exact.MAX_FACTOR) & (x == jnp.floor(x))
+
+
+def to_uint(x: jax.Array) -> jax.Array:
+    """float32 -> uint32 for values passing ``exact_integer`` (others give 0)."""
+    return jnp.where(exact_integer(x), x, 0.0).astype(jnp.uint32)
+
+
+def accept_totals(totals: Totals, revenue: jax.Array, arrival: jax.Array,
+                  departure: jax.Array, accepted: jax.Array) -> Totals:
+    """The exact time-integral terms of a newly accepted request (no change when rejected)."""
+    ok = exact_integer(revenue) & exact_integer(arrival) & exact_integer(departure)
+    rev = jnp.where(accepted, to_uint(revenue), jnp.uint32(0))
+    return totals.replace(
+        revenue_arrival_exact=exact.add(totals.revenue_arrival_exact,
+                                        exact.product(rev, to_uint(arrival))),
+        revenue_active_exact=exact.add(totals.revenue_active_exact, exact.from_uint(rev)),
+        integer_valued=totals.integer_valued & (ok | ~accepted))
 
 
 def release_expired(state: SimState, now: jax.Array) -> SimState:
@@ -73,7 +104,7 @@ def release_expired(state: SimState, now: jax.Array) -> SimState:
         return c[0].any()
 
     def body(c):
-        leaving, res_cpu, res_sto, res_bw, held = c
+        leaving, res_cpu, res_sto, res_bw, held, held_exact, active_exact = c
         a = jnp.argmax(leaving)
         # hosts are distinct (padding adds 0.0), so a one-hot sum is exact and keeps the loop
         # free of scatters (XLA CPU then compiles it as one small loop, sagin_jax.SMALL_LOOP_BYTES)
@@ -82,14 +113,19 @@ def release_expired(state: SimState, now: jax.Array) -> SimState:
         res_sto = res_sto + jnp.sum(jnp.where(onehot, state.slot_sto[a][:, None], 0.0), axis=0)
         res_bw = res_bw + state.slot_bw[a]
         held = held + state.slot_revenue[a] * (state.slot_departure[a] - state.slot_arrival[a])
-        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held
+        rev = to_uint(state.slot_revenue[a])
+        held_exact = exact.add(held_exact, exact.product(rev, to_uint(state.slot_departure[a])))
+        active_exact = exact.subtract(active_exact, exact.from_uint(rev))
+        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held, held_exact, active_exact
 
-    _, res_cpu, res_sto, res_bw, held = jax.lax.while_loop(
-        cond, body, (leaving0, state.res_cpu, state.res_sto, state.res_bw,
-                     state.totals.held_departed))
+    t = state.totals
+    _, res_cpu, res_sto, res_bw, held, held_exact, active_exact = jax.lax.while_loop(
+        cond, body, (leaving0, state.res_cpu, state.res_sto, state.res_bw, t.held_departed,
+                     t.held_departed_exact, t.revenue_active_exact))
     return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw,
                          slot_active=state.slot_active & ~leaving0,
-                         totals=state.totals.replace(held_departed=held))
+                         totals=t.replace(held_departed=held, held_departed_exact=held_exact,
+                                          revenue_active_exact=active_exact))
 
 
 def release_all(state: SimState) -> SimState:

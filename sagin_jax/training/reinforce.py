@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from sagin_jax.policies.base import with_gradients
 from sagin_jax.policies.ddrl import init_ddrl_params, make_ddrl_policy
 from sagin_jax.policies.rlvne import init_rlvne_params, make_rlvne_policy
 from sagin_jax.scenario.types import Requests, Substrate
@@ -103,6 +104,7 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
     """Build the trainer for fixed shapes (``n_train`` requests, active table ``max_active``)."""
     cfg.validate(n_train)
     train_policy, _, init_params = policies_for(cfg)
+    train_policy = with_gradients(train_policy)
     opt = make_optimizer()
     n_batches = n_train // cfg.batch_size
 
@@ -123,9 +125,9 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
         def batch_step(c, xs):
             params, opt_state, state, updates_done = c
             batch, k = xs
-            state, out = run_online(train_policy, params, k, sub, batch, state, with_grads=True)
+            state, out = run_online(train_policy, params, k, sub, batch, state)
             rewards = request_rewards(cfg, out)
-            ascent = reinforce_gradient(cfg, rewards, out.grad)
+            ascent = reinforce_gradient(cfg, rewards, out.extra["grad"])
             descent = jax.tree_util.tree_map(jnp.negative, ascent)
             updates, opt_state = opt.update(descent, opt_state, params)
             params = optax.apply_updates(params, updates)
