@@ -31,6 +31,7 @@ from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.io import read_json, scenario_document, write_csv
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds, seed_keys,
                                         simulate_batch, table_size)
+from sagin_jax.simulation.online import trips_per_request
 from sagin_jax.simulation.sharding import seed_mesh, shard_seeds
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
@@ -39,9 +40,11 @@ from sagin_jax.training.run import train_grid
 DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
            "scenario": {}, "fig4": {"seeds": 8, "lrs": [0.0005, 0.005, 0.01, 0.05],
                                     "epochs": 10},
-           "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300}
+           "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
+           "trip_seeds": 8}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
-         "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200}
+         "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
+         "trip_seeds": 2}
 
 
 def _peak_rss_mib() -> float:
@@ -199,6 +202,31 @@ def bench_scale(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
               f"{', '.join(str(p[0]) for p in scale_pts)}")
 
 
+def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max: the
+    proxy for accelerator latency, where every trip is a host round trip (issue 10)."""
+    n = spec.get("trip_seeds", 0)
+    if not n:
+        return
+    seeds = list(range(n))
+    subs = make_substrates(cfg, seeds)
+    reqs = make_requests(cfg, seeds, "test")
+    tcfg = TrainConfig(algo="ddrl-nra")
+    params = jax.vmap(policies_for(tcfg)[2])(seed_keys(seeds), subs)
+    runs = {"nrmvne": (BASELINES["nrmvne"], None), "ddrl-nra": (policies_for(tcfg)[1], params)}
+    for name, (policy, p) in runs.items():
+        if p is None:
+            _, out = simulate_batch(policy, None, seed_keys(seeds), subs, reqs,
+                                    max_active=table_size(reqs))
+        else:
+            ev = jax.jit(jax.vmap(make_evaluate(tcfg, table_size(reqs))))
+            _, out = ev(p, seed_keys(seeds), subs, reqs)
+        mean, most = trips_per_request(out)
+        record(workload=f"trips-{name}-test", loop="-", seeds=n, compile_s=float("nan"),
+               run_s=float("nan"), embeddings_per_s=float("nan"), program_mib=float("nan"),
+               trips_mean=mean, trips_max=most)
+
+
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False) -> list[dict]:
     """Run every workload of the bench spec; write ``out/bench.csv`` and ``out/bench.png``."""
     spec = dict(QUICK if quick else DEFAULT)
@@ -214,6 +242,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     speedup = bench_simulator(spec, cfg, record, mesh, ref_rate)
     bench_fig4(spec, cfg, record, mesh)
     bench_scale(spec, cfg, record)
+    bench_trips(spec, cfg, record)
 
     rows = record.rows
     out_dir = Path(out)
@@ -247,7 +276,8 @@ def _plot(path: Path, rows: list[dict]) -> None:
     ax.set_xlabel("seeds in one call")
     ax.set_ylabel("request embeddings / s")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     pts = [(int(r["workload"].split("-")[1]), 1e6 / r["embeddings_per_s"]) for r in rows
            if r["workload"].startswith("scale-")]
     if pts:
