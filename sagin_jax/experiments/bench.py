@@ -1,7 +1,8 @@
 """``sagin-jax bench``: request embeddings per second of the JAX simulator against the sequential
 networkx reference, measured side by side in ONE run (ratios hold on a noisy machine).
 
-Workloads (paper scenario unless noted), each with compile time apart from run time:
+Workloads (paper scenario unless noted), each with compile time apart from run time, each one
+function below:
 
 * ``reference-nrmvne``: the plain-Python reference, a few seeds one after another;
 * ``jax-nrmvne-test`` / ``jax-ddrl-test``: one online test pass per seed (greedy policies);
@@ -9,10 +10,14 @@ Workloads (paper scenario unless noted), each with compile time apart from run t
   each for 1, 8, 64, 256 seeds in one call, with the seeds looped (``map``) or vectorised
   (``vmap``) inside the program, on every JAX device (``--host-devices`` on a CPU);
 * ``fig4-grid``: the Fig. 4 sweep, 4 learning rates x 8 seeds x the paper schedule;
-* ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes.
+* ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes;
+* ``trips-*``: sequential loop trips per request step (the accelerator-latency proxy);
+* ``generate-jax`` / ``generate-numpy``: scenario generation, JAX (16,384 scenarios) against the
+  numpy generator it replaced.
 
-Writes ``results/bench.csv`` and ``results/bench.png``; the last line printed is
-``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload (``speedup_seeds``).
+Writes ``OUT/bench.csv`` and ``OUT/bench.png`` (``--accelerator``: ``bench-gpu.*``); the last
+line printed is ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload
+(``speedup_seeds``).
 """
 from __future__ import annotations
 
@@ -41,10 +46,20 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
            "scenario": {}, "fig4": {"seeds": 8, "lrs": [0.0005, 0.005, 0.01, 0.05],
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
-           "trip_seeds": 8}
+           "trip_seeds": 8, "generation": {"seeds": 16384, "chunk": 512, "numpy_seeds": 8}}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
-         "trip_seeds": 2}
+         "trip_seeds": 2, "generation": {"seeds": 1024, "chunk": 512, "numpy_seeds": 2}}
+ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_seeds": 16384,
+               "reference_seeds": 2, "speedup_seeds": 16384, "speedup_loop": "vmap",
+               "scenario": {},
+               "fig4": {"seeds": 32, "lrs": [0.0005, 0.005, 0.01, 0.05], "epochs": 10,
+                        "loop": "vmap"},
+               "scale_nodes": [], "trip_seeds": 8,
+               "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2}}
+"""``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
+32 seeds x 4 rates (issue 10), written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
+hours (use ``--config`` to shrink it)."""
 
 
 def _peak_rss_mib() -> float:
@@ -145,7 +160,8 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
             rate = s * reqs.n_requests / r
             record(workload="jax-nrmvne-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=rate, program_mib=mib)
-            if s == spec.get("speedup_seeds", 64) and loop == "map" and ref_rate:
+            if (s == spec.get("speedup_seeds", 64) and loop == spec.get("speedup_loop", "map")
+                    and ref_rate):
                 speedup = rate / ref_rate
             ev = jax.jit(over_seeds(make_evaluate(tcfg, a), loop, mesh))
             c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p)
@@ -202,6 +218,32 @@ def bench_scale(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
               f"{', '.join(str(p[0]) for p in scale_pts)}")
 
 
+def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """Scenario generation: the JAX generator (``jit(vmap(generate))``, chunk by chunk, compile
+    apart) on ``generation.seeds`` paper scenarios against the numpy generator it replaced, one
+    seed at a time; each scenario is a substrate plus ``n_train`` + ``n_test`` requests."""
+    g = spec.get("generation")
+    if not g:
+        return
+    from sagin_jax.scenario.generate import time_generation
+    from sagin_jax.scenario.numpy_generator import numpy_scenario
+    t = time_generation(cfg, g["seeds"], g.get("chunk", 512))
+    record(workload="generate-jax", loop="vmap", seeds=t["n_seeds"], compile_s=t["compile_s"],
+           run_s=t["run_s"], embeddings_per_s=float("nan"), program_mib=float("nan"),
+           per_seed_s=t["per_seed_s"], wall_with_compile_s=t["compile_s"] + t["run_s"])
+    n_np = g.get("numpy_seeds", 4)
+    t0 = time.perf_counter()
+    for s in range(n_np):  # the numpy baseline is sequential by nature: one seed after another
+        jax.block_until_ready(numpy_scenario(cfg, s))
+    np_s = (time.perf_counter() - t0) / n_np
+    record(workload="generate-numpy", loop="python", seeds=n_np, compile_s=0.0,
+           run_s=np_s * n_np, embeddings_per_s=float("nan"), program_mib=float("nan"),
+           per_seed_s=np_s)
+    print(f"generation: {t['n_seeds']} scenarios in {t['compile_s'] + t['run_s']:.1f} s with "
+          f"JAX (compile {t['compile_s']:.1f} s); numpy {np_s * 1e3:.0f} ms per seed, "
+          f"{np_s / t['per_seed_s']:.0f}x the JAX time per seed", flush=True)
+
+
 def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max: the
     proxy for accelerator latency, where every trip is a host round trip (issue 10)."""
@@ -227,9 +269,11 @@ def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
                trips_mean=mean, trips_max=most)
 
 
-def bench(config: str | None = None, out: str = "out/bench", quick: bool = False) -> list[dict]:
-    """Run every workload of the bench spec; write ``out/bench.csv`` and ``out/bench.png``."""
-    spec = dict(QUICK if quick else DEFAULT)
+def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,
+          accelerator: bool = False) -> list[dict]:
+    """Run every workload of the bench spec; write ``out/bench.csv`` (``bench-gpu.csv`` with
+    ``accelerator``) and the matching PNG."""
+    spec = dict(ACCELERATOR if accelerator else QUICK if quick else DEFAULT)
     if config is not None:
         spec.update(read_json(config))
     cfg = ScenarioConfig.from_dict(spec.get("scenario", {}))
@@ -243,17 +287,19 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     bench_fig4(spec, cfg, record, mesh)
     bench_scale(spec, cfg, record)
     bench_trips(spec, cfg, record)
+    bench_generation(spec, cfg, record)
 
     rows = record.rows
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "bench.csv"
+    stem = "bench-gpu" if accelerator else "bench"
+    path = out_dir / f"{stem}.csv"
     fields = []
     for r in rows:
         fields += [k for k in r if k not in fields]
     write_csv(path, fields, rows)
-    _plot(out_dir / "bench.png", rows)
-    print(f"wrote {path} and {out_dir / 'bench.png'}")
+    _plot(out_dir / f"{stem}.png", rows)
+    print(f"wrote {path} and {out_dir / (stem + '.png')}")
     if speedup is not None and math.isfinite(speedup):
         print(f"speedup_vs_reference={speedup:.1f}")
     return rows
