@@ -681,7 +681,7 @@ def _host(tree, n):
 
 
 def _concat(parts):
-    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.concatenate(xs)), *parts)
+    return jax.tree_util.tree_map(lambda *xs: jax.device_put(np.concatenate(xs)), *parts)
 
 
 def _raise_overflow(seeds, over_e, over_k, bounds: Bounds) -> None:
@@ -728,17 +728,19 @@ def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int = MAX_C
     test = _make_reqs(cfg, seeds, "test", chunk)
     sub, pos, rep = _concat(subs)
     return Scenario(sub=sub, train=_concat(train), test=_concat(test), pos=pos, repair=rep,
-                    overflow=jnp.zeros(len(pos), bool))
+                    overflow=jax.device_put(np.zeros(len(pos), bool)))
 
 
 def trim_padding(sub: Substrate) -> Substrate:
     """Cut a stacked substrate's link list and neighbour lists to the most any seed uses."""
     e = max(1, int(np.asarray(sub.edge_mask).sum(axis=-1).max()))
     k = max(1, int((np.asarray(sub.nbr_node) >= 0).sum(axis=-1).max()))
+    def cut(x, n):
+        return jax.device_put(np.asarray(x)[..., :n])
     return sub.replace(
-        edge_u=sub.edge_u[..., :e], edge_v=sub.edge_v[..., :e], edge_bw=sub.edge_bw[..., :e],
-        edge_mask=sub.edge_mask[..., :e], nbr_node=sub.nbr_node[..., :k],
-        nbr_edge=sub.nbr_edge[..., :k])
+        edge_u=cut(sub.edge_u, e), edge_v=cut(sub.edge_v, e), edge_bw=cut(sub.edge_bw, e),
+        edge_mask=cut(sub.edge_mask, e), nbr_node=cut(sub.nbr_node, k),
+        nbr_edge=cut(sub.nbr_edge, k))
 
 
 def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int]) -> Substrate:
