@@ -554,6 +554,32 @@ def _ctz(x):
     return lax.population_count((x & (~x + jnp.uint32(1))) - jnp.uint32(1)).astype(jnp.int32)
 
 
+def _prefix_sum(x):
+    """Inclusive int32 prefix sum over the (short, static) last axis, unrolled: XLA CPU's
+    cumsum (a reduce-window) costs ~5x more on rows this short."""
+    x = x.astype(jnp.int32)
+    out = [x[..., 0]]
+    for i in range(1, x.shape[-1]):
+        out.append(out[-1] + x[..., i])
+    return jnp.stack(out, axis=-1)
+
+
+def _component_labels(pairs, m: int, pidx):
+    """i32[R, M]: the smallest node id of each request node's component, from the pair flags,
+    by doubling reachability bitmasks (unrolled over the M request nodes)."""
+    r = pairs.shape[0]
+    padded = jnp.concatenate([pairs, jnp.zeros((r, 1), bool)], axis=1)
+    adj = padded[:, jnp.asarray(pidx)]  # [R, M, M]
+    bit = jnp.uint32(1) << jnp.arange(m, dtype=jnp.uint32)
+    reach = (adj.astype(jnp.uint32) * bit).sum(axis=2, dtype=jnp.uint32) | bit
+    for _ in range(max(1, math.ceil(math.log2(m)))):
+        acc = reach
+        for j in range(m):
+            acc = acc | jnp.where(((reach >> j) & 1).astype(bool), reach[:, j:j + 1], 0)
+        reach = acc
+    return _ctz(reach)
+
+
 def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links.
 
@@ -580,29 +606,22 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
 
     pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
     pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
-    # adjacency bitmask per request node, then component labels (smallest node id) by doubling
-    padded = jnp.concatenate([pairs, jnp.zeros((r, 1), bool)], axis=1)
-    adj = padded[:, jnp.asarray(pidx)]  # [R, M, M]
-    bit = jnp.uint32(1) << jnp.arange(m, dtype=jnp.uint32)
-    reach = (adj.astype(jnp.uint32) * bit).sum(axis=2, dtype=jnp.uint32) | bit
-    for _ in range(max(1, math.ceil(math.log2(m)))):
-        has = ((reach[:, :, None] >> jnp.arange(m, dtype=jnp.uint32)) & 1).astype(bool)
-        reach = jnp.bitwise_or.reduce(jnp.where(has, reach[:, None, :], 0), axis=2)
-    label = _ctz(reach)  # [R, M]
+    label = _component_labels(pairs, m, pidx)  # [R, M] smallest node id of each component
     v = jnp.arange(m)
     event = (label == v) & (v >= 1) & node_mask
     below = (label[:, None, :] < v[None, :, None]) & node_mask[:, None, :]  # [R, v, w]
-    size0 = below.sum(axis=2)
-    pick = _mulhi(st.words(r, m), jnp.maximum(size0, 1))
-    u = (jnp.cumsum(below, axis=2) <= pick[:, :, None]).sum(axis=2)
+    rank = _prefix_sum(below)  # members of {w: label[w] < v} up to w, inclusive
+    pick = _mulhi(st.words(r, m), jnp.maximum(rank[..., -1], 1))
+    u = (rank <= pick[:, :, None]).sum(axis=2)  # the pick-th member (ascending)
     extra = jnp.asarray(pidx)[jnp.minimum(u, v), jnp.maximum(u, v)]  # [R, M] pair index
     extra = jnp.where(event, extra, n_pairs)
     links = pairs | (extra[:, :, None] == jnp.arange(n_pairs)).any(axis=1)
     # compact in lexicographic order: slot j holds the (j+1)-th chosen pair
-    csum = jnp.cumsum(links, axis=1)
-    src = (csum[:, None, :] <= jnp.arange(n_pairs)[None, :, None]).sum(axis=2)  # [R, slot]
+    csum = _prefix_sum(links)
+    dest = jnp.where(links, csum - 1, n_pairs)
+    src = jax.vmap(lambda d: jnp.zeros(n_pairs + 1, jnp.int32).at[d].set(
+        jnp.arange(n_pairs, dtype=jnp.int32)))(dest)[:, :n_pairs]
     link_mask = jnp.arange(n_pairs)[None, :] < csum[:, -1:]
-    src = jnp.where(link_mask, src, 0)
     link_a = jnp.where(link_mask, jnp.asarray(pa)[src], 0)
     link_b = jnp.where(link_mask, jnp.asarray(pb)[src], 0)
     bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
