@@ -102,10 +102,6 @@ class ScenarioConfig:
         for name in ("space_planes", "air_k_nearest", "uav_to_ground", "sat_to_uav"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("waxman_alpha", "waxman_beta", "req_link_prob", "arrival_rate",
-                     "mean_lifetime"):
-            if not is_finite_number(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         if not 0 < self.waxman_alpha <= 1:
             raise ValueError(f"waxman_alpha must be in (0, 1], got {self.waxman_alpha}")
         if not self.waxman_beta > 0:
@@ -153,6 +149,10 @@ class ScenarioConfig:
             raise ValueError(f"arrival_rate must be > 0, got {self.arrival_rate}")
         if not self.mean_lifetime > 0:
             raise ValueError(f"mean_lifetime must be > 0, got {self.mean_lifetime}")
+        for name in ("waxman_alpha", "waxman_beta", "req_link_prob", "arrival_rate",
+                     "mean_lifetime"):
+            if not is_finite_number(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         if len(self.domains_per_segment) != 3 or min(self.domains_per_segment) < 1:
             raise ValueError(
                 f"domains_per_segment must be 3 positive ints, got {self.domains_per_segment}"
