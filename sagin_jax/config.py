@@ -8,7 +8,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagin_jax.checks import is_finite_number, is_int, is_number
+
 Range = tuple[int, int]
+
+MAX_CAPACITY = 10 ** 9
+"""Largest capacity or demand a config may draw: integers up to here stay exact in float32 sums
+of a few values, and far from float32 overflow."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class ScenarioConfig:
     mean_lifetime: float = 1000.0  # time units, exponential
     n_train: int = 1000
     n_test: int = 1000
+    # --- static padding of the generated substrate (None: scenario_bounds' formula) ---
+    max_edges: int | None = None  # link-list length
+    max_degree: int | None = None  # neighbour-list width
 
     @property
     def n_nodes(self) -> int:
@@ -57,12 +66,6 @@ class ScenarioConfig:
         return dataclasses.replace(self, **changes)
 
     def _check_types(self) -> None:
-        def is_int(v):
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v):
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-
         def is_range(v):
             return isinstance(v, tuple) and len(v) == 2 and all(is_int(x) for x in v)
 
@@ -74,7 +77,7 @@ class ScenarioConfig:
         for name in ("waxman_alpha", "waxman_beta", "req_link_prob", "arrival_rate",
                      "mean_lifetime"):
             v = getattr(self, name)
-            if not is_num(v):
+            if not is_number(v):
                 raise ValueError(f"{name} must be a number, got {v!r}")
         for name in ("cpu_range", "sto_range", "bw_range"):
             v = getattr(self, name)
@@ -88,6 +91,10 @@ class ScenarioConfig:
         v = self.domains_per_segment
         if not (isinstance(v, tuple) and len(v) == 3 and all(is_int(x) for x in v)):
             raise ValueError(f"domains_per_segment must be 3 integers, got {v!r}")
+        for name in ("max_edges", "max_degree"):
+            v = getattr(self, name)
+            if v is not None and not is_int(v):
+                raise ValueError(f"{name} must be an integer or null, got {v!r}")
 
     def validate(self) -> None:
         """Raise ValueError naming the field and value of the first bad setting."""
@@ -110,6 +117,25 @@ class ScenarioConfig:
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi):
                 raise ValueError(f"{name} must satisfy 0 <= lo <= hi, got {(lo, hi)}")
+        for name in ("cpu_range", "sto_range", "bw_range", "inter_bw_range", "req_cpu",
+                     "req_sto", "req_bw"):
+            v = getattr(self, name)
+            top = max(r[1] for r in v) if isinstance(v[0], tuple) else v[1]
+            if top > MAX_CAPACITY:
+                raise ValueError(f"{name} upper bound {top} exceeds {MAX_CAPACITY:.0e} "
+                                 "(float32 capacities and demands would be inexact)")
+        if self.n_air > 1 and self.air_k_nearest >= self.n_air:
+            raise ValueError(f"air_k_nearest={self.air_k_nearest} must be < n_air="
+                             f"{self.n_air} (a UAV has n_air - 1 other UAVs)")
+        if self.uav_to_ground > self.n_ground:
+            raise ValueError(f"uav_to_ground={self.uav_to_ground} exceeds n_ground="
+                             f"{self.n_ground}")
+        if self.sat_to_uav > self.n_air:
+            raise ValueError(f"sat_to_uav={self.sat_to_uav} exceeds n_air={self.n_air}")
+        for name in ("max_edges", "max_degree"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 (or null for the default), got {v}")
         if self.req_nodes[0] < 1:
             raise ValueError(f"req_nodes lower bound must be >= 1, got {self.req_nodes}")
         if self.req_nodes[1] > self.max_req_nodes:
@@ -123,6 +149,10 @@ class ScenarioConfig:
             raise ValueError(f"arrival_rate must be > 0, got {self.arrival_rate}")
         if not self.mean_lifetime > 0:
             raise ValueError(f"mean_lifetime must be > 0, got {self.mean_lifetime}")
+        for name in ("waxman_alpha", "waxman_beta", "req_link_prob", "arrival_rate",
+                     "mean_lifetime"):
+            if not is_finite_number(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         if len(self.domains_per_segment) != 3 or min(self.domains_per_segment) < 1:
             raise ValueError(
                 f"domains_per_segment must be 3 positive ints, got {self.domains_per_segment}"

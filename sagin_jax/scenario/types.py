@@ -78,3 +78,16 @@ class Requests:
 def stack(items):
     """Stack a list of equally shaped pytrees along a new leading (seed) axis."""
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *items)
+
+
+@struct.dataclass
+class Scenario:
+    """One generated scenario: the substrate, both request sets and what the generator knows
+    beyond them (positions, which links the connectivity repair added, bound overflow)."""
+
+    sub: Substrate  # links padded to Bounds.max_edges, neighbour lists to Bounds.max_degree
+    train: Requests  # ScenarioConfig.n_train requests
+    test: Requests  # ScenarioConfig.n_test requests
+    pos: jax.Array  # f32[N, 2] node positions (satellites on their fixed plane x slot grid)
+    repair: jax.Array  # bool[E] link added by the connectivity repair (False on padding)
+    overflow: jax.Array  # bool[] a static bound was too small: the scenario is invalid

@@ -1,5 +1,7 @@
-"""Many seeds at once: stack per-seed scenarios (edges padded to a common E) and run the online
-process for all of them in one compiled ``jit(vmap(...))`` call."""
+"""Many seeds at once: run the online process for stacked per-seed scenarios in one compiled call.
+
+``make_substrates`` / ``make_requests`` live in ``sagin_jax.scenario.generate`` and are re-exported
+here for existing callers."""
 from __future__ import annotations
 
 import functools
@@ -8,33 +10,11 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.base import NodePolicy
-from sagin_jax.scenario.build import (build_requests, build_substrate, max_concurrent,
-                                      max_degree)
-from sagin_jax.scenario.generator import (_seed_streams, generate_request_dicts,
-                                          substrate_arrays)
-from sagin_jax.scenario.types import Requests, Substrate, stack
+from sagin_jax.scenario.build import max_concurrent
+from sagin_jax.scenario.generate import make_requests, make_substrates  # noqa: F401 (re-export)
+from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.online import simulate
-
-
-def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int]) -> Substrate:
-    """The substrates of ``seeds`` stacked on a leading axis, link and neighbour lists padded to
-    the largest."""
-    cfg.validate()
-    arrays = [substrate_arrays(cfg, _seed_streams(s)[0]) for s in seeds]
-    e_max = max(a["edge_u"].shape[0] for a in arrays)
-    k_max = max(max_degree(a["edge_u"], a["edge_v"]) for a in arrays)
-    return stack([build_substrate(a["cpu"], a["sto"], a["segment"], a["domain"], a["edge_u"],
-                                  a["edge_v"], a["edge_bw"], pad_edges_to=e_max,
-                                  pad_degree_to=k_max)
-                  for a in arrays])
-
-
-def make_requests(cfg: ScenarioConfig, seeds: Sequence[int], split: str) -> Requests:
-    """The ``split`` request sets of ``seeds``, stacked."""
-    return stack([build_requests(generate_request_dicts(cfg, s, split), cfg.n_domains,
-                                 cfg.max_req_nodes) for s in seeds])
 
 
 SEED_LOOPS = ("vmap", "map")

@@ -1,0 +1,796 @@
+"""Scenario generation as one pure, fixed-shape JAX program (DESIGN section 2).
+
+``generate(key, cfg)`` draws a substrate and its train/test request sets without host callbacks
+or Python control flow on traced values, so ``jit(vmap(generate))`` makes thousands of scenarios in
+one compiled call and a larger jitted program (generation fused with simulation) can inline it.
+
+Streams. The substrate, train and test draws use independent keys ``fold_in(key, 0 / 1 / 2)``, so
+a seed's train set does not depend on ``n_test``. Each stream's key (threefry) seeds a
+counter-based hash (``_hash_words``): XLA's threefry costs ~30-40 ns per 32-bit word on a CPU,
+the hash ~2 ns, and a scenario needs ~10^5 words. The hash is pure integer arithmetic, so the bits
+are identical on every backend and batch size.
+
+Uniform integers. A uniform on ``[0, span)`` is ``floor(w * span / 2**32)`` of a 32-bit word ``w``
+(Lemire's multiply-high, without rejection); two digits share a word when ``span**2 <= 2**16``.
+The probability of each outcome is off by at most ``span**d / 2**32 <= 2**-16`` relative (numpy's
+rejection sampling is exact; the difference is far below any sample size the project uses).
+Spans above ``2**16`` fall back to ``jax.random.randint``. A Bernoulli(p) compares a k-bit digit
+with ``p * 2**k``: exact when ``p * 2**k`` is an integer for some k <= 16 (p = 0.5 costs one bit),
+otherwise p is rounded to a multiple of ``2**-16``.
+
+Times. Arrivals are the rounded cumulative sum of exponential gaps; the sum is accumulated in
+integer fixed point (integer part and ``F``-bit fraction, ``F = min(20, 30 - ceil(log2(R + 1)))``)
+so it is exact and independent of how XLA orders a cumsum on a backend or batch size.
+
+Static bounds. The link list is padded to ``Bounds.max_edges`` and the neighbour lists to
+``Bounds.max_degree`` (``scenario_bounds``); a scenario that needs more sets ``Scenario.overflow``
+and ``make_scenarios`` raises, naming the seed and the field to raise. Nothing is truncated
+silently.
+
+Compiles. Only the shape-relevant part of the config (node counts, k-nearest counts, domains,
+request counts, padding, and the bit layout of each draw) is static; ranges, rates and
+probabilities are traced arguments, so configs that differ only in numbers share one program.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from sagin_jax.checks import is_int
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.scenario.types import Requests, Scenario, Substrate
+
+SPACE, AIR, GROUND = 0, 1, 2
+_PACK2 = 256  # spans up to this share a word two digits at a time (span**2 <= 2**16)
+_WORD = 1 << 16  # spans up to this take one word each; larger ones use jax.random.randint
+_MAX_REQ_NODES = 32  # the request connectivity works on one uint32 bitmask per request node
+_MIN_BUCKET = 8  # make_* pad the seed axis to a power of two >= this (fewer compiles)
+MAX_CHUNK = 512  # seeds per compiled call in make_* (memory: ~1.5 MB per paper seed)
+
+
+# --------------------------------------------------------------------------------------------
+# static bounds
+
+
+class Bounds(NamedTuple):
+    max_edges: int  # padded length of the link list
+    max_degree: int  # padded width of the neighbour lists
+
+
+def _grid_links(cfg: ScenarioConfig) -> np.ndarray:
+    """The +Grid satellite links (ring within each plane, same slot across neighbouring planes)."""
+    per_plane = cfg.n_space // cfg.space_planes
+    links = set()
+    for p in range(cfg.space_planes):
+        for s in range(per_plane):
+            u = p * per_plane + s
+            if per_plane > 1:
+                v = p * per_plane + (s + 1) % per_plane
+                if u != v:
+                    links.add((min(u, v), max(u, v)))
+            if p + 1 < cfg.space_planes:
+                links.add((u, (p + 1) * per_plane + s))
+    return np.array(sorted(links), dtype=np.int64).reshape(-1, 2)
+
+
+def _square_distance_density(d: np.ndarray) -> np.ndarray:
+    """Density of the distance between two uniform points of the unit square."""
+    f = np.zeros_like(d)
+    a = d <= 1
+    f[a] = 2 * d[a] * (np.pi - 4 * d[a] + d[a] ** 2)
+    b = (d > 1) & (d <= math.sqrt(2))
+    db = d[b]
+    f[b] = 2 * db * (4 * np.sqrt(db ** 2 - 1) - (db ** 2 + 2 - np.pi) - 4 * np.arccos(1 / db))
+    return f
+
+
+def _waxman_pair_probability(cfg: ScenarioConfig) -> float:
+    """E[p(u, v)] over two uniform ground points with L = sqrt(2), the largest possible L: an
+    upper bound on the mean Waxman link probability (p grows with L)."""
+    d = (np.arange(200_000) + 0.5) * (math.sqrt(2) / 200_000)
+    f = _square_distance_density(d)
+    p = cfg.waxman_alpha * np.exp(-d / (cfg.waxman_beta * math.sqrt(2)))
+    return float((p * f).sum() * (math.sqrt(2) / 200_000))
+
+
+def _waxman_centre_probability(cfg: ScenarioConfig) -> float:
+    """E[p(c, v)] for c the centre of the square (the node with the largest expected Waxman
+    degree), L = sqrt(2)."""
+    g = (np.arange(400) + 0.5) / 400 - 0.5
+    r = np.hypot(g[:, None], g[None, :])
+    return float((cfg.waxman_alpha * np.exp(-r / (cfg.waxman_beta * math.sqrt(2)))).mean())
+
+
+def _poisson_quantile(mu: float, delta: float) -> int:
+    """Smallest q with P(Poisson(mu) > q) <= delta."""
+    if mu <= 0:
+        return 0
+    q, logp = 0, -mu
+    tail = 1.0 - math.exp(logp)
+    while tail > delta:
+        q += 1
+        logp += math.log(mu / q)
+        tail -= math.exp(logp)
+    return q
+
+
+_DELTA = 1e-10  # tail probability each random part of a bound is sized for
+
+
+def scenario_bounds(cfg: ScenarioConfig) -> Bounds:
+    """Static padding for the link list and the neighbour lists, from the config.
+
+    ``max_edges`` = exact deterministic links + bounds on the random ones:
+      * satellites: the +Grid links, counted exactly;
+      * air: at most ``n_air * air_k_nearest`` (each UAV adds at most k links);
+      * inter-segment: exactly ``n_air * uav_to_ground + n_space * sat_to_uav``;
+      * Waxman: the Poisson quantile at 1e-10 of the mean link count computed with the largest
+        possible L (sqrt 2), i.e. with every link probability rounded up (the count given the
+        positions is a sum of independent Bernoullis, which is no more spread than a Poisson);
+      * repair: ``n_nodes // 10 + 2`` links (the component count before the repair; measured: 0
+        in >99% of paper scenarios, at most 3).
+    ``max_degree`` = the largest, over the segments, of the deterministic degree plus the Poisson
+    quantile at 1e-10 of the mean random degree:
+      * satellite: Grid degree + ``sat_to_uav`` (+ repair);
+      * UAV: ``air_k_nearest`` + ``uav_to_ground`` + random in-links (from other UAVs, mean k;
+        from satellites, mean ``n_space * sat_to_uav / n_air``) (+ repair);
+      * ground: random Waxman degree (mean at the centre of the square, L = sqrt 2) + random
+        in-links from UAVs (mean ``n_air * uav_to_ground / n_ground``) (+ repair);
+    each capped at ``n_nodes - 1``. ``ScenarioConfig.max_edges`` / ``max_degree`` override them.
+    """
+    cfg.validate()
+    ns, na, ng = cfg.n_space, cfg.n_air, cfg.n_ground
+    n = cfg.n_nodes
+    grid = _grid_links(cfg)
+    repair = n // 10 + 2
+    k_air = cfg.air_k_nearest if na > 1 else 0
+    pairs = ng * (ng - 1) // 2
+    waxman = min(pairs, _poisson_quantile(pairs * _waxman_pair_probability(cfg), _DELTA))
+    edges = len(grid) + na * k_air + na * cfg.uav_to_ground + ns * cfg.sat_to_uav + waxman + repair
+    edges = min(edges, n * (n - 1) // 2)
+
+    grid_deg = int(np.bincount(grid.ravel(), minlength=ns).max()) if len(grid) else 0
+    rep_deg = min(repair, 3)
+    sat = grid_deg + cfg.sat_to_uav + rep_deg
+    uav = (k_air + cfg.uav_to_ground
+           + _poisson_quantile(k_air + ns * cfg.sat_to_uav / na, _DELTA) + rep_deg)
+    ground = (_poisson_quantile((ng - 1) * _waxman_centre_probability(cfg)
+                                + na * cfg.uav_to_ground / ng, _DELTA) + rep_deg)
+    degree = min(max(sat, uav, ground), n - 1)
+    return Bounds(max_edges=int(cfg.max_edges if cfg.max_edges is not None else edges),
+                  max_degree=int(cfg.max_degree if cfg.max_degree is not None else degree))
+
+
+# --------------------------------------------------------------------------------------------
+# the static plan and the traced parameters
+
+
+class _Plan(NamedTuple):
+    """Everything that shapes the program (hashable; one compile per distinct plan)."""
+
+    ns: int
+    na: int
+    ng: int
+    planes: int
+    k_air: int
+    u2g: int
+    s2u: int
+    domains_per_segment: tuple
+    max_edges: int
+    max_degree: int
+    cap_big: bool  # some substrate capacity span exceeds 2**16: use randint
+    m: int  # max_req_nodes
+    req_digits: tuple  # digits per word for (cpu, sto, bw, domain): 2, 1 or 0 (= randint)
+    n_domains: int
+    bern_bits: int  # bits per Bernoulli draw of a request link
+
+
+def _digits(span: int) -> int:
+    return 2 if span <= _PACK2 else (1 if span <= _WORD else 0)
+
+
+def _bern_bits(p: float) -> int:
+    for k in range(1, 17):
+        if float(p * (1 << k)).is_integer():
+            return k
+    return 16
+
+
+def _plan(cfg: ScenarioConfig) -> _Plan:
+    b = scenario_bounds(cfg)
+    if cfg.max_req_nodes > _MAX_REQ_NODES:
+        raise ValueError(f"max_req_nodes={cfg.max_req_nodes} exceeds {_MAX_REQ_NODES}, the "
+                         "largest request the JAX generator draws")
+    spans = [hi - lo + 1 for r in (cfg.cpu_range, cfg.sto_range, cfg.bw_range) for lo, hi in r]
+    spans.append(cfg.inter_bw_range[1] - cfg.inter_bw_range[0] + 1)
+    return _Plan(
+        ns=cfg.n_space, na=cfg.n_air, ng=cfg.n_ground, planes=cfg.space_planes,
+        k_air=cfg.air_k_nearest if cfg.n_air > 1 else 0, u2g=cfg.uav_to_ground,
+        s2u=cfg.sat_to_uav, domains_per_segment=tuple(cfg.domains_per_segment),
+        max_edges=b.max_edges, max_degree=b.max_degree, cap_big=max(spans) > _WORD,
+        m=cfg.max_req_nodes,
+        req_digits=tuple(_digits(r[1] - r[0] + 1) for r in (cfg.req_cpu, cfg.req_sto,
+                                                              cfg.req_bw))
+        + (_digits(cfg.n_domains),),
+        n_domains=cfg.n_domains, bern_bits=_bern_bits(cfg.req_link_prob),
+    )
+
+
+def _params(cfg: ScenarioConfig) -> dict:
+    """The numbers of the config as arrays (traced, so they do not trigger compiles)."""
+    def lo_span(ranges):
+        return (np.array([r[0] for r in ranges], np.int32),
+                np.array([r[1] - r[0] + 1 for r in ranges], np.int32))
+
+    cpu_lo, cpu_span = lo_span(cfg.cpu_range)
+    sto_lo, sto_span = lo_span(cfg.sto_range)
+    bw_lo, bw_span = lo_span(tuple(cfg.bw_range) + (cfg.inter_bw_range,))
+    req_lo, req_span = lo_span((cfg.req_cpu, cfg.req_sto, cfg.req_bw, cfg.req_nodes))
+    k = _bern_bits(cfg.req_link_prob)
+    return dict(
+        cpu_lo=cpu_lo, cpu_span=cpu_span, sto_lo=sto_lo, sto_span=sto_span, bw_lo=bw_lo,
+        bw_span=bw_span, req_lo=req_lo, req_span=req_span,
+        link_threshold=np.uint32(min(round(cfg.req_link_prob * (1 << k)), 1 << k)),
+        alpha=np.float32(cfg.waxman_alpha), beta=np.float32(cfg.waxman_beta),
+        gap_scale=np.float32(1.0 / cfg.arrival_rate), mean_lifetime=np.float32(cfg.mean_lifetime),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# random words
+
+
+def _mix(x):
+    """A 32-bit integer finaliser (bijective avalanche hash, "triple32" constants)."""
+    x = x ^ (x >> 17)
+    x = x * jnp.uint32(0xED5AD4BB)
+    x = x ^ (x >> 11)
+    x = x * jnp.uint32(0xAC4C1B51)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x31848BAB)
+    return x ^ (x >> 14)
+
+
+class _Stream:
+    """Counter-based words from one key: word ``c`` is ``mix(mix(c ^ k0) + k1)`` with ``(k0, k1)``
+    the key's threefry data. Each call takes the next block of counters (static offsets)."""
+
+    def __init__(self, key):
+        data = jax.random.key_data(key).reshape(-1)
+        self.key = key
+        self.k0, self.k1 = data[0].astype(jnp.uint32), data[1].astype(jnp.uint32)
+        self.offset = 0
+        self.fallbacks = 0
+
+    def words(self, *shape: int):
+        n = int(np.prod(shape))
+        c = lax.iota(jnp.uint32, n).reshape(shape) + jnp.uint32(self.offset)
+        self.offset += n
+        return _mix(_mix(c ^ self.k0) + self.k1)
+
+    def uniform(self, *shape: int):
+        """f32 uniform on [0, 1), 24-bit resolution."""
+        return (self.words(*shape) >> 8).astype(jnp.float32) * jnp.float32(2.0 ** -24)
+
+    def randint(self, shape, lo, span):
+        """Exact uniform integers (threefry) for spans too wide for one word."""
+        self.fallbacks += 1
+        k = jax.random.fold_in(self.key, 1_000_000 + self.fallbacks)
+        return jax.random.randint(k, shape, lo, lo + span, dtype=jnp.int32)
+
+
+def _mulhi(w, span):
+    """floor(w * span / 2**32) for uint32 w and span <= 2**16, in 32-bit arithmetic."""
+    span = jnp.asarray(span).astype(jnp.uint32)
+    hi, lo = w >> 16, w & jnp.uint32(0xFFFF)
+    return ((hi * span + ((lo * span) >> 16)) >> 16).astype(jnp.int32)
+
+
+def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span):
+    """i32 uniform on [lo, lo + span), ``digits`` per word (2, 1, or 0 = exact randint)."""
+    if digits == 0:
+        return stream.randint(shape, lo, span)
+    if digits == 1:
+        return lo + _mulhi(stream.words(*shape), span)
+    *lead, last = shape
+    half = (last + 1) // 2
+    v = _mulhi(stream.words(*lead, half), span * span)  # uniform on [0, span**2) < 2**16
+    spanf = jnp.asarray(span).astype(jnp.float32)
+    q = jnp.floor(v.astype(jnp.float32) / spanf).astype(jnp.int32)  # exact: v < 2**24
+    r = v - q * jnp.asarray(span, jnp.int32)
+    return lo + jnp.concatenate([r, q], axis=-1)[..., :last]
+
+
+def _bernoulli(stream: _Stream, bits: int, shape: tuple, threshold):
+    """bool Bernoulli(threshold / 2**bits), ``32 // bits`` draws per word."""
+    *lead, last = shape
+    per = 32 // bits
+    w = stream.words(*lead, -(-last // per))
+    shifts = jnp.arange(per, dtype=jnp.uint32) * jnp.uint32(bits)
+    d = (w[..., :, None] >> shifts) & jnp.uint32((1 << bits) - 1)
+    return (d < threshold).reshape(*lead, -1)[..., :last]
+
+
+# --------------------------------------------------------------------------------------------
+# the substrate
+
+
+def _k_nearest(d, k: int):
+    """bool mask of each row's k smallest entries (ties by smaller column index)."""
+    def pick(_, carry):
+        chosen, dd = carry
+        j = jnp.argmin(dd, axis=1)
+        hit = jnp.arange(dd.shape[1])[None, :] == j[:, None]
+        return chosen | hit, jnp.where(hit, jnp.inf, dd)
+    chosen, _ = lax.fori_loop(0, k, pick, (jnp.zeros(d.shape, bool), d))
+    return chosen
+
+
+def _domains(plan: _Plan, x):
+    """Split each segment into its domains by x position, equal sizes (np.array_split),
+    ties by node id: i32[N]."""
+    out, base, first = [], 0, 0
+    for seg, (count, k) in enumerate(zip((plan.ns, plan.na, plan.ng),
+                                         plan.domains_per_segment)):
+        xs = x[base:base + count]
+        idx = jnp.arange(count)
+        before = (xs[None, :] < xs[:, None]) | ((xs[None, :] == xs[:, None])
+                                                & (idx[None, :] < idx[:, None]))
+        rank = before.sum(axis=1)
+        sizes = [len(c) for c in np.array_split(np.arange(count), k)]
+        chunk_of_rank = np.repeat(np.arange(k), sizes).astype(np.int32)
+        out.append(first + jnp.asarray(chunk_of_rank)[rank])
+        base += count
+        first += k
+    return jnp.concatenate(out)
+
+
+def _domain_sizes(plan: _Plan) -> np.ndarray:
+    sizes = []
+    for count, k in zip((plan.ns, plan.na, plan.ng), plan.domains_per_segment):
+        sizes += [len(c) for c in np.array_split(np.arange(count), k)]
+    return np.array(sizes)
+
+
+def _components_repair(adj, dist):
+    """Join the component of node 0 to the rest by the shortest missing link until connected
+    (ties by smaller (component-0 node, other node)): -> (adjacency, repair-link matrix)."""
+    n = adj.shape[0]
+    big = jnp.int32(n)
+
+    def spread(state):
+        lab, _ = state
+        nb = jnp.min(jnp.where(adj, lab[None, :], big), axis=1)
+        new = jnp.minimum(lab, nb)
+        new = new[new]  # pointer jumping: a label is a node of the same component
+        return new, jnp.any(new != lab)
+
+    labels, _ = lax.while_loop(lambda s: s[1], spread, (jnp.arange(n, dtype=jnp.int32),
+                                                        jnp.bool_(True)))
+
+    def join(state):
+        a_mat, rep, lab = state
+        in0 = lab == 0
+        masked = jnp.where(in0[:, None] & ~in0[None, :], dist, jnp.inf)
+        flat = jnp.argmin(masked.reshape(-1))
+        a, b = flat // n, flat % n
+        hit = ((jnp.arange(n)[:, None] == a) & (jnp.arange(n)[None, :] == b))
+        hit = hit | hit.T
+        lab = jnp.where(lab == lab[b], 0, lab)
+        return a_mat | hit, rep | hit, lab
+
+    adj, rep, _ = lax.while_loop(lambda s: jnp.any(s[2] != 0), join,
+                                 (adj, jnp.zeros_like(adj), labels))
+    return adj, rep
+
+
+def _hops_bitset(nbr_node, n: int):
+    """All-pairs hop distance by BFS over the neighbour lists, all sources at once, the visited
+    sets as bitsets: i32[N, N], -1 = unreachable."""
+    w = -(-n // 32)
+    ids = jnp.arange(n)
+    vis = jnp.zeros((n + 1, w), jnp.uint32).at[ids, ids // 32].set(
+        jnp.uint32(1) << (ids % 32).astype(jnp.uint32))
+    nbr = jnp.where(nbr_node < 0, n, nbr_node)
+    col_word = ids // 32
+    col_bit = (ids % 32).astype(jnp.uint32)
+    hops = jnp.where(jnp.eye(n, dtype=bool), 0, -1).astype(jnp.int32)
+
+    def step(state):
+        vis, hops, level, _ = state
+        nb = jnp.bitwise_or.reduce(vis[nbr], axis=1)  # [N, W]
+        new = nb & ~vis[:n]
+        bits = ((new[:, col_word] >> col_bit[None, :]) & 1).astype(bool)  # [N, N]
+        hops = jnp.where(bits, level, hops)
+        return vis.at[:n].set(vis[:n] | new), hops, level + 1, jnp.any(new != 0)
+
+    _, hops, _, _ = lax.while_loop(lambda s: s[3], step, (vis, hops, jnp.int32(1),
+                                                           jnp.bool_(True)))
+    return hops
+
+
+def _tree_parents(hops, nbr_node):
+    """i32[N, N]: ``[s, v]`` = smallest-id neighbour of v one hop closer to s (-1 at v == s)."""
+    n = hops.shape[0]
+    padded = jnp.concatenate([hops, jnp.full((1, n), -7, hops.dtype)])
+    rows = padded[jnp.where(nbr_node < 0, n, nbr_node)]  # [v, K, s] = hops[nbr[v, k], s]
+    closer = rows == (hops[:, None, :] - 1)
+    first = jnp.argmax(closer, axis=1)  # [v, s]: first (smallest-id) closer neighbour
+    parent = jnp.take_along_axis(nbr_node, first, axis=1)
+    return jnp.where(closer.any(axis=1), parent, -1).T.astype(jnp.int32)
+
+
+def _substrate(key, plan: _Plan, prm: dict):
+    """-> (Substrate, pos, repair[E], edge overflow, degree overflow)."""
+    ns, na, ng = plan.ns, plan.na, plan.ng
+    n = ns + na + ng
+    st = _Stream(key)
+    per_plane = ns // plan.planes
+    sat = np.array([((s + 0.5) / per_plane, (p + 0.5) / plan.planes)
+                    for p in range(plan.planes) for s in range(per_plane)], np.float32)
+    pos = jnp.concatenate([jnp.asarray(sat).reshape(ns, 2), st.uniform(na + ng, 2)])
+    segment = np.repeat(np.arange(3), (ns, na, ng)).astype(np.int32)
+    seg = jnp.asarray(segment)
+    if plan.cap_big:
+        cpu = st.randint((n,), prm["cpu_lo"][seg], prm["cpu_span"][seg])
+        sto = st.randint((n,), prm["sto_lo"][seg], prm["sto_span"][seg])
+    else:
+        cpu = prm["cpu_lo"][seg] + _mulhi(st.words(n), prm["cpu_span"][seg])
+        sto = prm["sto_lo"][seg] + _mulhi(st.words(n), prm["sto_span"][seg])
+
+    diff = pos[:, None, :] - pos[None, :, :]
+    dist = jnp.sqrt((diff ** 2).sum(-1))
+    adj = np.zeros((n, n), bool)
+    grid = _grid_links_plan(plan)
+    adj[grid[:, 0], grid[:, 1]] = True
+    adj = jnp.asarray(adj)
+    a0, g0 = ns, ns + na
+    if plan.k_air:
+        d_air = dist[a0:g0, a0:g0] + jnp.where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
+        adj = adj.at[a0:g0, a0:g0].set(_k_nearest(d_air, plan.k_air))
+    adj = adj.at[a0:g0, g0:].set(_k_nearest(dist[a0:g0, g0:], min(plan.u2g, ng)))
+    adj = adj.at[:ns, a0:g0].set(_k_nearest(dist[:ns, a0:g0], min(plan.s2u, na)))
+    dg = dist[g0:, g0:]
+    big_l = jnp.maximum(dg.max(), 1e-9)
+    prob = prm["alpha"] * jnp.exp(-dg / (prm["beta"] * big_l))
+    wax = jnp.triu(st.uniform(ng, ng) < prob, 1)
+    adj = adj.at[g0:, g0:].set(wax)
+    adj = adj | adj.T
+    adj, rep = _components_repair(adj, dist)
+
+    # canonical link order: row-major over the upper triangle = by (min id, max id)
+    upper = jnp.triu(adj, 1)
+    rank = jnp.cumsum(upper.reshape(-1)).reshape(n, n) - 1
+    n_edges = upper.sum()
+    kept = upper & (rank < plan.max_edges)
+    eid = jnp.where(kept, rank, -1)
+    eid = jnp.maximum(eid, eid.T).astype(jnp.int32)
+    deg = adj.sum(axis=1)
+    k = plan.max_degree
+    slot = jnp.cumsum(adj, axis=1) - 1
+    col = jnp.where(adj & (slot < k), slot, k)
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, n))
+    cols = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
+    nbr_node = jnp.full((n, k + 1), -1, jnp.int32).at[rows, col].set(cols)[:, :k]
+    nbr_edge = jnp.where(nbr_node < 0, -1,
+                         jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
+    e = plan.max_edges
+    own = (nbr_node > jnp.arange(n)[:, None]) & (nbr_edge >= 0)
+    dest = jnp.where(own, nbr_edge, e)
+    edge_u = jnp.zeros(e + 1, jnp.int32).at[dest].set(rows[:, :k])[:e]
+    edge_v = jnp.zeros(e + 1, jnp.int32).at[dest].set(nbr_node)[:e]
+    edge_mask = jnp.arange(e) < jnp.minimum(n_edges, e)
+    etype = jnp.where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
+    if plan.cap_big:
+        bw = st.randint((e,), prm["bw_lo"][etype], prm["bw_span"][etype])
+    else:
+        bw = prm["bw_lo"][etype] + _mulhi(st.words(e), prm["bw_span"][etype])
+    bw = jnp.where(edge_mask, bw, 0)
+    repair = rep[edge_u, edge_v] & edge_mask
+
+    hops = _hops_bitset(nbr_node, n)
+    domain = _domains(plan, pos[:, 0])
+    sizes = _domain_sizes(plan)
+    order = jnp.argsort(domain * n + jnp.arange(n))  # node ids grouped by domain, ascending
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    dmax = int(sizes.max())
+    j = np.arange(dmax)
+    take = np.where(j[None, :] < sizes[:, None], starts[:, None] + j[None, :], 0)
+    domain_nodes = jnp.where(jnp.asarray(j[None, :] < sizes[:, None]), order[take], -1)
+    same = domain[:, None] == domain[None, :]
+    ad = (jnp.where(same, hops, 0).sum(axis=1).astype(jnp.float32)
+          / jnp.asarray(sizes, jnp.float32)[domain])
+
+    sub = Substrate(
+        cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), segment=seg,
+        domain=domain.astype(jnp.int32), edge_u=edge_u, edge_v=edge_v,
+        edge_bw=bw.astype(jnp.float32), edge_mask=edge_mask, nbr_node=nbr_node,
+        nbr_edge=nbr_edge.astype(jnp.int32), hops=hops, tree_parent=_tree_parents(hops, nbr_node),
+        edge_id=eid, domain_nodes=domain_nodes.astype(jnp.int32), ad=ad)
+    return sub, pos, repair, n_edges > e, deg.max() > k
+
+
+def _grid_links_plan(plan: _Plan) -> np.ndarray:
+    return _grid_links(ScenarioConfig(n_space=plan.ns, space_planes=plan.planes))
+
+
+# --------------------------------------------------------------------------------------------
+# the requests
+
+
+def _pair_tables(m: int):
+    """Request link slots in lexicographic (a, b) order: a[L], b[L], index[M, M] (L off-pair)."""
+    pa, pb = np.triu_indices(m, k=1)
+    index = np.full((m, m), len(pa), np.int32)
+    index[pa, pb] = np.arange(len(pa))
+    index[pb, pa] = np.arange(len(pa))
+    return pa.astype(np.int32), pb.astype(np.int32), index
+
+
+def _fixed_point_bits(count: int) -> int:
+    return min(20, 30 - math.ceil(math.log2(count + 1)))
+
+
+def _arrivals(gaps, count: int):
+    """round(cumsum(gaps)) in integer fixed point: exact and order-independent."""
+    f = _fixed_point_bits(count)
+    whole = jnp.floor(gaps)
+    frac = jnp.round((gaps - whole) * jnp.float32(1 << f)).astype(jnp.int32)
+    t_int = jnp.cumsum(whole.astype(jnp.int32))
+    t_frac = jnp.cumsum(frac)
+    t = t_int + (t_frac >> f) + ((t_frac & ((1 << f) - 1)) >= (1 << (f - 1)))
+    return t.astype(jnp.float32)
+
+
+def _ctz(x):
+    """Index of the lowest set bit of a nonzero uint32."""
+    return lax.population_count((x & (~x + jnp.uint32(1))) - jnp.uint32(1)).astype(jnp.int32)
+
+
+def _prefix_sum(x):
+    """Inclusive int32 prefix sum over the (short, static) last axis, unrolled: XLA CPU's
+    cumsum (a reduce-window) costs ~5x more on rows this short."""
+    x = x.astype(jnp.int32)
+    out = [x[..., 0]]
+    for i in range(1, x.shape[-1]):
+        out.append(out[-1] + x[..., i])
+    return jnp.stack(out, axis=-1)
+
+
+def _component_labels(pairs, m: int, pidx):
+    """i32[R, M]: the smallest node id of each request node's component, from the pair flags,
+    by doubling reachability bitmasks (unrolled over the M request nodes)."""
+    r = pairs.shape[0]
+    padded = jnp.concatenate([pairs, jnp.zeros((r, 1), bool)], axis=1)
+    adj = padded[:, jnp.asarray(pidx)]  # [R, M, M]
+    bit = jnp.uint32(1) << jnp.arange(m, dtype=jnp.uint32)
+    reach = (adj.astype(jnp.uint32) * bit).sum(axis=2, dtype=jnp.uint32) | bit
+    for _ in range(max(1, math.ceil(math.log2(m)))):
+        acc = reach
+        for j in range(m):
+            acc = acc | jnp.where(((reach >> j) & 1).astype(bool), reach[:, j:j + 1], 0)
+        reach = acc
+    return _ctz(reach)
+
+
+def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
+    """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links.
+
+    Topology: each pair with probability req_link_prob, then the numpy generator's repair: for
+    v = 1..n-1 in order, a v outside the component of node 0 is linked to a uniformly chosen node
+    of that component. Since whole components join, this links the smallest node v of each other
+    component (in increasing v) to a member of {w : the smallest node of w's component < v}."""
+    m, r = plan.m, count
+    pa, pb, pidx = _pair_tables(m)
+    n_pairs = len(pa)
+    st = _Stream(key)
+    dig_cpu, dig_sto, dig_bw, dig_dom = plan.req_digits
+    lo, span = prm["req_lo"], prm["req_span"]
+
+    u_gap, u_life = st.uniform(2, r)
+    gaps = -jnp.log1p(-u_gap) * prm["gap_scale"]
+    lifetime = jnp.maximum(1.0, jnp.round(-jnp.log1p(-u_life) * prm["mean_lifetime"]))
+    arrival = _arrivals(gaps, r)
+    n_nodes = lo[3] + _mulhi(st.words(r), span[3])
+    node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
+    cpu = jnp.where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0]), 0)
+    sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1]), 0)
+    dom = jnp.where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains), 0)
+
+    pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
+    pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
+    label = _component_labels(pairs, m, pidx)  # [R, M] smallest node id of each component
+    v = jnp.arange(m)
+    event = (label == v) & (v >= 1) & node_mask
+    below = (label[:, None, :] < v[None, :, None]) & node_mask[:, None, :]  # [R, v, w]
+    rank = _prefix_sum(below)  # members of {w: label[w] < v} up to w, inclusive
+    pick = _mulhi(st.words(r, m), jnp.maximum(rank[..., -1], 1))
+    u = (rank <= pick[:, :, None]).sum(axis=2)  # the pick-th member (ascending)
+    extra = jnp.asarray(pidx)[jnp.minimum(u, v), jnp.maximum(u, v)]  # [R, M] pair index
+    extra = jnp.where(event, extra, n_pairs)
+    links = pairs | (extra[:, :, None] == jnp.arange(n_pairs)).any(axis=1)
+    # compact in lexicographic order: slot j holds the (j+1)-th chosen pair
+    csum = _prefix_sum(links)
+    dest = jnp.where(links, csum - 1, n_pairs)
+    src = jax.vmap(lambda d: jnp.zeros(n_pairs + 1, jnp.int32).at[d].set(
+        jnp.arange(n_pairs, dtype=jnp.int32)))(dest)[:, :n_pairs]
+    link_mask = jnp.arange(n_pairs)[None, :] < csum[:, -1:]
+    link_a = jnp.where(link_mask, jnp.asarray(pa)[src], 0)
+    link_b = jnp.where(link_mask, jnp.asarray(pb)[src], 0)
+    bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
+    return Requests(
+        arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
+        cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), domain=dom.astype(jnp.int32),
+        link_a=link_a.astype(jnp.int32), link_b=link_b.astype(jnp.int32),
+        link_bw=bw.astype(jnp.float32), link_mask=link_mask)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+
+
+def seed_key(seed: int) -> jax.Array:
+    """``jax.random.key(seed)`` for a seed in [0, 2**32)."""
+    if not is_int(seed) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    return jax.random.key(int(seed))
+
+
+_SPLITS = {"train": 1, "test": 2}
+
+
+def _scenario(key, plan: _Plan, prm: dict, n_train: int, n_test: int):
+    sub, pos, repair, over_e, over_k = _substrate(jax.random.fold_in(key, 0), plan, prm)
+    train = _requests(jax.random.fold_in(key, 1), plan, prm, n_train)
+    test = _requests(jax.random.fold_in(key, 2), plan, prm, n_test)
+    return Scenario(sub=sub, train=train, test=test, pos=pos, repair=repair,
+                    overflow=over_e | over_k), over_e, over_k
+
+
+def generate(key: jax.Array, cfg: ScenarioConfig) -> Scenario:
+    """One scenario from ``key``: pure and fixed-shape (``cfg`` is static), so it can be jitted,
+    vmapped over keys and inlined in a larger program."""
+    cfg.validate()
+    plan, prm = _plan(cfg), _params(cfg)
+    prm = jax.tree_util.tree_map(jnp.asarray, prm)
+    return _scenario(key, plan, prm, cfg.n_train, cfg.n_test)[0]
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _substrate_batch(plan: _Plan, prm: dict, keys):
+    return jax.vmap(lambda k: _substrate(jax.random.fold_in(k, 0), plan, prm))(keys)
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _requests_batch(plan: _Plan, prm: dict, keys, count: int, split):
+    return jax.vmap(lambda k: _requests(jax.random.fold_in(k, split), plan, prm, count))(keys)
+
+
+def _seed_array(seeds: Sequence[int]) -> np.ndarray:
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    for s in seeds:
+        if not is_int(s) or not 0 <= s < 2 ** 32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {s!r}")
+    return np.asarray(seeds, dtype=np.uint32)
+
+
+def _chunks(seeds: np.ndarray, chunk: int):
+    """(keys, n_real) per chunk; the last chunk's seed axis is padded (repeating its last seed)
+    to a power of two >= _MIN_BUCKET so that few batch shapes (compiles) occur."""
+    for start in range(0, len(seeds), chunk):
+        part = seeds[start:start + chunk]
+        size = max(_MIN_BUCKET, 1 << (len(part) - 1).bit_length())
+        size = min(size, chunk) if len(part) <= chunk else size
+        size = max(size, len(part))
+        idx = np.minimum(np.arange(size), len(part) - 1)
+        yield jax.vmap(jax.random.key)(jnp.asarray(part[idx])), len(part)
+
+
+def _host(tree, n):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)
+
+
+def _concat(parts):
+    return jax.tree_util.tree_map(lambda *xs: jax.device_put(np.concatenate(xs)), *parts)
+
+
+def _raise_overflow(seeds, over_e, over_k, bounds: Bounds) -> None:
+    for i, s in enumerate(seeds):
+        if over_e[i]:
+            raise ValueError(f"seed {s}: the scenario needs more than max_edges="
+                             f"{bounds.max_edges} links; raise ScenarioConfig.max_edges")
+        if over_k[i]:
+            raise ValueError(f"seed {s}: a node has more than max_degree={bounds.max_degree} "
+                             "links; raise ScenarioConfig.max_degree")
+
+
+def _make_subs(cfg, seeds, chunk):
+    cfg.validate()
+    plan = _plan(cfg)
+    prm = _params(cfg)
+    seeds = _seed_array(seeds)
+    out, start = [], 0
+    for keys, n in _chunks(seeds, chunk):
+        sub, pos, rep, oe, ok = _host(_substrate_batch(plan, prm, keys), n)
+        _raise_overflow(seeds[start:start + n], oe, ok, Bounds(plan.max_edges, plan.max_degree))
+        out.append((sub, pos, rep))
+        start += n
+    return out
+
+
+def _make_reqs(cfg, seeds, split, chunk):
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    cfg.validate()
+    plan = _plan(cfg)
+    prm = _params(cfg)
+    count = cfg.n_train if split == "train" else cfg.n_test
+    return [_host(_requests_batch(plan, prm, keys, count, _SPLITS[split]), n)
+            for keys, n in _chunks(_seed_array(seeds), chunk)]
+
+
+def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int = MAX_CHUNK) -> Scenario:
+    """The scenarios of ``seeds`` on a leading seed axis (``generate`` of ``seed_key(seed)``),
+    made ``chunk`` seeds per compiled call; raises ValueError naming the first seed that overflows
+    a static bound and the config field to raise."""
+    subs = _make_subs(cfg, seeds, chunk)
+    train = _make_reqs(cfg, seeds, "train", chunk)
+    test = _make_reqs(cfg, seeds, "test", chunk)
+    sub, pos, rep = _concat(subs)
+    return Scenario(sub=sub, train=_concat(train), test=_concat(test), pos=pos, repair=rep,
+                    overflow=jax.device_put(np.zeros(len(pos), bool)))
+
+
+def trim_padding(sub: Substrate) -> Substrate:
+    """Cut a stacked substrate's link list and neighbour lists to the most any seed uses."""
+    e = max(1, int(np.asarray(sub.edge_mask).sum(axis=-1).max()))
+    k = max(1, int((np.asarray(sub.nbr_node) >= 0).sum(axis=-1).max()))
+    def cut(x, n):
+        return jax.device_put(np.asarray(x)[..., :n])
+    return sub.replace(
+        edge_u=cut(sub.edge_u, e), edge_v=cut(sub.edge_v, e), edge_bw=cut(sub.edge_bw, e),
+        edge_mask=cut(sub.edge_mask, e), nbr_node=cut(sub.nbr_node, k),
+        nbr_edge=cut(sub.nbr_edge, k))
+
+
+def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int]) -> Substrate:
+    """The substrates of ``seeds`` stacked, link and neighbour lists padded to the largest among
+    them (as the simulator has always received them; ``make_scenarios`` keeps the static
+    bounds)."""
+    return trim_padding(_concat([s for s, _, _ in _make_subs(cfg, seeds, MAX_CHUNK)]))
+
+
+def make_requests(cfg: ScenarioConfig, seeds: Sequence[int], split: str) -> Requests:
+    """The ``split`` ('train' or 'test') request sets of ``seeds``, stacked."""
+    return _concat(_make_reqs(cfg, seeds, split, MAX_CHUNK))
+
+
+def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int = MAX_CHUNK) -> dict:
+    """Time ``make_scenarios``' compiled programs on ``n_seeds`` seeds, ``chunk`` per call:
+    -> {compile_s, run_s, per_seed_s, n_seeds, chunk}. Outputs are discarded chunk by chunk."""
+    cfg.validate()
+    plan, prm = _plan(cfg), _params(cfg)
+    keys = jax.vmap(jax.random.key)(jnp.arange(chunk, dtype=jnp.uint32))
+    t0 = time.perf_counter()
+    progs = [_substrate_batch.lower(plan, prm, keys).compile(),
+             _requests_batch.lower(plan, prm, keys, cfg.n_train, 1).compile(),
+             _requests_batch.lower(plan, prm, keys, cfg.n_test, 2).compile()]
+    compile_s = time.perf_counter() - t0
+    n_chunks = -(-n_seeds // chunk)
+    t0 = time.perf_counter()
+    for c in range(n_chunks):
+        keys = jax.vmap(jax.random.key)(jnp.arange(c * chunk, (c + 1) * chunk, dtype=jnp.uint32))
+        outs = [progs[0](prm, keys), progs[1](prm, keys, 1), progs[2](prm, keys, 2)]
+        jax.block_until_ready(outs)
+    run_s = time.perf_counter() - t0
+    return dict(compile_s=compile_s, run_s=run_s, per_seed_s=run_s / (n_chunks * chunk),
+                n_seeds=n_chunks * chunk, chunk=chunk)

@@ -1,0 +1,217 @@
+"""The JAX scenario generator (``sagin_jax.scenario.generate``) against the host-side packer
+(``scenario/build.py``, numpy) and against its own contracts: fixed shapes, bit-identical results
+whatever the batch, loud overflow, one compile per program shape.
+
+The distributions (connectivity, degree patterns, Waxman frequency, moments) are checked
+independently in ``tests/test_generator_statistics.py``.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+import pytest
+
+from sagin_jax.config import PAPER, ScenarioConfig
+from sagin_jax.scenario import generate as G
+from sagin_jax.scenario.build import build_requests, build_substrate
+from sagin_jax.scenario.io import scenario_document
+from tests.conftest import small
+
+CFG = small(domains_per_segment=(1, 2, 2), n_train=30, n_test=40)
+SEEDS = list(range(8))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return G.make_scenarios(CFG, SEEDS)
+
+
+def _at(tree, i):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[i], tree)
+
+
+def _same(a, b):
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert np.array_equal(x, y)
+
+
+def _rebuild(sub):
+    """The generated link list through build_substrate (numpy), padded like the generator."""
+    m = np.asarray(sub.edge_mask)
+    return build_substrate(np.asarray(sub.cpu), np.asarray(sub.sto), np.asarray(sub.segment),
+                           np.asarray(sub.domain), np.asarray(sub.edge_u)[m],
+                           np.asarray(sub.edge_v)[m], np.asarray(sub.edge_bw)[m],
+                           pad_edges_to=sub.n_edges, pad_degree_to=sub.nbr_node.shape[-1])
+
+
+def test_derived_layouts_equal_the_numpy_derivation(batch):
+    """hops, tree parents (smallest-id closer neighbour), link ids, neighbour lists, domain
+    lists and eq. 16's AD, computed in JAX, equal build.py's numpy derivation for the same links;
+    so does the canonical order and padding of the link list."""
+    bounds = G.scenario_bounds(CFG)
+    assert batch.sub.edge_u.shape == (len(SEEDS), bounds.max_edges)
+    assert batch.sub.nbr_node.shape == (len(SEEDS), CFG.n_nodes, bounds.max_degree)
+    for i in range(len(SEEDS)):
+        sub = _at(batch.sub, i)
+        _same(_rebuild(sub), sub)
+
+
+def test_derived_layouts_paper_scenario():
+    sc = G.make_scenarios(PAPER.replace(n_train=2, n_test=2), [11])
+    sub = _at(sc.sub, 0)
+    assert int(np.asarray(sub.edge_mask).sum()) > 250
+    _same(_rebuild(sub), sub)
+
+
+def test_scenario_json_round_trip_is_bit_identical(batch, tmp_path):
+    for i in (0, 5):
+        sub, test = _at(batch.sub, i), _at(batch.test, i)
+        path = tmp_path / f"scenario{i}.json"
+        path.write_text(json.dumps(scenario_document(sub, test)))
+        doc = json.loads(path.read_text())
+        n = np.array
+        back = build_substrate(
+            [d["cpu"] for d in doc["nodes"]], [d["sto"] for d in doc["nodes"]],
+            n([d["segment"] for d in doc["nodes"]]), n([d["domain"] for d in doc["nodes"]]),
+            n([lk["u"] for lk in doc["links"]]), n([lk["v"] for lk in doc["links"]]),
+            [lk["bw"] for lk in doc["links"]], pad_edges_to=sub.n_edges,
+            pad_degree_to=sub.nbr_node.shape[-1])
+        _same(back, sub)
+        _same(build_requests(doc["requests"], CFG.n_domains, CFG.max_req_nodes), test)
+
+
+def test_same_seed_same_scenario_whatever_the_batch(batch):
+    """seed 3 alone (padded batch), inside batches of other seeds at other positions, and as one
+    un-vmapped call of ``generate`` (batch size 1, another program): bit-identical."""
+    alone = G.make_scenarios(CFG, [3])
+    _same(_at(alone, 0), _at(batch, 3))
+    other = G.make_scenarios(CFG, [9, 3, 10])
+    _same(_at(other, 1), _at(batch, 3))
+    single = jax.jit(G.generate, static_argnums=1)(G.seed_key(3), CFG)
+    assert not bool(single.overflow)
+    _same(_at(jax.tree_util.tree_map(lambda x: x[None], single.replace(overflow=None)), 0),
+          _at(batch.replace(overflow=None), 3))
+
+
+def test_streams_are_independent():
+    """A seed's train set does not depend on n_test, nor its substrate on the request counts."""
+    a = G.make_scenarios(CFG, [2])
+    b = G.make_scenarios(CFG.replace(n_test=7, n_train=30), [2])
+    _same(a.train, b.train)
+    _same(a.sub, b.sub)
+    assert not np.array_equal(np.asarray(a.train.cpu), np.asarray(a.test.cpu[:, :30]))
+
+
+def test_overflow_is_detected_never_truncated():
+    tiny_e = CFG.replace(max_edges=12)
+    with pytest.raises(ValueError, match=r"seed 0: .*max_edges=12.*ScenarioConfig.max_edges"):
+        G.make_substrates(tiny_e, [0, 1])
+    tiny_k = CFG.replace(max_degree=2, n_train=3, n_test=3)
+    with pytest.raises(ValueError, match=r"seed 4: .*max_degree=2.*ScenarioConfig.max_degree"):
+        G.make_scenarios(tiny_k, [4])
+    gen = jax.jit(G.generate, static_argnums=1)
+    assert bool(gen(G.seed_key(4), tiny_k).overflow)
+
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 32, 1.5, True, "3"])
+def test_seed_range_is_validated(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+        G.seed_key(seed)
+    with pytest.raises(ValueError, match=r"seed must be an integer"):
+        G.make_requests(CFG, [0, seed], "test")
+
+
+def test_one_compile_per_program_shape(batch):
+    """Seed lists of another length (same bucket) and configs that differ only in numbers
+    (ranges, rates, lifetimes) reuse the compiled programs. (Waxman parameters change the
+    static bounds and req_link_prob the bit layout, so they may compile anew.)"""
+    compiles = []
+    listener = lambda event, *a, **k: compiles.append(event) if "backend_compile" in event else 0
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        G.make_scenarios(CFG, [20, 21, 22])
+        other = CFG.replace(cpu_range=((5, 9), (10, 30), (7, 70)), req_cpu=(3, 8),
+                            arrival_rate=0.5, mean_lifetime=40.0, req_nodes=(3, 6))
+        G.make_scenarios(other, [1, 2])
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert compiles == []
+
+
+def test_requests_respect_padding_and_rules(batch):
+    cfg = CFG
+    for split, count in (("train", cfg.n_train), ("test", cfg.n_test)):
+        r = _at(getattr(batch, split), slice(None))
+        m = cfg.max_req_nodes
+        assert r.cpu.shape == (len(SEEDS), count, m)
+        assert r.link_bw.shape == (len(SEEDS), count, m * (m - 1) // 2)
+        nm, lm = r.node_mask, r.link_mask
+        n = nm.sum(-1)
+        assert (n >= cfg.req_nodes[0]).all() and (n <= cfg.req_nodes[1]).all()
+        # masks are prefixes; padding is zero
+        assert (nm == (np.arange(m) < n[..., None])).all()
+        assert (lm == (np.arange(lm.shape[-1]) < lm.sum(-1)[..., None])).all()
+        for f, (lo, hi) in ((r.cpu, cfg.req_cpu), (r.sto, cfg.req_sto)):
+            assert (f[~nm] == 0).all() and (f[nm] >= lo).all() and (f[nm] <= hi).all()
+        assert (r.domain[~nm] == 0).all() and (r.domain < cfg.n_domains).all()
+        assert (r.link_bw[~lm] == 0).all() and (r.link_a[~lm] == 0).all()
+        assert (r.link_b[~lm] == 0).all()
+        assert (r.link_bw[lm] >= cfg.req_bw[0]).all() and (r.link_bw[lm] <= cfg.req_bw[1]).all()
+        assert (r.arrival == np.round(r.arrival)).all() and (np.diff(r.arrival) >= 0).all()
+        assert (r.lifetime >= 1).all() and (r.lifetime == np.round(r.lifetime)).all()
+        for s in range(len(SEEDS)):
+            for k in range(count):
+                a, b = r.link_a[s, k][lm[s, k]], r.link_b[s, k][lm[s, k]]
+                assert (a < b).all() and (b < n[s, k]).all()
+                key = a * m + b
+                assert (np.diff(key) > 0).all()  # lexicographic, no duplicates
+                g = nx.Graph()
+                g.add_nodes_from(range(n[s, k]))
+                g.add_edges_from(zip(a.tolist(), b.tolist()))
+                assert nx.is_connected(g)
+
+
+def test_arrivals_fixed_point_equals_float64_rounding():
+    """round(cumsum(gaps)) in integer fixed point equals float64 rounding except within the
+    fixed-point resolution of a half."""
+    rng = np.random.default_rng(0)
+    gaps = rng.exponential(25.0, size=1000).astype(np.float32)
+    got = np.asarray(G._arrivals(jnp.asarray(gaps), 1000))
+    exact = np.cumsum(gaps.astype(np.float64))
+    want = np.round(exact)
+    close = np.abs(exact - np.floor(exact) - 0.5) < 1000 * 2.0 ** -(G._fixed_point_bits(1000) + 1)
+    assert ((got == want) | close).all()
+    assert (got == want).mean() > 0.99
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(air_k_nearest=6), "air_k_nearest"),
+    (dict(uav_to_ground=11), "uav_to_ground"),
+    (dict(sat_to_uav=7), "sat_to_uav"),
+    (dict(cpu_range=((1, 2), (1, 2), (1, 2 * 10 ** 9))), "cpu_range"),
+    (dict(req_bw=(1, 10 ** 10)), "req_bw"),
+    (dict(waxman_beta=float("inf")), "waxman_beta"),
+    (dict(max_edges=0), "max_edges"),
+    (dict(max_degree=2.5), "max_degree"),
+])
+def test_config_refuses_silent_nonsense(change, field):
+    with pytest.raises(ValueError, match=field):
+        small(**change).validate()
+
+
+def test_bounds_formula_and_overrides():
+    b = G.scenario_bounds(PAPER)
+    # deterministic parts: 15 Grid + 30*3 air + 30*2 + 10*2 inter-segment links
+    assert b.max_edges > 15 + 90 + 60 + 20
+    assert b.max_degree <= PAPER.n_nodes - 1
+    assert G.scenario_bounds(PAPER.replace(max_edges=400, max_degree=20)) == (400, 20)
+    assert isinstance(ScenarioConfig.from_dict({"max_edges": 300}).max_edges, int)
