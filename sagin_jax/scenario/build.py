@@ -327,16 +327,20 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
 
 
 def max_concurrent(requests: Requests) -> int:
-    """Most requests alive at once (arrival <= t < departure): an upper bound on active ones.
+    """Most requests alive at once (arrival <= t < departure) over every seed of ``requests``
+    (leading axes are seeds): an upper bound on active ones. Sizes the fixed active-request
+    table, so it can never overflow.
 
-    Sizes the fixed active-request table, so it can never overflow.
+    Alive at request k: j <= k with departure_j > arrival_k (departures first at ties); no j > k
+    has departure_j <= arrival_k (lifetimes > 0), so the count runs over all j. Vectorised over
+    seeds: each seed's times are shifted by ``seed * span`` so one ``searchsorted`` serves all.
     """
-    arr = np.asarray(requests.arrival, dtype=np.float64).reshape(-1, requests.n_requests)
+    r = requests.n_requests
+    arr = np.asarray(requests.arrival, dtype=np.float64).reshape(-1, r)
     dep = arr + np.asarray(requests.lifetime, dtype=np.float64).reshape(arr.shape)
-    best = 1
-    for a, d in zip(arr, dep):
-        # alive at request k: j <= k with departure_j > arrival_k (departures first at ties).
-        # No j > k has departure_j <= arrival_k (lifetimes > 0), so count over all j.
-        gone = np.searchsorted(np.sort(d), a, side="right")
-        best = max(best, int((np.arange(1, a.size + 1) - gone).max()))
-    return best
+    span = float(max(dep.max(), arr.max())) + 1.0
+    shift = np.arange(arr.shape[0], dtype=np.float64)[:, None] * span
+    gone = np.searchsorted(np.sort(dep, axis=1).ravel() + np.repeat(shift[:, 0], r),
+                           (arr + shift).ravel(), side="right").reshape(arr.shape)
+    gone -= np.arange(arr.shape[0])[:, None] * r  # the other seeds' departures before this one
+    return max(1, int((np.arange(1, r + 1)[None, :] - gone).max()))

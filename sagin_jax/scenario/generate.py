@@ -750,10 +750,17 @@ def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int = MAX_C
                     overflow=jax.device_put(np.zeros(len(pos), bool)))
 
 
-def trim_padding(sub: Substrate) -> Substrate:
-    """Cut a stacked substrate's link list and neighbour lists to the most any seed uses."""
-    e = max(1, int(np.asarray(sub.edge_mask).sum(axis=-1).max()))
-    k = max(1, int((np.asarray(sub.nbr_node) >= 0).sum(axis=-1).max()))
+def trim_padding(sub: Substrate, edge_bucket: int = 1, degree_bucket: int = 1) -> Substrate:
+    """Cut a stacked substrate's link list and neighbour lists to the most any seed uses,
+    rounded up to a multiple of ``edge_bucket`` / ``degree_bucket`` (so that batches of seeds
+    share compiled programs). Padding is masked, so the cut changes no result; the static bounds
+    of ``make_scenarios`` are safe for any seed but cost simulation time (O(E) and O(N K) work per
+    request)."""
+    e_used = max(1, int(np.asarray(sub.edge_mask).sum(axis=-1).max()))
+    k_used = max(1, int((np.asarray(sub.nbr_node) >= 0).sum(axis=-1).max()))
+    e = min(sub.n_edges, -(-e_used // edge_bucket) * edge_bucket)
+    k = min(sub.nbr_node.shape[-1], -(-k_used // degree_bucket) * degree_bucket)
+
     def cut(x, n):
         return jax.device_put(np.asarray(x)[..., :n])
     return sub.replace(

@@ -67,9 +67,17 @@ def simulate_batch(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requ
     return over_seeds(run, seed_loop, mesh)(keys, subs, reqs)
 
 
-def table_size(reqs: Requests) -> int:
-    """Active-request table size that cannot overflow for any seed of ``reqs``."""
-    return max_concurrent(reqs)
+TABLE_BUCKET = 16
+"""Active-table sizes are rounded up to a multiple of this, so that experiments whose request
+sets differ slightly share one compiled program (a larger table changes no result: a request
+takes the first free row)."""
+
+
+def table_size(*request_sets: Requests) -> int:
+    """Active-request table size that cannot overflow for any seed of any of ``request_sets``
+    (pass the train and the test sets together so that training and evaluation share it)."""
+    most = max(max_concurrent(r) for r in request_sets)
+    return -(-most // TABLE_BUCKET) * TABLE_BUCKET
 
 
 def seed_keys(seeds: Sequence[int]):
