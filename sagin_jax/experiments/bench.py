@@ -27,17 +27,17 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.io import read_json, scenario_document, write_csv
-from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds, seed_keys,
+from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
+from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.online import trips_per_request
-from sagin_jax.simulation.sharding import seed_mesh, shard_seeds
+from sagin_jax.simulation.sharding import seed_mesh
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
 from sagin_jax.training.run import train_grid
@@ -135,23 +135,19 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
     """NRMVNE and DDRL-NRA test passes and one DDRL-NRA training epoch for each seed count,
     seeds looped (``map``) and vectorised (``vmap``); -> the speedup over the reference at
     ``speedup_seeds`` seeds (map), if measured."""
-    n_dev = jax.device_count()
     tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", "epochs": 1, **spec.get("train", {})})
     speedup = None
     for s in spec["seeds"]:
         seeds = list(range(s))
-        pad = -(-s // n_dev) * n_dev
-        idx = np.minimum(np.arange(pad), s - 1)
+        idx = run_index(s, mesh)
+        pad = idx.shape[0]
         subs = make_substrates(cfg, seeds)
         reqs = make_requests(cfg, seeds, "test")
         train_reqs = make_requests(cfg, seeds, "train")
         a, a_train = table_size(reqs), table_size(train_reqs)
         params = jax.vmap(policies_for(tcfg)[2])(seed_keys(seeds), subs)
-        place = (lambda t: t) if mesh is None else (lambda t: shard_seeds(t, mesh))
-        take = lambda t: place(jax.tree_util.tree_map(lambda x: x[idx], t))  # noqa: E731
-        keys, subs_p, reqs_p, tr_p, params_p = (take(x) for x in
-                                                 (seed_keys(seeds), subs, reqs, train_reqs,
-                                                  params))
+        keys, subs_p, reqs_p, tr_p, params_p = take_runs(
+            (seed_keys(seeds), subs, reqs, train_reqs, params), idx, mesh)
         loops = spec.get("loops") or (["map"] + (["vmap"] if s <= spec["vmap_max_seeds"] else []))
         for loop in loops:
             fn = jax.jit(lambda k, sb, rq, loop=loop: simulate_batch(
@@ -168,7 +164,7 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
             record(workload="jax-ddrl-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=s * reqs.n_requests / r, program_mib=mib)
             trainer = make_train(tcfg, train_reqs.n_requests, a_train)
-            lr = place(jnp.full((pad,), 0.005, jnp.float32))
+            lr = take_runs(np.full((pad,), 0.005, np.float32), np.arange(pad), mesh)
             tr = jax.jit(over_seeds(trainer.train, loop, mesh))
             c, r, mib = _timed(tr, keys, lr, subs_p, tr_p)
             record(workload="jax-ddrl-train", loop=loop, seeds=s, compile_s=c, run_s=r,

@@ -6,6 +6,7 @@ and a completion marker, so ``--resume`` skips finished ones and gives the same 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,7 +21,8 @@ from sagin_jax.experiments import plots
 from sagin_jax.experiments.stats import mean_ci, on_time_grid, time_grid
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.scenario.io import read_json, write_csv, write_json
-from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
+from sagin_jax.scenario.generate import make_scenarios, trim_padding
+from sagin_jax.simulation.batch import simulate_seeds, table_size
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.run import evaluate_grid, train_grid
 
@@ -93,6 +95,20 @@ def _batching(exp: dict) -> dict:
             "mesh": seed_mesh() if jax.device_count() > 1 else None}
 
 
+EDGE_BUCKET, DEGREE_BUCKET = 32, 4
+
+
+@functools.lru_cache(maxsize=2)
+def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
+    """(substrates, train requests, test requests, table size) of ``seeds``: generated once by
+    the JAX generator (one compiled program per config) and shared by every algorithm and every
+    experiment with the same config and seeds. Link and neighbour lists are cut to what the
+    seeds use, rounded up to buckets, so experiments share compiled programs."""
+    scen = make_scenarios(cfg, list(seeds))
+    subs = trim_padding(scen.sub, EDGE_BUCKET, DEGREE_BUCKET)
+    return subs, scen.train, scen.test, table_size(scen.train, scen.test)
+
+
 # --- Fig. 4 --------------------------------------------------------------------------------
 
 def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
@@ -100,7 +116,9 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
     tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
     seeds = list(range(exp["seeds"]))
     lrs = exp.get("lrs", [0.0005, 0.005, 0.01, 0.05])
-    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, **_batching(exp))
+    subs, train_reqs, _, table = scenarios(cfg, tuple(seeds))
+    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, subs=subs, train_reqs=train_reqs,
+                     max_active=table, **_batching(exp))
     c = res.curves  # [S, L, E, B]
     s, n_lr, e, b = np.asarray(c.ar).shape
     series = {"AR": c.ar, "ACR": c.acr, "RC": c.rc, "O": c.objective}
@@ -129,9 +147,7 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
     cfg: ScenarioConfig = exp["_scenario"]
     seeds = list(range(exp["seeds"]))
     algos = exp.get("algos", ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"])
-    subs = make_substrates(cfg, seeds)
-    train_reqs = make_requests(cfg, seeds, "train")
-    test_reqs = make_requests(cfg, seeds, "test")
+    subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
     per_algo, timing = {}, {}
     for algo in algos:
         t0 = time.perf_counter()
@@ -139,13 +155,14 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
             tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": algo})
             lr = exp.get("lr", 0.005) if algo == "ddrl-nra" else exp.get("rlvne_lr", 0.005)
             res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
-                             train_reqs=train_reqs, **_batching(exp))
-            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, **_batching(exp))
+                             train_reqs=train_reqs, max_active=table, **_batching(exp))
+            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
+                              **_batching(exp))
             per_algo[algo] = _outcome_metrics(o, lead=(0,))
             timing[algo] = {"compile_s": res.compile_s, "train_run_s": res.run_s}
         else:
             _, o = simulate_seeds(BASELINES[algo], None, seeds, subs, test_reqs,
-                                  **_batching(exp))
+                                  max_active=table, **_batching(exp))
             per_algo[algo] = _outcome_metrics(o)
         timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
     times = per_algo[algos[0]]["time"]
@@ -178,10 +195,10 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
     for rng in ranges:
         cfg = base.replace(req_sto=rng)
         cfg.validate()
-        subs = make_substrates(cfg, seeds)
+        subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
         res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
-                         **_batching(exp))
-        o = evaluate_grid(tcfg, res.params, subs, make_requests(cfg, seeds, "test"), seeds,
+                         train_reqs=train_reqs, max_active=table, **_batching(exp))
+        o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
                           **_batching(exp))
         m = _outcome_metrics(o, lead=(0,))
         m["O"] = m["AR"] / tcfg.ar_scale + m["RC"] + m["ACR"]

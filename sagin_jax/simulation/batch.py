@@ -8,13 +8,13 @@ import functools
 from typing import Sequence
 
 import jax
-import numpy as np
 
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.build import max_concurrent
 from sagin_jax.scenario.generate import make_requests, make_substrates  # noqa: F401 (re-export)
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.online import simulate
+from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs, unpad  # noqa: F401
 
 
 SEED_LOOPS = ("vmap", "map")
@@ -80,22 +80,14 @@ def table_size(*request_sets: Requests) -> int:
     return -(-most // TABLE_BUCKET) * TABLE_BUCKET
 
 
-def seed_keys(seeds: Sequence[int]):
-    return jax.vmap(jax.random.key)(np.asarray(seeds, dtype=np.uint32))
-
-
 def simulate_seeds(policy: NodePolicy, params, seeds: Sequence[int], subs: Substrate,
                    reqs: Requests, record_paths: bool = False, seed_loop: str | None = None,
-                   mesh=None):
+                   mesh=None, max_active: int | None = None):
     """``simulate_batch`` for a list of seeds, padding the seed axis to the mesh size and placing
     it on the mesh; -> (final states, Outcome) with leaves [S, ...] as numpy arrays."""
     n = len(seeds)
-    d = 1 if mesh is None else mesh.devices.size
-    idx = np.minimum(np.arange(-(-n // d) * d), n - 1)
-    args = jax.tree_util.tree_map(lambda x: x[idx], (seed_keys(seeds), subs, reqs))
-    if mesh is not None:
-        from sagin_jax.simulation.sharding import shard_seeds
-        args = shard_seeds(args, mesh)
-    out = simulate_batch(policy, params, *args, max_active=table_size(reqs),
+    args = take_runs((seed_keys(seeds), subs, reqs), run_index(n, mesh), mesh)
+    max_active = table_size(reqs) if max_active is None else max_active
+    out = simulate_batch(policy, params, *args, max_active=max_active,
                          record_paths=record_paths, seed_loop=seed_loop, mesh=mesh)
-    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], out)
+    return unpad(out, n)

@@ -1,0 +1,63 @@
+"""The run axis of a batched program: seeds (x hyperparameter settings) padded to the device
+count, gathered and placed on the host, so that preparing a batch compiles nothing.
+
+Every driver (simulation sweeps, training grids, bench) used to repeat this with ``x[idx]`` on
+device arrays, and each such eager gather compiled a small XLA program per leaf shape; here the
+gathers are numpy's and the result is handed to the devices once.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+
+def seed_keys(seeds: Sequence[int]) -> jax.Array:
+    """``jax.random.key(s)`` for every seed, built on the host (no compiled program).
+
+    A threefry key of a seed below 2**32 is the pair ``(0, seed)``; a test checks this against
+    ``jax.random.key``.
+    """
+    s = np.asarray(list(seeds), dtype=np.int64)
+    if s.size and (s.min() < 0 or s.max() >= 2 ** 32):
+        bad = int(s[(s < 0) | (s >= 2 ** 32)][0])
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {bad}")
+    data = np.stack([np.zeros(s.shape, np.uint32), s.astype(np.uint32)], axis=-1)
+    return jax.random.wrap_key_data(jax.device_put(data), impl="threefry2x32")
+
+
+def run_index(n_runs: int, mesh=None) -> np.ndarray:
+    """Run indices 0..n_runs-1, padded (repeating the last run) to a multiple of the mesh's
+    device count, so every device gets an equal block. Padding rows are dropped by ``unpad``."""
+    d = 1 if mesh is None else mesh.devices.size
+    return np.minimum(np.arange(-(-n_runs // d) * d), n_runs - 1)
+
+
+def take(tree, idx: np.ndarray):
+    """Rows ``idx`` of every leaf's leading axis, gathered on the host and put on the default
+    device (a key array keeps its key type)."""
+    def one(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(x))[idx]
+            return jax.random.wrap_key_data(jax.device_put(data), impl=jax.random.key_impl(x))
+        return jax.device_put(np.asarray(x)[idx])
+    return jax.tree_util.tree_map(one, tree)
+
+
+def place(tree, mesh=None):
+    """Shard the leading (run) axis over ``mesh`` (unchanged without one)."""
+    if mesh is None:
+        return tree
+    from sagin_jax.simulation.sharding import shard_seeds
+    return shard_seeds(tree, mesh)
+
+
+def take_runs(tree, idx: np.ndarray, mesh=None):
+    """``place(take(tree, idx), mesh)``: the batch of runs ``idx`` ready for the program."""
+    return place(take(tree, idx), mesh)
+
+
+def unpad(tree, n_runs: int):
+    """The first ``n_runs`` rows of every leaf, as numpy arrays (drops mesh padding)."""
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_runs], tree)
