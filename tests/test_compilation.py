@@ -1,0 +1,77 @@
+"""Compilation discipline (issue 9): the counter counts what XLA compiles, host-side batch
+preparation compiles nothing, and a whole small reproduction stays within a stated number of
+compiled programs."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sagin_jax.compilation import CompileCounter
+from sagin_jax.experiments.reproduce import experiments_dir, reproduce
+from sagin_jax.simulation.seed_axis import run_index, seed_keys, take, take_runs, unpad
+
+# Measured: 13 programs for experiments/small/fig5_7.json (3 generator programs for the one
+# scenario config; init, epoch and greedy evaluation for each of DDRL-NRA and RLVNE; one online
+# pass per heuristic; one more small program). 81 before the pipeline work of issue 9.
+MAX_PROGRAMS_SMALL_FIG5_7 = 15
+
+
+def test_counter_counts_a_new_program_once_and_a_cached_one_never():
+    f = jax.jit(lambda x: jnp.cos(x) * 3.0 + x.sum())
+    x, y = jnp.arange(7.0), jnp.arange(9.0)
+    with CompileCounter() as first:
+        f(x).block_until_ready()
+    with CompileCounter() as again:
+        f(x).block_until_ready()
+    with CompileCounter() as new_shape:
+        f(y).block_until_ready()
+    assert first.stats.compiled == 1
+    assert again.stats.compiled == 0
+    assert new_shape.stats.compiled == 1
+
+
+def test_seed_keys_equal_jax_random_key():
+    seeds = [0, 1, 7, 123456789, 2 ** 32 - 1]
+    ours = jax.random.key_data(seed_keys(seeds))
+    theirs = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("bad", [-1, 2 ** 32])
+def test_seed_keys_refuse_seeds_outside_uint32(bad):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+        seed_keys([0, bad])
+
+
+def test_preparing_a_run_axis_compiles_nothing():
+    tree = {"a": np.arange(12.0).reshape(6, 2).astype(np.float32), "b": np.arange(6)}
+    idx = run_index(5)
+    with CompileCounter() as cc:
+        keys = seed_keys(range(6))
+        out = take_runs((keys, tree), idx)
+        back = unpad(out[1], 5)
+    assert cc.stats.compiled == 0
+    np.testing.assert_array_equal(back["a"], tree["a"][:5])
+    kd = np.asarray(jax.random.key_data(take(keys, np.array([3, 1]))))
+    np.testing.assert_array_equal(kd, np.asarray(jax.random.key_data(seed_keys([3, 1]))))
+
+
+def test_run_index_pads_to_the_mesh_by_repeating_the_last_run():
+    class FakeMesh:
+        class devices:  # noqa: N801 - mimics Mesh.devices.size
+            size = 4
+    np.testing.assert_array_equal(run_index(6, FakeMesh), [0, 1, 2, 3, 4, 5, 5, 5])
+    np.testing.assert_array_equal(run_index(3), [0, 1, 2])
+
+
+def test_small_fig5_7_reproduction_compiles_few_programs(tmp_path):
+    """The whole `reproduce --config experiments/small/fig5_7.json` (2 seeds instead of 4 to keep
+    the run short; the program count does not depend on the seed count)."""
+    config = experiments_dir() / "small" / "fig5_7.json"
+    with CompileCounter() as cc:
+        reproduce(config=str(config), out=str(tmp_path / "r"), seeds=2, progress=False)
+    assert (tmp_path / "r" / "fig5_7.csv").is_file()
+    programs = cc.stats.compiled + cc.stats.cache_hits
+    assert programs <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
