@@ -50,7 +50,7 @@ from sagin_jax.scenario.types import Requests, Scenario, Substrate
 SPACE, AIR, GROUND = 0, 1, 2
 _PACK2 = 256  # spans up to this share a word two digits at a time (span**2 <= 2**16)
 _WORD = 1 << 16  # spans up to this take one word each; larger ones use jax.random.randint
-_MAX_REQ_NODES = 32  # the request connectivity works on one uint32 bitmask per request node
+_MAX_REQ_NODES = 31  # the request connectivity works on one uint32 bitmask per request node
 _MIN_BUCKET = 8  # make_* pad the seed axis to a power of two >= this (fewer compiles)
 MAX_CHUNK = 512  # seeds per compiled call in make_* (memory: ~1.5 MB per paper seed)
 
@@ -565,20 +565,56 @@ def _prefix_sum(x):
     return jnp.stack(out, axis=-1)
 
 
-def _component_labels(pairs, m: int, pidx):
-    """i32[R, M]: the smallest node id of each request node's component, from the pair flags,
-    by doubling reachability bitmasks (unrolled over the M request nodes)."""
+def _reach_bits(pairs, m: int, pidx):
+    """u32[R, M]: bit w of ``[r, x]`` is set iff request node w is connected to x (transitive
+    closure of the pair flags [R, L] by Warshall's algorithm on bitmasks)."""
     r = pairs.shape[0]
     padded = jnp.concatenate([pairs, jnp.zeros((r, 1), bool)], axis=1)
     adj = padded[:, jnp.asarray(pidx)]  # [R, M, M]
     bit = jnp.uint32(1) << jnp.arange(m, dtype=jnp.uint32)
     reach = (adj.astype(jnp.uint32) * bit).sum(axis=2, dtype=jnp.uint32) | bit
-    for _ in range(max(1, math.ceil(math.log2(m)))):
-        acc = reach
-        for j in range(m):
-            acc = acc | jnp.where(((reach >> j) & 1).astype(bool), reach[:, j:j + 1], 0)
-        reach = acc
-    return _ctz(reach)
+    for k in range(m):
+        has = ((reach >> k) & 1).astype(bool)
+        reach = reach | jnp.where(has, reach[:, k:k + 1], 0)
+    return reach
+
+
+def _connect_requests(pairs, n_nodes, pick_words):
+    """The request links [R, L] after the connectivity rule of the numpy generator: for
+    v = 1..n-1 in order, a v outside the component of node 0 is linked to the
+    ``floor(pick_words[v - 1] * c / 2**32)``-th (ascending) of the c nodes of that component.
+
+    Whole components join, so "the component of node 0 when v's turn comes" is the set of nodes
+    connected to some node < v: a prefix OR of the reachability bitmasks, no sequential loop."""
+    r, n_pairs = pairs.shape
+    m = (1 + math.isqrt(1 + 8 * n_pairs)) // 2
+    pa, pb, pidx = _pair_tables(m)
+    valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)  # [R] node bitmask
+    reach = _reach_bits(pairs, m, pidx) & valid[:, None]
+    # joined[v] = nodes connected to some node < v = the component of node 0 when v's turn comes
+    joined = [reach[:, 0]]
+    for x in range(1, m - 1):
+        joined.append(joined[-1] | reach[:, x])
+    joined = jnp.stack(joined, axis=1)  # [R, M-1] for v = 1..M-1
+    v = jnp.arange(1, m, dtype=jnp.uint32)
+    event = (((joined >> v) & 1) == 0) & (v[None, :] < n_nodes[:, None].astype(jnp.uint32))
+    size0 = lax.population_count(joined).astype(jnp.int32)
+    pick = _mulhi(pick_words, jnp.maximum(size0, 1))
+    u = jnp.zeros_like(pick)
+    seen = jnp.zeros_like(pick)
+    for w in range(m):  # u = the pick-th member (ascending) of joined
+        member = ((joined >> w) & 1).astype(jnp.int32)
+        u = jnp.where((member == 1) & (seen == pick), w, u)
+        seen = seen + member
+    lo_end = jnp.minimum(u, v.astype(jnp.int32))
+    hi_end = jnp.maximum(u, v.astype(jnp.int32)).astype(jnp.uint32)
+    rows = jnp.zeros((r, m), jnp.uint32)  # added links as upper-row bitmasks
+    node = jnp.arange(m)[None, :]
+    for i in range(m - 1):
+        rows = rows | jnp.where((node == lo_end[:, i:i + 1]) & event[:, i:i + 1],
+                                jnp.uint32(1) << hi_end[:, i:i + 1], jnp.uint32(0))
+    added = ((rows[:, jnp.asarray(pa)] >> jnp.asarray(pb, jnp.uint32)) & 1).astype(bool)
+    return pairs | added
 
 
 def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
@@ -607,16 +643,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
 
     pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
     pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
-    label = _component_labels(pairs, m, pidx)  # [R, M] smallest node id of each component
-    v = jnp.arange(m)
-    event = (label == v) & (v >= 1) & node_mask
-    below = (label[:, None, :] < v[None, :, None]) & node_mask[:, None, :]  # [R, v, w]
-    rank = _prefix_sum(below)  # members of {w: label[w] < v} up to w, inclusive
-    pick = _mulhi(st.words(r, m), jnp.maximum(rank[..., -1], 1))
-    u = (rank <= pick[:, :, None]).sum(axis=2)  # the pick-th member (ascending)
-    extra = jnp.asarray(pidx)[jnp.minimum(u, v), jnp.maximum(u, v)]  # [R, M] pair index
-    extra = jnp.where(event, extra, n_pairs)
-    links = pairs | (extra[:, :, None] == jnp.arange(n_pairs)).any(axis=1)
+    links = _connect_requests(pairs, n_nodes, st.words(r, m - 1))
     # compact in lexicographic order: slot j holds the (j+1)-th chosen pair
     csum = _prefix_sum(links)
     dest = jnp.where(links, csum - 1, n_pairs)
