@@ -215,3 +215,37 @@ def test_bounds_formula_and_overrides():
     assert b.max_degree <= PAPER.n_nodes - 1
     assert G.scenario_bounds(PAPER.replace(max_edges=400, max_degree=20)) == (400, 20)
     assert isinstance(ScenarioConfig.from_dict({"max_edges": 300}).max_edges, int)
+
+
+def test_request_connect_rule_matches_the_numpy_rule():
+    """``_connect_requests`` (prefix-OR of reachability bitmasks, no loop over v) equals the
+    numpy generator's sequential union-find rule, given the same uniform choices."""
+    rng = np.random.default_rng(1)
+    m = 10
+    pa, pb, _ = G._pair_tables(m)
+    r = 600
+    n = rng.integers(2, m + 1, r)
+    p = rng.choice([0.05, 0.2, 0.5], (r, 1))
+    pairs = (rng.random((r, len(pa))) < p) & (pb[None, :] < n[:, None])
+    words = rng.integers(0, 2 ** 32, (r, m - 1), dtype=np.uint64).astype(np.uint32)
+    got = np.asarray(G._connect_requests(jnp.asarray(pairs), jnp.asarray(n, jnp.int32),
+                                         jnp.asarray(words)))
+    for k in range(r):
+        comp = list(range(n[k]))
+
+        def find(x):
+            while comp[x] != x:
+                x = comp[x]
+            return x
+
+        links = {(int(pa[i]), int(pb[i])) for i in np.flatnonzero(pairs[k])}
+        for a, b in links:
+            comp[find(a)] = find(b)
+        for v in range(1, n[k]):
+            if find(v) != find(0):
+                members = [w for w in range(n[k]) if find(w) == find(0)]
+                u = members[(int(words[k, v - 1]) * len(members)) >> 32]
+                links.add((min(u, v), max(u, v)))
+                comp[find(v)] = find(0)
+        want = np.array([(int(a), int(b)) in links for a, b in zip(pa, pb)])
+        assert (got[k] == want).all(), k

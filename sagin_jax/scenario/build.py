@@ -5,21 +5,13 @@ built, so a bad input never leaves a half-made scenario behind.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import numpy as np
 import jax.numpy as jnp
 
+from sagin_jax.checks import is_int, is_number
 from sagin_jax.scenario.types import Requests, Substrate
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _check_finite_nonneg(name: str, arr: np.ndarray) -> None:
@@ -111,20 +103,8 @@ def edge_ids(n_nodes: int, edge_u: np.ndarray, edge_v: np.ndarray) -> np.ndarray
     return eid
 
 
-def build_substrate(
-    cpu: Sequence[float],
-    sto: Sequence[float],
-    segment: Sequence[int],
-    domain: Sequence[int],
-    edge_u: Sequence[int],
-    edge_v: Sequence[int],
-    edge_bw: Sequence[float],
-    pad_edges_to: int | None = None,
-    pad_degree_to: int | None = None,
-) -> Substrate:
-    """Check a substrate and return it as a ``Substrate`` pytree; the link list is padded to
-    ``pad_edges_to`` links and the neighbour lists to ``pad_degree_to`` slots if asked (so that
-    substrates of several seeds stack)."""
+def _validate_nodes(cpu, sto, segment, domain):
+    """Node fields as arrays, checked: -> (cpu, sto, segment, domain, n_domains)."""
     cpu = np.asarray(cpu, dtype=np.float64)
     sto = np.asarray(sto, dtype=np.float64)
     segment = np.asarray(segment)
@@ -152,7 +132,12 @@ def build_substrate(
         if segs.size != 1:
             raise ValueError(f"domain {d} spans several segments {segs.tolist()}; "
                              "an edge physical domain lies inside one segment")
+    return cpu, sto, segment, domain, n_domains
 
+
+def _validate_links(n: int, edge_u, edge_v, edge_bw):
+    """Link fields checked (ids, no self-loops, no duplicates, bw >= 0):
+    -> (lo, hi, bw, key) with lo < hi and key = lo * n + hi, in the input order."""
     eu = np.asarray(edge_u)
     ev = np.asarray(edge_v)
     # an empty Python list becomes a float array: give it the integer dtype of node ids
@@ -179,14 +164,19 @@ def build_substrate(
     if (counts > 1).any():
         k = int(uniq[np.flatnonzero(counts > 1)[0]])
         raise ValueError(f"duplicate link between nodes {k // n} and {k % n}")
-    hops = hop_distances(n, lo, hi)
+    return lo, hi, ebw, keys
+
+
+def _check_connected(hops: np.ndarray) -> None:
     if (hops < 0).any():
         unreachable = int(np.flatnonzero(hops[0] < 0)[0]) if (hops[0] < 0).any() else -1
         raise ValueError(f"substrate is disconnected: node {unreachable} is not reachable from node 0")
 
-    # canonical link order: by (min id, max id)
-    order = np.argsort(keys, kind="stable")
-    lo, hi, ebw = lo[order], hi[order], ebw[order]
+
+def _pad_links(lo, hi, bw, pad_edges_to: int | None):
+    """The links padded to ``pad_edges_to`` (endpoints 0, bw 0, mask False on padding):
+    -> (edge_u, edge_v, edge_bw, edge_mask)."""
+    e = lo.shape[0]
     pad = e if pad_edges_to is None else pad_edges_to
     if pad < e:
         raise ValueError(f"pad_edges_to={pad} is smaller than the {e} links")
@@ -195,30 +185,57 @@ def build_substrate(
     eu_p = np.zeros(pad, dtype=np.int32)
     ev_p = np.zeros(pad, dtype=np.int32)
     bw_p = np.zeros(pad, dtype=np.float32)
-    eu_p[:e], ev_p[:e], bw_p[:e] = lo, hi, ebw
+    eu_p[:e], ev_p[:e], bw_p[:e] = lo, hi, bw
+    return eu_p, ev_p, bw_p, mask
 
-    nbr_node, nbr_edge = neighbour_lists(n, lo, hi, pad_degree_to)
 
+def domain_layout(domain: np.ndarray, hops: np.ndarray, n_domains: int):
+    """``(domain_nodes, ad)``: each domain's node ids ascending (-1 padded to the largest
+    domain) and eq. 16's AD, a node's summed hop distance to its domain's nodes / domain size."""
     sizes = np.bincount(domain, minlength=n_domains)
-    dmax = int(sizes.max())
-    domain_nodes = np.full((n_domains, dmax), -1, dtype=np.int32)
-    ad = np.zeros(n, dtype=np.float32)
+    domain_nodes = np.full((n_domains, int(sizes.max())), -1, dtype=np.int32)
+    ad = np.zeros(domain.shape[0], dtype=np.float32)
     for d in range(n_domains):
         members = np.flatnonzero(domain == d)
         domain_nodes[d, : members.size] = members
         sub = hops[np.ix_(members, members)].astype(np.float64)
-        # eq. 16: sum of hop distances to the domain's other nodes / |domain|
-        ad[members] = sub.sum(axis=1) / members.size
+        ad[members] = sub.sum(axis=1) / members.size  # eq. 16
+    return domain_nodes, ad
 
+
+def build_substrate(
+    cpu: Sequence[float],
+    sto: Sequence[float],
+    segment: Sequence[int],
+    domain: Sequence[int],
+    edge_u: Sequence[int],
+    edge_v: Sequence[int],
+    edge_bw: Sequence[float],
+    pad_edges_to: int | None = None,
+    pad_degree_to: int | None = None,
+) -> Substrate:
+    """Check a substrate and return it as a ``Substrate`` pytree; the link list is padded to
+    ``pad_edges_to`` links and the neighbour lists to ``pad_degree_to`` slots if asked (so that
+    substrates of several seeds stack). Links are stored in canonical order (min id, max id)."""
+    cpu, sto, segment, domain, n_domains = _validate_nodes(cpu, sto, segment, domain)
+    n = cpu.shape[0]
+    lo, hi, bw, keys = _validate_links(n, edge_u, edge_v, edge_bw)
+    hops = hop_distances(n, lo, hi)
+    _check_connected(hops)
+    order = np.argsort(keys, kind="stable")
+    lo, hi, bw = lo[order], hi[order], bw[order]
+    edge_u, edge_v, edge_bw, edge_mask = _pad_links(lo, hi, bw, pad_edges_to)
+    nbr_node, nbr_edge = neighbour_lists(n, lo, hi, pad_degree_to)
+    domain_nodes, ad = domain_layout(domain, hops, n_domains)
     return Substrate(
         cpu=jnp.asarray(cpu, dtype=jnp.float32),
         sto=jnp.asarray(sto, dtype=jnp.float32),
         segment=jnp.asarray(segment, dtype=jnp.int32),
         domain=jnp.asarray(domain, dtype=jnp.int32),
-        edge_u=jnp.asarray(eu_p),
-        edge_v=jnp.asarray(ev_p),
-        edge_bw=jnp.asarray(bw_p),
-        edge_mask=jnp.asarray(mask),
+        edge_u=jnp.asarray(edge_u),
+        edge_v=jnp.asarray(edge_v),
+        edge_bw=jnp.asarray(edge_bw),
+        edge_mask=jnp.asarray(edge_mask),
         nbr_node=jnp.asarray(nbr_node),
         nbr_edge=jnp.asarray(nbr_edge),
         hops=jnp.asarray(hops),
@@ -227,6 +244,65 @@ def build_substrate(
         domain_nodes=jnp.asarray(domain_nodes),
         ad=jnp.asarray(ad),
     )
+
+
+def _check_fields(where: str, obj, keys) -> None:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(obj).__name__}")
+    for key in keys:
+        if key not in obj:
+            raise ValueError(f"{where}: missing field '{key}'")
+
+
+def _check_times(where: str, req: dict, prev: float) -> tuple:
+    """-> (arrival, lifetime), checked (finite, arrival >= 0 and in order, lifetime > 0)."""
+    t, life = req["arrival"], req["lifetime"]
+    if not is_number(t) or not np.isfinite(t) or t < 0:
+        raise ValueError(f"{where}: arrival must be a finite number >= 0, got {t!r}")
+    if t < prev:
+        raise ValueError(f"{where}: arrival {t} is earlier than the previous request's {prev}; "
+                         "requests must be in arrival order")
+    if not is_number(life) or not np.isfinite(life) or life <= 0:
+        raise ValueError(f"{where}: lifetime must be a finite number > 0, got {life!r}")
+    return t, life
+
+
+def _check_request_nodes(where: str, nodes, max_nodes: int, n_domains: int) -> None:
+    if not 1 <= len(nodes) <= max_nodes:
+        raise ValueError(f"{where}: has {len(nodes)} nodes; must be 1..{max_nodes} (the padding "
+                         "size max_req_nodes)")
+    for i, nd in enumerate(nodes):
+        _check_fields(f"{where} node {i}", nd, ("cpu", "sto", "domain"))
+        for key in ("cpu", "sto"):
+            v = nd[key]
+            if not is_number(v) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{where} node {i}: {key} must be a finite number >= 0, "
+                                 f"got {v!r}")
+        d = nd["domain"]
+        if not is_int(d) or not 0 <= d < n_domains:
+            raise ValueError(f"{where} node {i}: candidate domain {d!r} does not exist "
+                             f"(domains are 0..{n_domains - 1})")
+
+
+def _sorted_request_links(where: str, links, n_nodes: int) -> list:
+    """The request's links checked and normalised: [(a, b, bw)] with a < b, lexicographic."""
+    seen = {}
+    for j, lk in enumerate(links):
+        _check_fields(f"{where} link {j}", lk, ("a", "b", "bw"))
+        a, b, bw = lk["a"], lk["b"], lk["bw"]
+        for key, v in (("a", a), ("b", b)):
+            if not is_int(v) or not 0 <= v < n_nodes:
+                raise ValueError(f"{where} link {j}: endpoint {key}={v!r} is not a node of "
+                                 f"the request (0..{n_nodes - 1})")
+        if a == b:
+            raise ValueError(f"{where} link {j}: self-loop on request node {a}")
+        if not is_number(bw) or not np.isfinite(bw) or bw < 0:
+            raise ValueError(f"{where} link {j}: bw must be a finite number >= 0, got {bw!r}")
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            raise ValueError(f"{where} link {j}: duplicate of link {seen[key]} {key}")
+        seen[key] = j
+    return [(a, b, links[seen[(a, b)]]["bw"]) for a, b in sorted(seen)]
 
 
 def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10) -> Requests:
@@ -253,71 +329,20 @@ def build_requests(requests: Sequence[dict], n_domains: int, max_nodes: int = 10
     prev = -np.inf
     for k, req in enumerate(requests):
         where = f"request {k}"
-        if not isinstance(req, dict):
-            raise ValueError(f"{where} must be a JSON object, got {type(req).__name__}")
-        for key in ("arrival", "lifetime", "nodes", "links"):
-            if key not in req:
-                raise ValueError(f"{where}: missing field '{key}'")
-        t, life = req["arrival"], req["lifetime"]
-        if not _is_number(t) or not np.isfinite(t) or t < 0:
-            raise ValueError(f"{where}: arrival must be a finite number >= 0, got {t!r}")
-        if t < prev:
-            raise ValueError(f"{where}: arrival {t} is earlier than the previous request's {prev}; "
-                             "requests must be in arrival order")
-        prev = t
-        if not _is_number(life) or not np.isfinite(life) or life <= 0:
-            raise ValueError(f"{where}: lifetime must be a finite number > 0, got {life!r}")
-        arrival[k], lifetime[k] = t, life
+        _check_fields(where, req, ("arrival", "lifetime", "nodes", "links"))
+        arrival[k], lifetime[k] = _check_times(where, req, prev)
+        prev = req["arrival"]
         nodes, links = req["nodes"], req["links"]
         for key, val in (("nodes", nodes), ("links", links)):
             if not isinstance(val, (list, tuple)):
                 raise ValueError(f"{where}: field '{key}' must be a list, got "
                                  f"{type(val).__name__}")
-        if not 1 <= len(nodes) <= m:
-            raise ValueError(f"{where}: has {len(nodes)} nodes; must be 1..{m} (the padding size "
-                             "max_req_nodes)")
+        _check_request_nodes(where, nodes, m, n_domains)
         for i, nd in enumerate(nodes):
-            if not isinstance(nd, dict):
-                raise ValueError(f"{where} node {i} must be a JSON object, got "
-                                 f"{type(nd).__name__}")
-            for key in ("cpu", "sto", "domain"):
-                if key not in nd:
-                    raise ValueError(f"{where} node {i}: missing field '{key}'")
-            for key in ("cpu", "sto"):
-                v = nd[key]
-                if not _is_number(v) or not np.isfinite(v) or v < 0:
-                    raise ValueError(f"{where} node {i}: {key} must be a finite number >= 0, "
-                                     f"got {v!r}")
-            d = nd["domain"]
-            if not _is_int(d) or not 0 <= d < n_domains:
-                raise ValueError(f"{where} node {i}: candidate domain {d!r} does not exist "
-                                 f"(domains are 0..{n_domains - 1})")
             node_mask[k, i] = True
-            cpu[k, i], sto[k, i], dom[k, i] = nd["cpu"], nd["sto"], d
-        seen = {}
-        for j, lk in enumerate(links):
-            if not isinstance(lk, dict):
-                raise ValueError(f"{where} link {j} must be a JSON object, got "
-                                 f"{type(lk).__name__}")
-            for key in ("a", "b", "bw"):
-                if key not in lk:
-                    raise ValueError(f"{where} link {j}: missing field '{key}'")
-            a, b, bw = lk["a"], lk["b"], lk["bw"]
-            for key, v in (("a", a), ("b", b)):
-                if not _is_int(v) or not 0 <= v < len(nodes):
-                    raise ValueError(f"{where} link {j}: endpoint {key}={v!r} is not a node of "
-                                     f"the request (0..{len(nodes) - 1})")
-            if a == b:
-                raise ValueError(f"{where} link {j}: self-loop on request node {a}")
-            if not _is_number(bw) or not np.isfinite(bw) or bw < 0:
-                raise ValueError(f"{where} link {j}: bw must be a finite number >= 0, got {bw!r}")
-            key = (min(a, b), max(a, b))
-            if key in seen:
-                raise ValueError(f"{where} link {j}: duplicate of link {seen[key]} {key}")
-            seen[key] = j
-        for j, key in enumerate(sorted(seen)):
-            lk = links[seen[key]]
-            la[k, j], lb[k, j], lbw[k, j], lmask[k, j] = key[0], key[1], lk["bw"], True
+            cpu[k, i], sto[k, i], dom[k, i] = nd["cpu"], nd["sto"], nd["domain"]
+        for j, (a, b, bw) in enumerate(_sorted_request_links(where, links, len(nodes))):
+            la[k, j], lb[k, j], lbw[k, j], lmask[k, j] = a, b, bw, True
     return Requests(
         arrival=jnp.asarray(arrival), lifetime=jnp.asarray(lifetime),
         node_mask=jnp.asarray(node_mask), cpu=jnp.asarray(cpu), sto=jnp.asarray(sto),
