@@ -34,18 +34,31 @@ REQUESTS = [
     _req(20, 100, [(1, 1)], []),
     # node 3 has 10 CPU: the node stage fails at its first node and embeds no link
     _req(21, 1, [(50, 3), (1, 4)], [(0, 1, 1)]),
+    # hosts 0, 1, 2; links (0,1) and (0,2), 6 each, both first want link 0-1 (10): the second
+    # finds it at 4 and detours over 0-3-4-2. Sequential: 3 node trips, then 1 + 1 step for the
+    # first link and 1 + 2 (static walk) + 3 (BFS levels) + 3 (steps) for the second.
+    # Batched: round 1 commits the first link and finds the second's candidate spoilt; round 2
+    # runs a 3-level BFS for it.
+    _req(22, 1, [(1, 0), (1, 1), (1, 2)], [(0, 1, 6), (0, 2, 6)]),
 ]
-SEQUENTIAL_TRIPS = [5, 11, 3, 1]
+SEQUENTIAL_TRIPS = [5, 11, 3, 1, 14]
+# batched: no release or node trips; one trip per link round plus its BFS levels
+BATCHED_TRIPS = [1, 1 + 3, 0, 0, 1 + (1 + 3)]
 
 
-@pytest.mark.parametrize("layout", ["bitset", "edges"])
-def test_trip_count_of_hand_worked_requests(layout, monkeypatch):
+@pytest.mark.parametrize("strategy,layout", [("sequential", "bitset"), ("sequential", "edges"),
+                                             ("batched", "bitset")])
+def test_trip_count_of_hand_worked_requests(strategy, layout, monkeypatch):
     if layout == "edges":
         monkeypatch.setattr(L, "BITSET_MAX_NODES", 0)
     u, v = zip(*LINKS)
     sub = build_substrate([10.0] * 5, [10.0] * 5, [2] * 5, list(range(5)), u, v, [10.0] * 5)
-    reqs = build_requests(REQUESTS, 5, 2)
-    _, out = jax.jit(lambda k: simulate(NRMVNE, None, k, sub, reqs, 4))(jax.random.key(0))
-    assert np.asarray(out.accepted).tolist() == [True, True, True, False]
-    assert np.asarray(out.trips).tolist() == SEQUENTIAL_TRIPS
-    assert trips_per_request(out) == (np.mean(SEQUENTIAL_TRIPS), max(SEQUENTIAL_TRIPS))
+    reqs = build_requests(REQUESTS, 5, 3)
+    _, out = jax.jit(lambda k: simulate(NRMVNE, None, k, sub, reqs, 4, strategy=strategy))(
+        jax.random.key(0))
+    assert np.asarray(out.accepted).tolist() == [True, True, True, False, True]
+    # link hops: 2, 3, -, -, 1 + 3 (cost = node part + Σ bw · hops)
+    assert np.asarray(out.value.cost).tolist() == [4 + 12, 4 + 18, 2, 0, 6 + 6 + 18]
+    want = SEQUENTIAL_TRIPS if strategy == "sequential" else BATCHED_TRIPS
+    assert np.asarray(out.trips).tolist() == want
+    assert trips_per_request(out) == (np.mean(want), max(want))

@@ -6,6 +6,7 @@ metrics (eqs. 7-11). ``jit(vmap(simulate))`` runs many seeds in one compiled cal
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -14,12 +15,14 @@ import numpy as np
 from flax import struct
 
 from sagin_jax.embedding.accounting import RequestValue, request_value
+from sagin_jax.embedding.batched import embed_links_batched
 from sagin_jax.embedding.links import embed_links
 from sagin_jax.embedding.nodes import feasible_hosts, place_node
 from sagin_jax.policies.base import NodeContext, NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.metrics import Metrics, running_metrics
-from sagin_jax.simulation.state import SimState, accept_totals, init_state, release_expired
+from sagin_jax.simulation.state import (SimState, accept_totals, init_state, release_expired,
+                                        release_expired_batched)
 
 
 @struct.dataclass
@@ -44,8 +47,13 @@ def sum_placed(total, extra, placed: jax.Array):
 
 
 def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
-              req: Requests) -> NodeStage:
-    """Stage 1: place the request's nodes one by one in the policy's order."""
+              req: Requests, unrolled: bool = False) -> NodeStage:
+    """Stage 1: place the request's nodes one by one in the policy's order.
+
+    A ``while_loop`` over the request's real nodes that stops at the first failure, or with
+    ``unrolled`` all ``max_nodes`` steps unrolled with masks (no loop trips; a step after a
+    failure or on padding changes nothing, so the result is the same).
+    """
     m, n = req.max_nodes, sub.n_nodes
     blank = NodeContext(sub=sub, req=req, res_cpu=state.res_cpu, res_sto=state.res_sto,
                         res_bw=state.res_bw, used=jnp.zeros((n,), bool),
@@ -80,7 +88,14 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
     # loop over the request's real nodes only, stopping at the first one with no feasible host
     init = (jnp.int32(0), jnp.int32(0), state.res_cpu, state.res_sto, jnp.zeros((n,), bool),
             jnp.full((m,), -1, jnp.int32), jnp.bool_(False), zero_extra)
-    trips, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
+    if unrolled:
+        carry = init
+        for _ in range(m):
+            carry = place(carry)
+        _, _, cpu, sto, _, hosts, failed, extra_sum = carry
+        trips = jnp.int32(0)
+    else:
+        trips, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
     return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, extra=extra_sum,
                      trips=trips)
 
@@ -104,15 +119,45 @@ class Outcome:
         return self.extra["logp"]
 
 
+STRATEGIES = ("sequential", "batched")
+STRATEGY_ENV = "SAGIN_JAX_REQUEST_STEP"
+
+
+def request_step_strategy(strategy: str | None = None) -> str:
+    """How a request step is compiled; the one place that chooses by backend.
+
+    * ``"sequential"``: data-dependent ``while_loop``s (release, node, link loops, one BFS per
+      link). On a CPU each loop compiles into one small function, the fastest there.
+    * ``"batched"``: few loop trips per request (``Outcome.trips``), for accelerators, where
+      every trip is a host round trip: release as one masked reduction, the node loop unrolled,
+      all links mapped at once in rounds (``embedding.batched``).
+
+    Both give the same results (tested against each other and the reference). ``strategy``, else
+    the environment variable ``SAGIN_JAX_REQUEST_STEP``, else by backend: sequential on cpu,
+    batched on gpu/tpu.
+    """
+    choice = strategy or os.environ.get(STRATEGY_ENV) or (
+        "sequential" if jax.default_backend() == "cpu" else "batched")
+    if choice not in STRATEGIES:
+        raise ValueError(f"request-step strategy must be one of {STRATEGIES}, got {choice!r} "
+                         f"(argument or ${STRATEGY_ENV})")
+    return choice
+
+
 def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
-                   req: Requests, record_paths: bool = False):
-    """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome)."""
+                   req: Requests, record_paths: bool = False, strategy: str | None = None):
+    """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome).
+
+    ``strategy``: see ``request_step_strategy`` (same results, different loop structure)."""
     now = req.arrival
+    batched = request_step_strategy(strategy) == "batched"
     active_before = state.slot_active.sum(dtype=jnp.int32)
-    state = release_expired(state, now)
-    release_trips = active_before - state.slot_active.sum(dtype=jnp.int32)  # one per departure
-    nodes = map_nodes(policy, params, key, sub, state, req)
-    links = embed_links(sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
+    state = (release_expired_batched if batched else release_expired)(state, now)
+    # the sequential release loop takes one trip per departure; the batched release none
+    release_trips = 0 if batched else active_before - state.slot_active.sum(dtype=jnp.int32)
+    nodes = map_nodes(policy, params, key, sub, state, req, unrolled=batched)
+    links = (embed_links_batched if batched else embed_links)(
+        sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
     free = ~state.slot_active[:-1]
     has_free = free.any()
     slot = jnp.where(has_free, jnp.argmax(free), free.shape[0])  # the scratch row when full
@@ -162,19 +207,20 @@ def trips_per_request(outcome: Outcome) -> tuple[float, int]:
 
 
 def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
-               state: SimState, record_paths: bool = False):
+               state: SimState, record_paths: bool = False, strategy: str | None = None):
     """Scan ``handle_request`` over all requests from ``state``; -> (final state, Outcome[R])."""
     keys = jax.random.split(key, requests.n_requests)
 
     def step(s, xs):
         req, k = xs
-        return handle_request(policy, params, k, sub, s, req, record_paths)
+        return handle_request(policy, params, k, sub, s, req, record_paths, strategy)
 
     return jax.lax.scan(step, state, (requests, keys))
 
 
 def simulate(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
-             max_active: int, record_paths: bool = False):
+             max_active: int, record_paths: bool = False, strategy: str | None = None):
     """One online pass from an empty network; -> (final state, Outcome[R]). Pure; jit/vmap it."""
     state = init_state(sub, max_active, requests.max_nodes)
-    return run_online(policy, params, key, sub, requests, state, record_paths=record_paths)
+    return run_online(policy, params, key, sub, requests, state, record_paths=record_paths,
+                      strategy=strategy)

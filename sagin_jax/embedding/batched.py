@@ -1,0 +1,185 @@
+"""Link mapping with few sequential loop trips (the "batched" request-step strategy, issue 10).
+
+The sequential rule (docs/rules.md, ``links.embed_links``) embeds a request's links one by one in
+bandwidth order, each on the min-hop path over links whose *current* residual covers its
+demand, smallest-id parent on ties. Here every link of the request is handled at once, in
+rounds; a round is one ``while_loop`` trip (plus the BFS levels it needs):
+
+1. Each pending link gets a candidate path under the residual at the round's start: the static
+   min-hop tree's path when all its links are eligible (no search), else a BFS run for all such
+   links together (a frontier [L, N], one level per trip).
+2. The candidates are checked in bandwidth order against the residual the sequential rule would
+   see, i.e. the round's residual minus the demands of the earlier candidates (an exclusive
+   cumulative sum). The leading run of candidates that stay eligible is committed.
+3. A candidate that stays eligible *is* the sequential answer: eligibility only shrank, and as in
+   ``links.shortest_path``'s docstring, removing links never shortens a distance and leaves each
+   path node's smallest-id parent among its (shrunken) candidates. A link with no path at the
+   round's start has none later either: the request fails. The first candidate that lost
+   bandwidth to an earlier link starts the next round, which recomputes it exactly, so every
+   round commits at least one link.
+
+Paths are read from the parent trees without walking them: binary lifting (``ancestor_tables``,
+``jump``; ceil(log2 N) unrolled gathers) marks the nodes on each path, and a link is on a path
+when one end is on it and has the other as its parent. Sums of demands are exact for the
+integer-valued demands of generated scenarios, so the result equals the sequential rule's.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from sagin_jax.embedding.links import LinkEmbedding, link_keys
+from sagin_jax.features import rank_order
+from sagin_jax.scenario.types import Requests, Substrate
+
+
+def ancestor_tables(parent: jax.Array) -> list[jax.Array]:
+    """[up_0, up_1, ...]: up_b[..., x] is x's ancestor 2^b levels up (roots map to themselves),
+    ceil(log2 N) tables, enough to jump any depth < N."""
+    n = parent.shape[-1]
+    up = jnp.where(parent >= 0, parent, jnp.arange(n, dtype=parent.dtype))
+    tables = [up]
+    for _ in range(max(1, math.ceil(math.log2(max(n, 2)))) - 1):
+        up = jnp.take_along_axis(up, up, axis=-1)
+        tables.append(up)
+    return tables
+
+
+def jump(tables: list[jax.Array], node: jax.Array, steps: jax.Array) -> jax.Array:
+    """Each ``node[..., X]`` moved ``steps[..., X]`` (>= 0) levels up its tree."""
+    for b, up in enumerate(tables):
+        up_node = jnp.take_along_axis(up, node, axis=-1)
+        node = jnp.where(((steps >> b) & 1) == 1, up_node, node)
+    return node
+
+
+def path_links(sub: Substrate, parent: jax.Array, depth: jax.Array, dst: jax.Array,
+               hops: jax.Array) -> jax.Array:
+    """bool[L, E]: the links on the tree path to each ``dst[L]`` (``hops[L]`` long; none when 0).
+
+    ``parent[L, N]``/``depth[L, N]`` describe one tree per row (-1 depth: not in the tree).
+    """
+    ids = jnp.arange(parent.shape[-1], dtype=jnp.int32)
+    steps = jnp.maximum(hops[:, None] - depth, 0)
+    up = jump(ancestor_tables(parent), jnp.broadcast_to(dst[:, None], parent.shape), steps)
+    on = (depth >= 0) & (depth <= hops[:, None]) & (up == ids)  # node on the path (ends included)
+    eu = jnp.broadcast_to(sub.edge_u, (parent.shape[0], sub.n_edges))
+    ev = jnp.broadcast_to(sub.edge_v, (parent.shape[0], sub.n_edges))
+    par_u, par_v = jnp.take_along_axis(parent, eu, 1), jnp.take_along_axis(parent, ev, 1)
+    on_u, on_v = jnp.take_along_axis(on, eu, 1), jnp.take_along_axis(on, ev, 1)
+    return sub.edge_mask & ((on_v & (par_v == eu)) | (on_u & (par_u == ev)))
+
+
+def path_node_lists(parent: jax.Array, dst: jax.Array, hops: jax.Array) -> jax.Array:
+    """i32[L, N]: each path's nodes from source to ``dst`` (-1 padded), as ``links.path_nodes``."""
+    n = parent.shape[-1]
+    pos = jnp.arange(n, dtype=jnp.int32)[None, :]
+    steps = jnp.maximum(hops[:, None] - pos, 0)
+    nodes = jump(ancestor_tables(parent), jnp.broadcast_to(dst[:, None], parent.shape), steps)
+    return jnp.where(pos <= hops[:, None], nodes, -1)
+
+
+def bfs_many(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
+             need: jax.Array):
+    """Level-synchronous BFS from every ``src[L]`` over its own ``eligible[L, E]`` links, one level
+    per loop trip for all rows, until every ``need`` row has reached its ``dst`` or stalled.
+
+    Returns ``(dist[L, N], parent[L, N], levels)`` with ``links.bfs_tree``'s rule: a node's
+    parent is its smallest-id neighbour one level closer to the source.
+    """
+    n = sub.n_nodes
+    ids = jnp.arange(n, dtype=jnp.int32)
+    nbr = jnp.maximum(sub.nbr_node, 0)  # [N, K]
+    slot_ok = (sub.nbr_edge >= 0)[None] & eligible[:, jnp.maximum(sub.nbr_edge, 0)]  # [L, N, K]
+    rows = jnp.arange(src.shape[0])
+
+    def cond(c):
+        dist, _, _, grew = c
+        return jnp.any(need & (dist[rows, dst] < 0) & grew)
+
+    def body(c):
+        dist, parent, level, _ = c
+        at_level = (dist == level)[:, nbr]  # [L, N, K]: neighbour k of node x is on the frontier
+        best = jnp.min(jnp.where(slot_ok & at_level, nbr[None], n), axis=-1)
+        new = (dist < 0) & (best < n)
+        return (jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1,
+                new.any(axis=-1))
+
+    dist0 = jnp.where(ids[None, :] == src[:, None], 0, -1).astype(jnp.int32)
+    init = (dist0, jnp.full(dist0.shape, -1, jnp.int32), jnp.int32(0), need & (src != dst))
+    dist, parent, levels, _ = jax.lax.while_loop(cond, body, init)
+    return dist, parent, levels
+
+
+def embed_links_batched(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Array,
+                        active: jax.Array, record_paths: bool = False) -> LinkEmbedding:
+    """``links.embed_links`` (same result) in rounds over all of the request's links at once."""
+    n, l_max = sub.n_nodes, req.max_links
+    if l_max == 0:
+        z = jnp.zeros((0,), jnp.int32)
+        return LinkEmbedding(ok=active, res_bw=res_bw, usage=jnp.zeros_like(res_bw), hops=z,
+                             paths=jnp.zeros((0, n), jnp.int32) if record_paths else None,
+                             trips=jnp.int32(0))
+    order = rank_order(link_keys(req)).astype(jnp.int32)  # position -> link index
+    pos = jnp.arange(l_max, dtype=jnp.int32)
+    n_live = jnp.where(active, req.link_mask.sum(dtype=jnp.int32), 0)
+    live = pos < n_live
+    demand = req.link_bw[order]
+    src = jnp.maximum(hosts[req.link_a[order]], 0)
+    dst = jnp.maximum(hosts[req.link_b[order]], 0)
+    static_parent = sub.tree_parent[src]  # [L, N]
+    static_depth = sub.hops[src]
+    static_hops = sub.hops[src, dst]
+    static_mask = path_links(sub, static_parent, static_depth, dst, static_hops)
+
+    def cond(c):
+        start, _, _, _, ok, _, _ = c
+        return (start < n_live) & ok
+
+    def body(c):
+        start, bw_left, usage, hops, ok, trips, paths = c
+        pending = live & (pos >= start)
+        eligible = sub.edge_mask[None] & (bw_left[None] >= demand[:, None])  # [L, E]
+        static_ok = ~jnp.any(static_mask & ~eligible, axis=-1)
+        need = pending & ~static_ok
+
+        def search():
+            dist, parent, levels = bfs_many(sub, eligible, src, dst, need)
+            found_hops = jnp.maximum(dist[pos, dst], 0)
+            return found_hops, path_links(sub, parent, dist, dst, found_hops), parent, levels
+
+        def no_search():
+            return (jnp.zeros_like(static_hops), jnp.zeros_like(static_mask), static_parent,
+                    jnp.int32(0))
+
+        bfs_hops, bfs_mask, bfs_parent, levels = jax.lax.cond(need.any(), search, no_search)
+        cand_hops = jnp.where(static_ok, static_hops, bfs_hops)
+        cand_mask = jnp.where(static_ok[:, None], static_mask, bfs_mask)
+        found = cand_hops > 0
+        take = jnp.where(cand_mask & pending[:, None], demand[:, None], 0.0)  # [L, E]
+        before = jnp.cumsum(take, axis=0) - take  # demands of the earlier candidates
+        stays = ~jnp.any(cand_mask & (bw_left[None] - before < demand[:, None]), axis=-1)
+        valid = found & stays
+        first_bad = jnp.min(jnp.where(pending & ~valid, pos, l_max))
+        commit = pending & (pos < first_bad)
+        taken = jnp.sum(jnp.where(commit[:, None], take, 0.0), axis=0)
+        failed = (first_bad < n_live) & ~found[jnp.minimum(first_bad, l_max - 1)]
+        hops = jnp.where(commit, cand_hops, hops)
+        if record_paths:
+            parent = jnp.where(static_ok[:, None], static_parent, bfs_parent)
+            lists = path_node_lists(parent, dst, cand_hops)
+            paths = jnp.where((commit | (pending & (pos == first_bad)))[:, None], lists, paths)
+        return (jnp.minimum(first_bad, n_live), bw_left - taken, usage + taken, hops,
+                ok & ~failed, trips + 1 + levels, paths)
+
+    init = (jnp.int32(0), res_bw, jnp.zeros_like(res_bw), jnp.zeros((l_max,), jnp.int32),
+            jnp.bool_(True), jnp.int32(0),
+            jnp.full((l_max, n), -1, jnp.int32) if record_paths else None)
+    _, bw_left, usage, hops, ok, trips, paths = jax.lax.while_loop(cond, body, init)
+    ok = ok & active
+    rank = jnp.argmax(order[None, :] == jnp.arange(l_max)[:, None], axis=1)  # link -> position
+    return LinkEmbedding(ok=ok, res_bw=jnp.where(ok, bw_left, res_bw),
+                         usage=jnp.where(ok, usage, 0.0), hops=jnp.where(ok, hops[rank], 0),
+                         paths=paths[rank] if record_paths else None, trips=trips)
