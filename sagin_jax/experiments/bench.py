@@ -36,7 +36,7 @@ from sagin_jax.scenario.io import read_json, scenario_document, write_csv
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
 from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
-from sagin_jax.simulation.online import trips_per_request
+from sagin_jax.simulation.online import STRATEGIES, trips_per_request
 from sagin_jax.simulation.sharding import seed_mesh
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
@@ -241,8 +241,9 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
 
 
 def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
-    """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max: the
-    proxy for accelerator latency, where every trip is a host round trip (issue 10)."""
+    """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max, for
+    both request-step strategies, and each strategy's time per request on this backend: trips
+    are the proxy for accelerator latency, where every trip is a host round trip (issue 10)."""
     n = spec.get("trip_seeds", 0)
     if not n:
         return
@@ -251,18 +252,27 @@ def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     reqs = make_requests(cfg, seeds, "test")
     tcfg = TrainConfig(algo="ddrl-nra")
     params = jax.vmap(policies_for(tcfg)[2])(seed_keys(seeds), subs)
-    runs = {"nrmvne": (BASELINES["nrmvne"], None), "ddrl-nra": (policies_for(tcfg)[1], params)}
-    for name, (policy, p) in runs.items():
-        if p is None:
-            _, out = simulate_batch(policy, None, seed_keys(seeds), subs, reqs,
-                                    max_active=table_size(reqs))
-        else:
-            ev = jax.jit(jax.vmap(make_evaluate(tcfg, table_size(reqs))))
-            _, out = ev(p, seed_keys(seeds), subs, reqs)
-        mean, most = trips_per_request(out)
-        record(workload=f"trips-{name}-test", loop="-", seeds=n, compile_s=float("nan"),
-               run_s=float("nan"), embeddings_per_s=float("nan"), program_mib=float("nan"),
-               trips_mean=mean, trips_max=most)
+    greedy = policies_for(tcfg)[1]
+    a = table_size(reqs)
+    for strategy in STRATEGIES:
+        for name, policy, p in (("nrmvne", BASELINES["nrmvne"], None),
+                                ("ddrl-nra", greedy, params)):
+            def run(k, sb, rq, pp, policy=policy, strategy=strategy):
+                return simulate_batch(policy, pp, k, sb, rq, max_active=a, seed_loop="map",
+                                      strategy=strategy)
+            if p is None:
+                fn = jax.jit(lambda k, sb, rq, run=run: run(k, sb, rq, None))
+                args = (seed_keys(seeds), subs, reqs)
+            else:  # per-seed params: one evaluation per seed, looped
+                ev = make_evaluate(tcfg, a, strategy=strategy)
+                fn = jax.jit(over_seeds(ev, "map"))
+                args = (params, seed_keys(seeds), subs, reqs)
+            c, r, mib = _timed(fn, *args)
+            _, out = fn(*args)
+            mean, most = trips_per_request(out)
+            record(workload=f"trips-{name}-test", loop=strategy, seeds=n, compile_s=c, run_s=r,
+                   embeddings_per_s=n * reqs.n_requests / r, program_mib=mib,
+                   trips_mean=mean, trips_max=most)
 
 
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,

@@ -52,18 +52,19 @@ def over_seeds(fn, seed_loop: str | None = None, mesh=None):
 
 
 @functools.partial(jax.jit, static_argnames=("policy", "max_active", "record_paths",
-                                             "seed_loop", "mesh"))
+                                             "seed_loop", "mesh", "strategy"))
 def simulate_batch(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
                    max_active: int, record_paths: bool = False, seed_loop: str | None = None,
-                   mesh=None):
+                   mesh=None, strategy: str | None = None):
     """``simulate`` over a leading seed axis of keys, substrates and requests (see
-    ``over_seeds`` for ``seed_loop`` and ``mesh``).
+    ``over_seeds`` for ``seed_loop`` and ``mesh``, ``online.request_step_strategy`` for
+    ``strategy``).
 
     ``params`` is shared by all seeds (``None`` for the heuristics).
     """
     def run(key, sub, req):
         return simulate(policy, params, key, sub, req, max_active=max_active,
-                        record_paths=record_paths)
+                        record_paths=record_paths, strategy=strategy)
     return over_seeds(run, seed_loop, mesh)(keys, subs, reqs)
 
 

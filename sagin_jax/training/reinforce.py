@@ -158,11 +158,14 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
     return Trainer(init=init, epoch=epoch, train=train)
 
 
-def make_evaluate(cfg: TrainConfig, max_active: int, record_paths: bool = False):
-    """``evaluate(params, key, sub, reqs) -> (state, Outcome[R])``: greedy test pass (Algorithm 2)."""
+def make_evaluate(cfg: TrainConfig, max_active: int, record_paths: bool = False,
+                  strategy: str | None = None):
+    """``evaluate(params, key, sub, reqs) -> (state, Outcome[R])``: greedy test pass (Algorithm 2);
+    ``strategy``: the request-step strategy (``online.request_step_strategy``)."""
     _, test_policy, _ = policies_for(cfg)
 
     def evaluate(params, key, sub: Substrate, reqs: Requests):
-        return simulate(test_policy, params, key, sub, reqs, max_active, record_paths)
+        return simulate(test_policy, params, key, sub, reqs, max_active, record_paths,
+                        strategy=strategy)
 
     return evaluate
