@@ -550,11 +550,6 @@ def _arrivals(gaps, count: int):
     return t.astype(jnp.float32)
 
 
-def _ctz(x):
-    """Index of the lowest set bit of a nonzero uint32."""
-    return lax.population_count((x & (~x + jnp.uint32(1))) - jnp.uint32(1)).astype(jnp.int32)
-
-
 def _prefix_sum(x):
     """Inclusive int32 prefix sum over the (short, static) last axis, unrolled: XLA CPU's
     cumsum (a reduce-window) costs ~5x more on rows this short."""
@@ -714,11 +709,11 @@ def _seed_array(seeds: Sequence[int]) -> np.ndarray:
 def _chunks(seeds: np.ndarray, chunk: int):
     """(keys, n_real) per chunk; the last chunk's seed axis is padded (repeating its last seed)
     to a power of two >= _MIN_BUCKET so that few batch shapes (compiles) occur."""
+    if not is_int(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     for start in range(0, len(seeds), chunk):
         part = seeds[start:start + chunk]
-        size = max(_MIN_BUCKET, 1 << (len(part) - 1).bit_length())
-        size = min(size, chunk) if len(part) <= chunk else size
-        size = max(size, len(part))
+        size = min(max(_MIN_BUCKET, 1 << (len(part) - 1).bit_length()), chunk)
         idx = np.minimum(np.arange(size), len(part) - 1)
         yield jax.vmap(jax.random.key)(jnp.asarray(part[idx])), len(part)
 
