@@ -366,6 +366,7 @@ def scenario_file(path, cfg, seed: int, split: str):
     w = _where(path)
     if not isinstance(doc, dict):
         raise ValueError(f"{w}a scenario file must be a JSON object, got {type(doc).__name__}")
+    _check_magnitudes(doc, w)
     links = doc.get("links", doc.get("edges"))
     node_link = isinstance(links, list) and any(isinstance(lk, dict) and "source" in lk
                                                 for lk in links)
@@ -393,6 +394,34 @@ def scenario_file(path, cfg, seed: int, split: str):
         raise ValueError(f"{w}{_one_line(err)}") from None
     _check_fits(sub, reqs)
     return sub, reqs
+
+
+def _check_magnitudes(doc: dict, w: str) -> None:
+    """Capacities and demands above ``MAX_CAPACITY`` and times above ``MAX_TIME`` would become
+    inexact or infinite as float32 (1e39 -> inf): refuse them, naming the field."""
+    from sagin_jax.config import MAX_CAPACITY
+
+    def check(obj, keys, limit, where):
+        if not isinstance(obj, dict):
+            return
+        for k in keys:
+            v = obj.get(k)
+            if is_number(v) and math.isfinite(float(v)) and abs(float(v)) > limit:
+                raise ValueError(f"{w}{where} field '{k}' = {v!r} exceeds {limit:.0e} (float32 "
+                                 "values would be inexact or infinite)")
+
+    for i, nd in enumerate(doc.get("nodes") or [] if isinstance(doc.get("nodes"), list) else []):
+        check(nd, ("cpu", "sto"), MAX_CAPACITY, f"node {i}")
+    for j, lk in enumerate(doc.get("links") or [] if isinstance(doc.get("links"), list) else []):
+        check(lk, ("bw",), MAX_CAPACITY, f"link {j}")
+    reqs = doc.get("requests")
+    for k, rq in enumerate(reqs if isinstance(reqs, list) else []):
+        check(rq, ("arrival", "lifetime"), MAX_TIME, f"request {k}")
+        if isinstance(rq, dict):
+            for i, nd in enumerate(rq.get("nodes") if isinstance(rq.get("nodes"), list) else []):
+                check(nd, ("cpu", "sto"), MAX_CAPACITY, f"request {k} node {i}")
+            for j, lk in enumerate(rq.get("links") if isinstance(rq.get("links"), list) else []):
+                check(lk, ("bw",), MAX_CAPACITY, f"request {k} link {j}")
 
 
 def _generated_requests(cfg, seed: int, split: str, sub):
