@@ -331,3 +331,92 @@ def test_valid_scenario_file_runs(tmp_path, capsys):
     want = tiny_scenario()
     assert [n["cpu"] for n in doc["nodes"]] == [n["cpu"] for n in want["nodes"]]
     assert [r["lifetime"] for r in doc["requests"]] == [r["lifetime"] for r in want["requests"]]
+
+
+# ---- failures during a run: nothing half-written, nothing that looks finished ----------------
+
+@pytest.fixture
+def failing_runner(monkeypatch):
+    """Each experiment writes its CSV, then fails with the exception in ``box[0]``."""
+    from sagin_jax.experiments import reproduce
+    box = [RuntimeError("boom")]
+
+    def runner(exp, out, progress):
+        from sagin_jax.files import write_csv
+        write_csv(out / f"{exp['name']}.csv", ["x"], [])  # a header-only CSV
+        raise box[0]
+
+    monkeypatch.setattr(reproduce, "RUNNERS", {k: runner for k in reproduce.RUNNERS})
+    return box
+
+
+@pytest.mark.parametrize("exc,code", [(KeyboardInterrupt(), 130), (ValueError("bad"), 2)])
+def test_failed_experiment_leaves_no_output_and_no_marker(exc, code, failing_runner, tmp_path,
+                                                          capsys):
+    failing_runner[0] = exc
+    (tmp_path / "exp.json").write_text(json.dumps(small_experiment()))
+    got, _, err = run_cli(["reproduce", "--config", str(tmp_path / "exp.json"), "--out",
+                           str(tmp_path / "res"), "--quiet"], capsys)
+    assert got == code
+    assert len(err.strip().split("\n")) == 1 and "Traceback" not in err
+    if code == 130:
+        assert "--resume" in err
+    # no CSV, no completion marker, no staging folder: --resume will run it again
+    assert [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "res").rglob("*")] == []
+
+
+def test_crash_keeps_previous_complete_outputs(failing_runner, tmp_path, capsys):
+    """A crashed rerun of a finished experiment leaves the previous outputs intact."""
+    res = tmp_path / "res"
+    (res / ".done").mkdir(parents=True)
+    (res / "fig5_7.csv").write_text("old")
+    (tmp_path / "exp.json").write_text(json.dumps(small_experiment()))
+    failing_runner[0] = KeyboardInterrupt()
+    before = snapshot(res)
+    code, _, _ = run_cli(["reproduce", "--config", str(tmp_path / "exp.json"), "--out",
+                          str(res), "--quiet"], capsys)
+    assert code == 130 and snapshot(res) == before
+
+
+# ---- import-time and process side effects (issue 13, item 7) ---------------------------------
+
+def test_host_devices_flag_is_never_duplicated(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4 --foo=1")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the backend is running in this test process
+        cli.set_host_devices(2)
+        cli.set_host_devices(2)
+    import os
+    flags = os.environ["XLA_FLAGS"].split()
+    assert flags.count("--xla_force_host_platform_device_count=2") == 1
+    assert "--xla_force_host_platform_device_count=4" not in flags and "--foo=1" in flags
+
+
+def test_experiments_dir_does_not_depend_on_cwd(tmp_path, monkeypatch):
+    from sagin_jax.experiments.reproduce import experiments_dir
+    (tmp_path / "experiments" / "small").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert experiments_dir() != tmp_path / "experiments"
+    assert sorted(p.name for p in (experiments_dir() / "small").glob("*.json")) == [
+        "fig4.json", "fig5_7.json", "fig8.json"]
+
+
+def test_importing_plots_leaves_matplotlib_alone():
+    import subprocess
+    import sys
+    code = ("import sys, sagin_jax.experiments.plots, sagin_jax.experiments.reproduce; "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_import_after_backend_start_warns():
+    import subprocess
+    import sys
+    code = ("import warnings, jax, jax.numpy as jnp; jnp.zeros(1).block_until_ready(); "
+            "warnings.simplefilter('always'); import sagin_jax")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}).stderr
+    assert "speed-up" in err and "does not apply" in err
