@@ -420,3 +420,24 @@ def test_import_after_backend_start_warns():
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}).stderr
     assert "speed-up" in err and "does not apply" in err
+
+
+def test_check_audit_entry_point(tmp_path, capsys):
+    """``python -m sagin_jax.reference.check_audit DIR``: OK line on a valid trail, one line and
+    exit 2 on a damaged folder, the violations and exit 1 on a tampered trail."""
+    from sagin_jax.reference.check_audit import main as check_main
+    (tmp_path / "s.json").write_text(json.dumps(tiny_scenario()))
+    run = tmp_path / "run"
+    assert run_cli(["simulate", "--algo", "nrmvne", "--scenario", str(tmp_path / "s.json"),
+                    "--out", str(run)], capsys)[0] == 0
+    assert check_main([str(run)]) == 0
+    assert capsys.readouterr().out == "OK: 5 requests, every constraint and metric holds\n"
+    lines = (run / "metrics.csv").read_text().splitlines()
+    lines[-1] = lines[-1].replace(lines[-1].split(",")[1], "12345.0", 1)  # tamper with AR
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    assert check_main([str(run)]) == 1
+    assert "AR" in capsys.readouterr().out
+    (run / "trace.jsonl").write_text("{not json\n")
+    assert check_main([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().split("\n")) == 1 and str(run) in err
