@@ -5,6 +5,8 @@ Layout (the architecture, in order): ``scenario`` → ``features`` → ``policie
 ``simulation`` → ``training`` → ``experiments``; ``reference`` is the independent networkx oracle.
 """
 import os as _os
+import sys as _sys
+import warnings as _warnings
 
 __version__ = "0.1.0"
 
@@ -16,12 +18,31 @@ arithmetic; see README, Performance. Set through ``XLA_FLAGS`` before JAX starts
 only if the user has not set ``xla_backend_extra_options`` themselves."""
 
 
+def backend_started() -> bool:
+    """Has JAX already started a backend (so ``XLA_FLAGS`` changes no longer apply)?"""
+    if "jax" not in _sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+        return bool(getattr(xla_bridge, "_backends", None))
+    except Exception:  # noqa: BLE001 - a private attribute: if it moved, assume not started
+        return False
+
+
 def _tune_xla_cpu() -> None:
+    """Set the small-loop threshold in ``XLA_FLAGS`` (the one import-time side effect of the
+    package). If JAX's backend is already running it cannot apply: say so once."""
     flags = _os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_extra_options" not in flags:
-        _os.environ["XLA_FLAGS"] = (flags + " --xla_backend_extra_options="
-                                    f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
-                                    ).strip()
+    if "xla_backend_extra_options" in flags:
+        return
+    _os.environ["XLA_FLAGS"] = (flags + " --xla_backend_extra_options="
+                                f"xla_cpu_small_while_loop_byte_threshold={SMALL_LOOP_BYTES}"
+                                ).strip()
+    if backend_started():
+        _warnings.warn("sagin_jax was imported after JAX started its backend, so the CPU "
+                       "loop-size speed-up (XLA_FLAGS, see README 'Performance') does not apply "
+                       "in this process; import sagin_jax before running any JAX computation",
+                       RuntimeWarning, stacklevel=3)
 
 
 _tune_xla_cpu()

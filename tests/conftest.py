@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from sagin_jax.audit import metrics_rows, trace_records
+from sagin_jax.audit_trail import metrics_rows, trace_records
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.io import scenario_document
 from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sagin_jax.audit import trace_records, write_audit
+from sagin_jax.audit_trail import trace_records, write_audit
 from sagin_jax.policies.ddrl import (NodeScorer, domain_feature_matrices, init_ddrl_params,
                                      make_ddrl_policy)
 from sagin_jax.policies.rlvne import make_rlvne_policy

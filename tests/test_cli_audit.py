@@ -11,10 +11,11 @@ import math
 import shutil
 
 import pytest
+from pathlib import Path
 
 from sagin_jax.cli import main
 from sagin_jax.config import ScenarioConfig
-from sagin_jax.reference.audit import check_audit, load_audit_dir
+from sagin_jax.reference import check_audit, load_audit_dir
 from sagin_jax.scenario.generator import generate_requests, generate_substrate
 from sagin_jax.scenario.io import scenario_document
 
@@ -62,7 +63,10 @@ def test_simulate_writes_exactly_the_three_files(runs, algo, seed):
     out, code, stdout, err = runs[algo, seed]
     assert code == 0, err
     assert "error" not in err
-    assert len(stdout.splitlines()) == 1 and stdout.startswith(f"{algo} seed {seed} (test)")
+    first, *listed = stdout.splitlines()
+    assert first.startswith(f"{algo} seed {seed} (test)")
+    # the run ends by listing what it wrote, and that is exactly the three files
+    assert sorted(Path(line.removeprefix("wrote ")).name for line in listed) == FILES
     assert sorted(p.name for p in out.iterdir()) == FILES
 
 

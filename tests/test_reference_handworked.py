@@ -15,7 +15,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from sagin_jax.reference.audit import check_audit, load_audit_dir
+from sagin_jax.reference import check_audit, load_audit_dir
 from sagin_jax.reference.simulate import (
     bfs_path,
     capacities,

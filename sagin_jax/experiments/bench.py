@@ -29,6 +29,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from sagin_jax import validate
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
@@ -281,8 +282,10 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     ``accelerator``) and the matching PNG."""
     spec = dict(ACCELERATOR if accelerator else QUICK if quick else DEFAULT)
     if config is not None:
-        spec.update(read_json(config))
-    cfg = ScenarioConfig.from_dict(spec.get("scenario", {}))
+        doc = read_json(config)
+        validate.bench_config(doc, config)  # every field's type, before any compute
+        spec.update(doc)
+    cfg = validate.scenario_config(spec.get("scenario", {}), config)
     n_dev = jax.device_count()
     mesh = seed_mesh() if n_dev > 1 else None
     record = Recorder()
@@ -312,7 +315,8 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    from sagin_jax.experiments.plots import _save, plt
+    from sagin_jax.experiments.plots import pyplot, save_figure
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for wl in ("jax-nrmvne-test", "jax-ddrl-test", "jax-ddrl-train"):
         for loop, ls in (("map", "-"), ("vmap", "--")):
@@ -339,4 +343,4 @@ def _plot(path: Path, rows: list[dict]) -> None:
         ax2.set_xlabel("substrate nodes")
         ax2.set_ylabel("µs per request (NRMVNE, test)")
         ax2.grid(alpha=0.3, which="both")
-    _save(fig, path)
+    save_figure(fig, path)

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import jax
 import numpy as np
 
 from sagin_jax.config import ScenarioConfig
+from sagin_jax import validate
 from sagin_jax.experiments import plots
-from sagin_jax.experiments.stats import mean_ci, on_time_grid, time_grid
+from sagin_jax.experiments.stats import interval_bounds, mean_ci, on_time_grid, time_grid
 from sagin_jax.policies.baselines import BASELINES
-from sagin_jax.scenario.io import read_json, write_csv, write_json
+from sagin_jax.files import read_json, write_csv, write_json
 from sagin_jax.scenario.generate import make_scenarios, trim_padding
 from sagin_jax.simulation.batch import simulate_seeds, table_size
 from sagin_jax.training.config import TrainConfig
@@ -31,26 +33,19 @@ METRICS = ("AR", "ACR", "RC", "RC_link")
 
 
 def experiments_dir() -> Path:
-    here = Path.cwd() / "experiments"
-    return here if here.is_dir() else Path(__file__).resolve().parents[2] / "experiments"
+    """The repository's ``experiments/`` folder, found from this file (never from the working
+    directory, so ``reproduce`` gives the same runs wherever it is started)."""
+    here = Path(__file__).resolve().parents[2] / "experiments"
+    if not here.is_dir():
+        raise ValueError(f"the experiment files are not at {here} (is sagin_jax installed "
+                         "without its repository?); pass an experiment file with --config")
+    return here
 
 
 def load_experiment(path: str | os.PathLike, seeds: int | None = None) -> dict:
-    """Read and check one experiment file; ``seeds`` overrides its seed count."""
-    exp = read_json(path)
-    for key in ("name", "kind", "seeds"):
-        if key not in exp:
-            raise ValueError(f"{path}: missing field '{key}'")
-    if exp["kind"] not in KINDS:
-        raise ValueError(f"{path}: field 'kind' = {exp['kind']!r}; expected one of {KINDS}")
-    if seeds is not None:
-        exp["seeds"] = seeds
-    if not isinstance(exp["seeds"], int) or exp["seeds"] < 1:
-        raise ValueError(f"{path}: field 'seeds' must be a positive integer, got {exp['seeds']!r}")
-    exp["_scenario"] = ScenarioConfig.from_dict(exp.get("scenario", {}))
-    train = exp.get("train", {})
-    TrainConfig.from_dict(train).validate(exp["_scenario"].n_train)
-    return exp
+    """Read and check one experiment file (every field, before any compute; see
+    ``sagin_jax.validate.experiment``); ``seeds`` overrides its seed count."""
+    return validate.experiment(read_json(path), path, seeds)
 
 
 def _config_hash(exp: dict) -> str:
@@ -67,8 +62,9 @@ def _time_curves(group: str, per_group: dict, names, grid: np.ndarray):
         for name in names:
             mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
             curves[(label, name)] = (mean, half)
+            low, high = interval_bounds(name, mean, half)  # clipped to the metric's range
             rows += [{group: label, "time": grid[i], "metric": name, "mean": mean[i],
-                      "ci_low": mean[i] - half[i], "ci_high": mean[i] + half[i],
+                      "ci_low": low[i], "ci_high": high[i],
                       "n_seeds": n_seeds} for i in range(grid.shape[0])]
     return rows, curves
 
@@ -218,33 +214,61 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
 RUNNERS = {"fig4": run_fig4, "compare": run_compare, "storage": run_storage}
 
 
-def run_experiment(exp: dict, out: Path, resume: bool, progress: bool) -> dict:
+STAGING = ".partial"
+"""Each experiment writes its outputs under ``OUT/.partial/<name>/`` first; only when every
+output is there are they moved into ``OUT`` and the completion marker written, so a crash or a
+Ctrl-C leaves neither a partial CSV nor a marker that ``--resume`` would trust."""
+
+
+def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
+                   written: list | None = None) -> dict:
     marker = out / ".done" / f"{exp['name']}.json"
     h = _config_hash(exp)
     if resume and marker.is_file():
-        done = read_json(marker)
-        if done.get("hash") == h:
+        try:
+            done = read_json(marker)
+        except ValueError:
+            done = {}
+        if isinstance(done, dict) and done.get("hash") == h:
             if progress:
                 print(f"[{exp['name']}] complete, skipped (--resume)")
             return done
     if progress:
         print(f"[{exp['name']}] {exp['kind']}: {exp['seeds']} seeds ...", flush=True)
-    t0 = time.perf_counter()
-    summary = RUNNERS[exp["kind"]](exp, out, progress)
-    wall = time.perf_counter() - t0
-    done = {"name": exp["name"], "kind": exp["kind"], "hash": h, "seeds": exp["seeds"],
-            "wall_s": wall, "config": {k: v for k, v in exp.items() if not k.startswith("_")},
-            "summary": summary}
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    write_json(marker, done)
+    stage = out / STAGING / exp["name"]
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        t0 = time.perf_counter()
+        summary = RUNNERS[exp["kind"]](exp, stage, progress)
+        wall = time.perf_counter() - t0
+        done = {"name": exp["name"], "kind": exp["kind"], "hash": h, "seeds": exp["seeds"],
+                "wall_s": wall, "config": {k: v for k, v in exp.items() if not k.startswith("_")},
+                "summary": summary}
+        marker.unlink(missing_ok=True)  # outputs change below: the old marker no longer holds
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+            if written is not None:
+                written.append(out / f.name)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        write_json(marker, done)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        try:
+            (out / STAGING).rmdir()
+        except OSError:
+            pass
     if progress:
         print(f"[{exp['name']}] done in {wall:.1f}s", flush=True)
     return done
 
 
 def reproduce(config: str | None = None, full: bool = False, out: str = "results",
-              resume: bool = False, seeds: int | None = None, progress: bool = True) -> list:
-    """Run one experiment file (``config``) or every file of the small/full set."""
+              resume: bool = False, seeds: int | None = None, progress: bool = True,
+              written: list | None = None) -> list:
+    """Run one experiment file (``config``) or every file of the small/full set. Every file is
+    read and checked, and ``out`` checked writable, before anything runs. The paths written are
+    appended to ``written``."""
     if config is not None:
         files = [Path(config)]
     else:
@@ -253,12 +277,16 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
         if not files:
             raise ValueError(f"no experiment files in {folder}")
     exps = [load_experiment(f, seeds) for f in files]  # check all before running any
+    names = [e["name"] for e in exps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two experiment files share a name: {names}")
+    validate.output_dir(out, "--out")
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    written = [] if written is None else written
     t0 = time.perf_counter()
-    done = [run_experiment(e, out_dir, resume, progress) for e in exps]
+    done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
     from sagin_jax.experiments.report import write_report
     report = write_report(out_dir, jax.devices()[0].platform, time.perf_counter() - t0)
-    if progress:
-        print(f"wrote {report}")
+    written.append(report)
     return done

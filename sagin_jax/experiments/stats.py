@@ -1,4 +1,9 @@
-"""Mean and 95% confidence interval over seeds; metric curves on a common time grid."""
+"""Mean and 95% confidence interval over seeds; metric curves on a common time grid.
+
+Intervals of bounded metrics are clipped to the metric's possible range (``METRIC_RANGE``):
+acceptance is a rate in [0, 1]; revenue, ratios and the objective are >= 0. A t-interval over few
+seeds can otherwise leave that range (acceptance above 1, negative AR), which no run can give.
+"""
 from __future__ import annotations
 
 import math
@@ -26,6 +31,24 @@ def mean_ci(x: np.ndarray, axis: int = 0):
         return mean, np.full_like(mean, np.nan)
     sd = x.std(axis=axis, ddof=1)
     return mean, t975(n - 1) * sd / math.sqrt(n)
+
+
+METRIC_RANGE = {"ACR": (0.0, 1.0), "AR": (0.0, math.inf), "RC": (0.0, math.inf),
+                "RC_link": (0.0, math.inf), "O": (0.0, math.inf)}
+"""The possible range of each metric (a 95% interval is clipped to it)."""
+
+
+def clip_to_range(metric: str | None, low, high):
+    """(low, high) of an interval clipped to ``metric``'s possible range (unchanged for a metric
+    without one, e.g. a relative gain)."""
+    lo_b, hi_b = METRIC_RANGE.get(metric, (-math.inf, math.inf))
+    return np.clip(low, lo_b, hi_b), np.clip(high, lo_b, hi_b)
+
+
+def interval_bounds(metric: str | None, mean, half):
+    """(ci_low, ci_high) = mean -/+ half, clipped to the metric's range; NaN half stays NaN."""
+    mean, half = np.asarray(mean, np.float64), np.asarray(half, np.float64)
+    return clip_to_range(metric, mean - half, mean + half)
 
 
 def on_time_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:

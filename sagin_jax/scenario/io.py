@@ -4,20 +4,24 @@ Loading validates everything (``ValueError`` naming field and value) before buil
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
+
+from sagin_jax.files import read_json, write_csv, write_json  # noqa: F401 - re-exported
 
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.types import Requests, Substrate
 
 
-def _num(x):
+def json_number(x):
+    """A number as JSON writes it best: an int when it is integral, else a float."""
     x = float(x)
     return int(x) if x.is_integer() else x
+
+
+_num = json_number  # short local name
 
 
 def substrate_to_dict(sub: Substrate) -> dict:
@@ -109,49 +113,11 @@ def requests_from_dict(doc: dict, n_domains: int, max_nodes: int = 10) -> Reques
     return build_requests(reqs, n_domains, max_nodes)
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON file; malformed JSON becomes a ValueError naming the file, line and column."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: "
-                         f"{err.msg}") from None
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})"
-                         ) from None
-
-
 def load_scenario(path: str | os.PathLike, max_nodes: int = 10) -> tuple[Substrate, Requests]:
     """Load a scenario.json (substrate and requests)."""
     doc = read_json(path)
     sub = substrate_from_dict(doc)
     return sub, requests_from_dict(doc, sub.n_domains, max_nodes)
-
-
-def write_json(path: str | os.PathLike, doc) -> None:
-    """Write JSON atomically (temp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written leftover either
-        raise
-
-
-def write_csv(path: str | os.PathLike, fields: list[str], rows: list[dict]) -> None:
-    """Write a CSV atomically (temp file + rename)."""
-    import csv
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
 
 
 # ---- networkx -------------------------------------------------------------------------------

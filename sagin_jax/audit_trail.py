@@ -1,18 +1,18 @@
-"""The audit trail of one online pass: scenario.json, trace.jsonl and metrics.csv (issue #2 item 7).
+"""WRITES the audit trail of one online pass: scenario.json, trace.jsonl and metrics.csv.
 
-Anyone can re-check an allocation from these three files alone, e.g. with
-``sagin_jax.reference.audit.check_audit``.
+Anyone can re-check an allocation from these three files alone with the independent checker
+``sagin_jax.reference.check_audit`` (``python -m sagin_jax.reference.check_audit DIR``).
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from sagin_jax.scenario.io import _num, scenario_document, write_json
+from sagin_jax.files import write_csv, write_json, write_jsonl
+from sagin_jax.scenario.io import json_number as _num
+from sagin_jax.scenario.io import scenario_document
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.online import Outcome
 
@@ -47,21 +47,18 @@ def metrics_rows(out: Outcome) -> list[dict]:
     return [{k: float(arrays[k][i]) for k in cols} for i in range(n)]
 
 
+AUDIT_FILES = ("scenario.json", "trace.jsonl", "metrics.csv")
+
+
 def write_audit(out_dir: str | os.PathLike, sub: Substrate, reqs: Requests, out: Outcome) -> Path:
-    """Write scenario.json, trace.jsonl and metrics.csv for one seed's online pass."""
+    """Write scenario.json, trace.jsonl and metrics.csv for one seed's online pass, each
+    atomically (everything is computed before the first file is written)."""
     out_dir = Path(out_dir)
+    doc = scenario_document(sub, reqs)
+    records = trace_records(reqs, out)
+    rows = [{k: repr(v) for k, v in row.items()} for row in metrics_rows(out)]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "scenario.json", scenario_document(sub, reqs))
-    tmp = out_dir / "trace.jsonl.tmp"
-    with open(tmp, "w") as fh:
-        for rec in trace_records(reqs, out):
-            fh.write(json.dumps(rec) + "\n")
-    os.replace(tmp, out_dir / "trace.jsonl")
-    tmp = out_dir / "metrics.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["time", "AR", "ACR", "RC", "RC_link"])
-        w.writeheader()
-        for row in metrics_rows(out):
-            w.writerow({k: repr(v) for k, v in row.items()})
-    os.replace(tmp, out_dir / "metrics.csv")
+    write_json(out_dir / "scenario.json", doc)
+    write_jsonl(out_dir / "trace.jsonl", records)
+    write_csv(out_dir / "metrics.csv", ["time", "AR", "ACR", "RC", "RC_link"], rows)
     return out_dir

@@ -262,3 +262,38 @@ def _check_metrics(requests, trace, metrics, rtol) -> list[str]:
             elif not _close(row[name], value, rtol):
                 out.append(f"metrics row {k}: {name} = {row[name]} but the trace gives {value}")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sagin_jax.reference.check_audit DIR``: check an audit folder written by
+    ``sagin-jax simulate``. Prints ``OK: N requests, ...`` (exit 0), the violations one per line
+    (exit 1), or one line saying why the folder cannot be read (exit 2)."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python -m sagin_jax.reference.check_audit DIR  (a folder written by "
+              "`sagin-jax simulate --out DIR`)", file=sys.stderr)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    path = args[0]
+    try:
+        scenario, trace, metrics = load_audit_dir(path)
+        violations = check_audit(scenario, trace, metrics)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        # a damaged folder (missing file, malformed JSON/CSV, missing field): one line
+        what = f"{err.__class__.__name__}: {err}" if not isinstance(err, OSError) else \
+            f"{err.strerror}: {err.filename}"
+        msg = " ".join(what.split())
+        print(f"check_audit: error: {path}: cannot check this audit folder ({msg})",
+              file=sys.stderr)
+        return 2
+    if violations:
+        for v in violations:
+            print(v)
+        print(f"FAILED: {len(violations)} violation(s) in {path}", file=sys.stderr)
+        return 1
+    print(f"OK: {len(trace)} requests, every constraint and metric holds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
