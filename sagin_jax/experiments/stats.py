@@ -54,14 +54,24 @@ def interval_bounds(metric: str | None, mean, half):
 def on_time_grid(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Sample running metrics (step functions of time, one row per seed) at ``grid`` times.
 
-    ``times``/``values``: [S, R] (values may have extra leading axes before R, broadcast over S).
+    ``times``: [S, R] non-decreasing per row; ``values``: [S, ..., R] (extra axes between the
+    seed axis and R are carried along). Each grid time takes the last request at or before it
+    (the first request before any arrival). Vectorised over seeds: every row's times are
+    shifted by ``row * span`` so one ``searchsorted`` serves all of them.
     """
-    out = np.empty(values.shape[:-1] + (grid.shape[0],), dtype=np.float64)
-    for s in range(times.shape[0]):
-        idx = np.searchsorted(times[s], grid, side="right") - 1
-        idx = np.clip(idx, 0, times.shape[1] - 1)
-        out[s] = values[s][..., idx]
-    return out
+    times = np.asarray(times, dtype=np.float64)
+    grid = np.asarray(grid, dtype=np.float64)
+    n_s, r = times.shape
+    span = float(max(np.abs(times).max(initial=0.0), np.abs(grid).max(initial=0.0))) * 2 + 1
+    shift = np.arange(n_s, dtype=np.float64)[:, None] * span
+    flat = np.searchsorted((times + shift).ravel(), (grid[None, :] + shift).ravel(),
+                           side="right").reshape(n_s, -1)
+    idx = np.clip(flat - 1 - np.arange(n_s)[:, None] * r, 0, r - 1)  # [S, G]
+    values = np.asarray(values)
+    lead = values.shape[1:-1]
+    pick = idx.reshape((n_s,) + (1,) * len(lead) + (idx.shape[1],))
+    pick = np.broadcast_to(pick, (n_s,) + lead + (idx.shape[1],))
+    return np.take_along_axis(values, pick, axis=-1).astype(np.float64)
 
 
 def time_grid(times: np.ndarray, points: int) -> np.ndarray:
