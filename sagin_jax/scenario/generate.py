@@ -727,13 +727,16 @@ def _concat(parts):
 
 
 def _raise_overflow(seeds, over_e, over_k, bounds: Bounds) -> None:
-    for i, s in enumerate(seeds):
-        if over_e[i]:
-            raise ValueError(f"seed {s}: the scenario needs more than max_edges="
-                             f"{bounds.max_edges} links; raise ScenarioConfig.max_edges")
-        if over_k[i]:
-            raise ValueError(f"seed {s}: a node has more than max_degree={bounds.max_degree} "
-                             "links; raise ScenarioConfig.max_degree")
+    """Raise for the first seed that overflowed a static bound (no loop over the seeds)."""
+    bad = np.flatnonzero(np.asarray(over_e) | np.asarray(over_k))
+    if bad.size == 0:
+        return
+    i = int(bad[0])
+    if over_e[i]:
+        raise ValueError(f"seed {seeds[i]}: the scenario needs more than max_edges="
+                         f"{bounds.max_edges} links; raise ScenarioConfig.max_edges")
+    raise ValueError(f"seed {seeds[i]}: a node has more than max_degree={bounds.max_degree} "
+                     "links; raise ScenarioConfig.max_degree")
 
 
 def _make_subs(cfg, seeds, chunk):
