@@ -191,7 +191,7 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
         flag_positive_int("--seeds", seeds)
         exp["seeds"] = seeds
     if not is_int(exp["seeds"]) or exp["seeds"] < 1:
-        raise ValueError(f"{w}field 'seeds' must be an integer >= 1, got {exp['seeds']!r}")
+        raise ValueError(f"{w}field 'seeds' must be a positive integer, got {exp['seeds']!r}")
     if exp["seeds"] > SEED_LIMIT:
         raise ValueError(f"{w}field 'seeds' = {exp['seeds']} exceeds 2**32 seeds")
     if "description" in exp and not isinstance(exp["description"], str):
