@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -35,6 +36,56 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+def _expected_gain_verdict(mean: float, ci: float, claim: float) -> str:
+    """The verdict rule, from its statement: the paper's value inside our 95% interval agrees;
+    an interval above 0 is the same direction, below 0 the opposite; else no difference."""
+    if math.isnan(ci):
+        return "too few seeds"
+    if mean - ci <= claim <= mean + ci:
+        return "agrees"
+    if mean - ci > 0:
+        return "same direction, " + ("smaller" if mean + ci < claim else "larger")
+    if mean + ci < 0:
+        return "opposite"
+    return "no significant difference"
+
+
+def _check_gain_rows(report: str, marker: dict):
+    """One headline row per (metric, other algorithm): the paper's value, our paired gain as
+    recorded in the completion marker, the seed count and the verdict the rule gives."""
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("DDRL-NRA "):
+            rows[cells[0]] = cells[1:]
+    gains = marker["summary"]["ddrl_gain_vs"]
+    assert set(gains) == {"rlvne", "nrmvne", "grc", "random"}
+    assert len(rows) == 2 * len(gains)
+    for metric, claim, label in (("AR", 0.1815, "revenue (AR)"), ("ACR", 0.0835,
+                                                                  "acceptance (ACR)")):
+        for other, g in gains.items():
+            paper, measured, seeds, verdict = rows[f"DDRL-NRA {label} vs {other}"]
+            assert paper == f"+{claim * 100:.2f}%"
+            assert measured.startswith(f"{g[metric]['mean'] * 100:+.1f}%"), (measured, g)
+            assert seeds == str(marker["seeds"]) == "2"
+            assert verdict.startswith(_expected_gain_verdict(g[metric]["mean"], g[metric]["ci"],
+                                                             claim)), (label, other, verdict)
+
+
+@pytest.mark.parametrize("mean,ci,expected", [
+    (0.15, 0.05, "agrees"),  # 0.1815 inside [0.10, 0.20]
+    (0.05, 0.02, "same direction, smaller"),
+    (0.40, 0.10, "same direction, larger"),
+    (-0.20, 0.05, "opposite"),
+    (0.01, 0.05, "no significant difference"),
+    (0.30, float("nan"), "too few seeds"),
+])
+def test_gain_verdict_follows_the_interval(mean, ci, expected):
+    from sagin_jax.experiments.report import _gain_verdict
+    assert _expected_gain_verdict(mean, ci, 0.1815) == expected  # the test's own rule
+    assert _gain_verdict({"mean": mean, "ci": ci}, 0.1815).startswith(expected)
+
+
 def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys):
     files = _write_experiments(tmp_path / "exps")
     out = tmp_path / "results"
@@ -52,7 +103,7 @@ def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys)
     for r in cmp_rows:
         assert float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"])
     report = (out / "README.md").read_text()
-    assert "| DDRL-NRA revenue (AR) vs rlvne | +18.15% |" in report
+    _check_gain_rows(report, json.loads((out / ".done" / "fig5_7.json").read_text()))
     assert "best storage demand" in report and "best learning rates" in report
 
     before = {name: (out / name).read_text() for name in ("fig4.csv", "fig5_7.csv", "fig8.csv")}
