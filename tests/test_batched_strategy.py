@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from sagin_jax.audit import metrics_rows, trace_records
+from sagin_jax.audit_trail import metrics_rows, trace_records
 from sagin_jax.policies.base import with_gradients
 from sagin_jax.policies.baselines import NRMVNE
 from sagin_jax.policies.ddrl import init_ddrl_params, make_ddrl_policy
