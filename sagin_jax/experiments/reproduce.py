@@ -123,11 +123,12 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
         arr = np.asarray(arr).reshape(s, n_lr, e * b)
         mean, half = mean_ci(arr, axis=0)
         curves[name] = (mean, half)
+        low, high = interval_bounds(name, mean, half)  # clipped to the metric's range
         for j, lr in enumerate(lrs):
             for step in range(e * b):
                 rows.append({"lr": lr, "update": step + 1, "epoch": step // b + 1, "metric": name,
-                             "mean": mean[j, step], "ci_low": mean[j, step] - half[j, step],
-                             "ci_high": mean[j, step] + half[j, step], "n_seeds": s})
+                             "mean": mean[j, step], "ci_low": low[j, step],
+                             "ci_high": high[j, step], "n_seeds": s})
     write_csv(out / f"{exp['name']}.csv",
               ["lr", "update", "epoch", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.training_curves(out / f"{exp['name']}.png", lrs, curves, b)
