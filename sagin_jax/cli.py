@@ -70,7 +70,10 @@ def cmd_train(args) -> int:
     cfg = _scenario_config(args.config)
     tcfg = TrainConfig(algo=args.algo, epochs=args.epochs, batch_size=args.batch_size,
                        central_server_every=args.central_server_every)
-    lr = args.lr if args.lr is not None else 0.005
+    if args.config:  # a "train" section (e.g. a sweep's best.json) sets every training field
+        from sagin_jax.experiments.sweep import train_section
+        tcfg = train_section(args.config, tcfg)
+    lr = args.lr if args.lr is not None else tcfg.lr
     res = train_grid(cfg, tcfg, seeds=[args.seed], lrs=[lr], progress=not args.quiet)
     params = res.params_at(0, 0)
     save_checkpoint(args.out, params, cfg, tcfg, args.seed, lr)
@@ -150,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--central-server-every", type=int, default=0,
                    help="average a segment's agents every K updates (0 = off)")
-    t.add_argument("--config", help="scenario config JSON (default: the paper scenario)")
+    t.add_argument("--config", help="scenario config JSON (default: the paper scenario); its "
+                                    "'train' section, if any (a sweep's best.json), sets the "
+                                    "training config, overriding --epochs etc.")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -180,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results", help="output directory (default results/)")
     b.add_argument("--quick", action="store_true", help="fewer seeds and requests")
     b.set_defaults(func=cmd_bench)
+    from sagin_jax.experiments.sweep import add_sweep_parser
+    add_sweep_parser(sub)
     return p
 
 
