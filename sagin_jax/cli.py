@@ -131,7 +131,6 @@ def cmd_train(args) -> int:
     from sagin_jax.files import check_writable_file
     check_writable_file(args.out, "--out")
     cfg = _scenario_config(args.config)
-    lr = DEFAULT_LR if args.lr is None else args.lr
     tdoc = {"algo": args.algo, "epochs": args.epochs, "batch_size": args.batch_size,
             "central_server_every": args.central_server_every}
     subs = train_reqs = None
@@ -143,6 +142,13 @@ def cmd_train(args) -> int:
     if n_train % args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} must divide {where}")
     tcfg = validate.train_config(tdoc, None, field="flags", n_train=n_train)
+    if args.config:  # a "train" section (e.g. a sweep's best.json) sets every training field
+        from sagin_jax.experiments.sweep import train_section
+        tcfg = train_section(args.config, tcfg)
+        if n_train % tcfg.batch_size:
+            raise ValueError(f"{args.config}: train batch_size {tcfg.batch_size} must divide "
+                             f"{where}")
+    lr = tcfg.lr if args.lr is None else args.lr
     import jax
     from sagin_jax.training.checkpoint import save_checkpoint
     from sagin_jax.training.run import train_grid
@@ -264,15 +270,18 @@ def add_train_parser(sub) -> None:
     t.add_argument("--algo", choices=LEARNING_ALGOS, required=True, help="agent to train")
     t.add_argument("--seed", type=_int, default=0, help="scenario seed, in [0, 2**32)")
     t.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
-    t.add_argument("--lr", type=_float, default=DEFAULT_LR,
-                   help="learning rate α, a finite number > 0")
+    t.add_argument("--lr", type=_float, default=None,
+                   help=f"learning rate α, a finite number > 0 (default {DEFAULT_LR}, or the "
+                        "--config file's train section)")
     t.add_argument("--epochs", type=_int, default=10, help="passes over the training requests")
     t.add_argument("--batch-size", type=_int, default=100,
                    help="requests per gradient update (must divide the training requests)")
     t.add_argument("--central-server-every", type=_int, default=0,
                    help="average a segment's agents every K updates (0 = off)")
     t.add_argument("--config", metavar="FILE",
-                   help="scenario config JSON (default: the paper scenario)")
+                   help="scenario config JSON (default: the paper scenario); its 'train' "
+                        "section, if any (a sweep's best.json), sets the training config, "
+                        "overriding --epochs, --batch-size and the hyperparameters")
     t.add_argument("--scenario", metavar="FILE",
                    help="train on this substrate: a scenario.json (its requests are the "
                         "training set) or a node-link JSON (requests generated from the config)")
@@ -351,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_reproduce_parser(sub)
     add_bench_parser(sub)
+    from sagin_jax.experiments.sweep import add_sweep_parser
+    add_sweep_parser(sub)
     return p
 
 

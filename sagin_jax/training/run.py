@@ -19,7 +19,7 @@ from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         table_size)
-from sagin_jax.training.config import TrainConfig
+from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.reinforce import TrainCurves, make_evaluate, make_train
 
 
@@ -32,6 +32,7 @@ class TrainResult:
     subs: Substrate  # [S]
     compile_s: float
     run_s: float
+    hypers: Hyper | None = None  # leaves [L]: the traced hyperparameters of each column
 
     def params_at(self, i: int, j: int):
         return jax.tree_util.tree_map(lambda x: x[i, j], self.params)
@@ -48,7 +49,8 @@ def _progress(total: int, desc: str, enabled: bool):
 def grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
     """The jitted ``(init, epoch)`` of a training grid, one pair per static configuration, so a
     second grid with the same shapes reuses the compiled programs instead of recompiling a fresh
-    closure."""
+    closure. Keyed on ``tcfg.static()``: the traced hyperparameters come in as arguments."""
+    tcfg = tcfg.static()
     trainer = make_train(tcfg, n_train, max_active)
     return (jax.jit(over_seeds(trainer.init, seed_loop, mesh)),
             jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,)))
@@ -57,6 +59,7 @@ def grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, m
 @functools.lru_cache(maxsize=None)
 def evaluate_program(tcfg: TrainConfig, max_active: int, seed_loop, mesh):
     """The jitted greedy test pass over a run axis, one per static configuration."""
+    tcfg = tcfg.static()
     return jax.jit(over_seeds(make_evaluate(tcfg, max_active), seed_loop, mesh))
 
 
@@ -67,27 +70,54 @@ def train_grid(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
                max_active: int | None = None) -> TrainResult:
     """Train every (seed, lr) pair in one compiled program; -> TrainResult with leaves [S, L, ...].
 
-    The S x L runs form one run axis, batched by ``over_seeds`` (``seed_loop`` "vmap" or "map",
-    default by backend) and, with a ``mesh``, sharded over its devices. The program is called once
-    per epoch so a progress bar can show the running metrics; compile time is measured apart.
+    The other hyperparameters take ``tcfg``'s values (``Hyper.from_config``); see
+    ``train_population`` for settings that differ in more than the rate.
     """
-    seeds, lrs = list(seeds), list(lrs)
+    hypers = Hyper.stack([Hyper.from_config(tcfg, lr=lr, xp=np) for lr in lrs])
+    res = train_population(cfg, tcfg, seeds, hypers, progress=progress, subs=subs,
+                           train_reqs=train_reqs, seed_loop=seed_loop, mesh=mesh,
+                           max_active=max_active)
+    res.lrs = list(lrs)
+    return res
+
+
+def population_runs(n_seeds: int, n_hypers: int, mesh=None):
+    """(idx, seed_of, hyper_of) of the seeds x settings run axis (seed-major, padded)."""
+    idx = run_index(n_seeds * n_hypers, mesh)
+    return idx, idx // n_hypers, idx % n_hypers
+
+
+def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
+                     hypers: Hyper, progress: bool = True,
+                     subs: Substrate | None = None, train_reqs: Requests | None = None,
+                     seed_loop: str | None = None, mesh=None,
+                     max_active: int | None = None) -> TrainResult:
+    """Train every (seed, setting) pair in one compiled program; ``hypers`` has f32[L] leaves
+    (``Hyper.stack``); -> TrainResult with leaves [S, L, ...].
+
+    The S x L runs form one run axis, batched by ``over_seeds`` (``seed_loop`` "vmap" or "map",
+    default by backend) and, with a ``mesh``, sharded over its devices. Only ``tcfg.static()``
+    selects the compiled program, so any L settings of the traced fields share one compile. The
+    program is called once per epoch so a progress bar can show the running metrics; compile time
+    is measured apart.
+    """
+    seeds = list(seeds)
     subs = make_substrates(cfg, seeds) if subs is None else subs
     train_reqs = make_requests(cfg, seeds, "train") if train_reqs is None else train_reqs
     max_active = table_size(train_reqs) if max_active is None else max_active
-    n_s, n_l = len(seeds), len(lrs)
-    idx = run_index(n_s * n_l, mesh)
-    seed_of, lr_of = idx // n_l, idx % n_l
+    n_s = len(seeds)
+    n_l = int(np.asarray(hypers.lr).shape[0])
+    idx, seed_of, lr_of = population_runs(n_s, n_l, mesh)
     run_keys, run_subs, run_reqs = take_runs((seed_keys(seeds), subs, train_reqs), seed_of, mesh)
-    run_lrs = take_runs(np.asarray(lrs, np.float32), lr_of, mesh)
+    run_hypers = take_runs(jax.tree_util.tree_map(np.asarray, hypers), lr_of, mesh)
 
     init, epoch = grid_programs(tcfg, train_reqs.n_requests, max_active, seed_loop, mesh)
     t0 = time.perf_counter()
-    carry = init(run_keys, run_lrs, run_subs)
+    carry = init(run_keys, run_hypers, run_subs)
     compiled = epoch.lower(carry, run_subs, run_reqs).compile()
     compile_s = time.perf_counter() - t0
 
-    bar = _progress(tcfg.epochs, f"train {tcfg.algo} {n_s} seeds x {n_l} lr", progress)
+    bar = _progress(tcfg.epochs, f"train {tcfg.algo} {n_s} seeds x {n_l} settings", progress)
     curves = []
     t0 = time.perf_counter()
     for _ in range(tcfg.epochs):
@@ -105,8 +135,9 @@ def train_grid(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
     stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs], axis=1),
                                      *curves)
     return TrainResult(params=jax.tree_util.tree_map(grid, carry.params),
-                       curves=jax.tree_util.tree_map(grid, stacked), seeds=seeds, lrs=lrs,
-                       subs=subs, compile_s=compile_s, run_s=run_s)
+                       curves=jax.tree_util.tree_map(grid, stacked), seeds=seeds,
+                       lrs=[float(x) for x in np.asarray(hypers.lr)], subs=subs,
+                       compile_s=compile_s, run_s=run_s, hypers=hypers)
 
 
 def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds,

@@ -1,0 +1,149 @@
+"""Traced hyperparameters (``Hyper``) and the ``sagin-jax sweep`` driver, on tiny scenarios."""
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import small
+from sagin_jax.cli import main
+from sagin_jax.compilation import CompileCounter
+from sagin_jax.experiments import sweep as sweep_mod
+from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
+from sagin_jax.training.config import Hyper, TrainConfig
+from sagin_jax.training.reinforce import make_train
+
+TINY = dict(n_space=4, n_air=4, n_ground=6, n_train=40, n_test=40)
+# every traced field away from its default, so each one's code path runs
+NON_DEFAULT = dict(lr=0.2, init_scale=0.3, ar_scale=900.0, w_ar=0.7, w_rc=1.5, w_acr=0.5,
+                   failed_reward=-0.2, failed_weight=1.0, central_strength=0.6,
+                   baseline_weight=1.0, baseline_decay=0.5, reward_norm=1.0, entropy_coef=0.05,
+                   max_grad_norm=0.8)
+
+
+def _scenario(seed=1):
+    cfg = small(**TINY)
+    sub = jax.tree_util.tree_map(lambda x: x[0], make_substrates(cfg, [seed]))
+    reqs = make_requests(cfg, [seed], "train")
+    table = table_size(reqs)
+    return cfg, sub, jax.tree_util.tree_map(lambda x: x[0], reqs), table
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_traced_hyper_equals_the_same_values_baked_in():
+    """One program with the settings as array arguments gives the bits of a program where the
+    same values are Python constants; and each traced value matters (changing it changes the
+    result, so the comparison is not vacuous)."""
+    _, sub, reqs, table = _scenario()
+    tc = TrainConfig(epochs=1, batch_size=20, central_server_every=1)
+    trainer = make_train(tc, reqs.n_requests, table)
+    key = jax.random.key(5)
+    traced = jax.jit(trainer.train)
+    hyper = Hyper.from_config(tc, **NON_DEFAULT)
+    got = traced(key, hyper, sub, reqs)
+    baked = jax.jit(lambda k, s, r: trainer.train(k, Hyper.from_config(tc, **NON_DEFAULT), s, r))
+    want = baked(key, sub, reqs)
+    for a, b in zip(_leaves(got), _leaves(want)):
+        np.testing.assert_array_equal(a, b)
+    base = _leaves(got[0])
+    # (baseline_decay is not in the list: with reward_norm = 1 a baseline shift is normalised away)
+    for name in ("init_scale", "w_rc", "entropy_coef", "max_grad_norm", "central_strength"):
+        other = traced(key, hyper.replace(**{name: getattr(hyper, name) * 0.5}), sub, reqs)
+        assert any(not np.array_equal(a, b) for a, b in zip(base, _leaves(other[0]))), name
+
+
+def test_defaults_off_and_lr_only_call_are_the_paper_update():
+    """``train(key, lr)`` takes the config's defaults: the same bits as the explicit default
+    Hyper, and the off settings (no baseline/normalisation/entropy/clipping, s = 1) are inert:
+    a clip bound above the update's norm changes nothing, and switching on the baseline does."""
+    _, sub, reqs, table = _scenario(2)
+    tc = TrainConfig(epochs=1, batch_size=20, central_server_every=1)
+    trainer = make_train(tc, reqs.n_requests, table)
+    key = jax.random.key(1)
+    traced = jax.jit(trainer.train)
+    p_lr = traced(key, jnp.float32(0.1), sub, reqs)
+    p_h = traced(key, Hyper.from_config(tc, lr=0.1), sub, reqs)
+    for a, b in zip(_leaves(p_lr), _leaves(p_h)):
+        np.testing.assert_array_equal(a, b)
+    big_clip = traced(key, Hyper.from_config(tc, lr=0.1, max_grad_norm=1e30), sub, reqs)
+    for a, b in zip(_leaves(p_lr), _leaves(big_clip)):
+        np.testing.assert_array_equal(a, b)
+    with_base = traced(key, Hyper.from_config(tc, lr=0.1, baseline_weight=1.0), sub, reqs)
+    assert any(not np.array_equal(a, b) for a, b in zip(_leaves(p_lr[0]), _leaves(with_base[0])))
+
+
+def _sweep_dict(**kw):
+    sw = {"name": "t", "scenario": small(**TINY), "train": {"epochs": 2, "batch_size": 20},
+          "algos": ["ddrl-nra"], "space": {"lr": {"low": 1e-3, "high": 1.0, "log": True},
+                                           "entropy_coef": {"choices": [0.0, 0.1]}},
+          "batch": 2, "train_seeds": [0, 1], "test_seeds": [10_000, 10_001],
+          "budget": ("trials", 4), "sampler": "tpe", "pruner": "successive_halving", "seed": 3,
+          "objective_ar_scale": 20000.0}
+    sw["rlvne_space"] = sw["space"]
+    sw.update(kw)
+    return sw
+
+
+def test_population_compiles_once_and_resume_gives_the_same_trials(tmp_path):
+    """Two batches of a 2-configuration population share one compiled program (the second
+    batch compiles nothing); a study stopped after one batch and resumed asks the same trials,
+    with the same values, as an uninterrupted one."""
+    sw = _sweep_dict()
+    tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
+    pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 2), False, False, pop)
+    with CompileCounter() as cc:
+        full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 4), True, False, pop)
+    assert cc.stats.compiled == 0, cc.stats
+    assert len(full.trials) == 4
+    part = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 2), False, False, pop)
+    assert len(part.trials) == 2
+    with pytest.raises(ValueError, match="--resume"):
+        sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), False, False, pop)
+    resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), True, False, pop)
+    got = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in resumed.trials]
+    want = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in full.trials]
+    assert got == want
+    # the asked settings really differ between trials, and they reach the trainer
+    assert len({t.params["lr"] for t in full.trials}) == 4
+    assert len({t.intermediate_values[0] for t in full.trials}) > 1
+
+
+@pytest.mark.parametrize("space, field", [
+    ({"lr": {"low": 0.1, "high": 1.0, "slope": 2}}, "space.lr"),  # unknown key
+    ({"learning_rate": {"low": 0.1, "high": 1.0}}, "space.learning_rate"),  # unknown parameter
+    ({"lr": {"low": 1.0, "high": 1.0}}, "empty range"),
+    ({"lr": {"low": -0.1, "high": 1.0, "log": True}}, "log scale"),
+    ({"lr": {"low": "a", "high": 1.0}}, "space.lr.low"),
+    ({"lr": {"choices": []}}, "space.lr.choices"),
+])
+def test_malformed_sweep_file_is_refused_with_exit_2(tmp_path, capsys, space, field):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"space": space, "budget": 2}))
+    with pytest.raises(ValueError, match=str(path)):
+        sweep_mod.load_sweep(path)
+    assert main(["sweep", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and field in err, err
+
+
+def test_budget_and_file_fields():
+    assert sweep_mod.parse_budget(5) == ("trials", 5)
+    assert sweep_mod.parse_budget("300s") == ("seconds", 300.0)
+    for bad in (0, "0s", "abc", -3, 1.5):
+        with pytest.raises(ValueError, match="budget"):
+            sweep_mod.parse_budget(bad)
+
+
+def test_train_config_round_trips_and_keys_programs_by_static_fields():
+    tc = TrainConfig(lr=0.3, entropy_coef=0.1, max_grad_norm=math.inf, epochs=3)
+    assert TrainConfig.from_dict(json.loads(json.dumps(tc.to_dict()))) == tc
+    assert tc.static() == TrainConfig(epochs=3)
+    assert TrainConfig(epochs=3, batch_size=10).static() != TrainConfig(epochs=3).static()
