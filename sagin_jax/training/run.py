@@ -45,21 +45,28 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="epoch", leave=False)
 
 
-@functools.lru_cache(maxsize=None)
 def grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
     """The jitted ``(init, epoch)`` of a training grid, one pair per static configuration, so a
     second grid with the same shapes reuses the compiled programs instead of recompiling a fresh
-    closure. Keyed on ``tcfg.static()``: the traced hyperparameters come in as arguments."""
-    tcfg = tcfg.static()
+    closure. Keyed on ``tcfg.static()``: the traced hyperparameters come in as arguments, so
+    configs that differ only in them share the programs."""
+    return _grid_programs(tcfg.static(), n_train, max_active, seed_loop, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
     trainer = make_train(tcfg, n_train, max_active)
     return (jax.jit(over_seeds(trainer.init, seed_loop, mesh)),
             jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,)))
 
 
-@functools.lru_cache(maxsize=None)
 def evaluate_program(tcfg: TrainConfig, max_active: int, seed_loop, mesh):
     """The jitted greedy test pass over a run axis, one per static configuration."""
-    tcfg = tcfg.static()
+    return _evaluate_program(tcfg.static(), max_active, seed_loop, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _evaluate_program(tcfg: TrainConfig, max_active: int, seed_loop, mesh):
     return jax.jit(over_seeds(make_evaluate(tcfg, max_active), seed_loop, mesh))
 
 
