@@ -19,6 +19,7 @@ import numpy as np
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax import validate
+from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments import plots
 from sagin_jax.experiments.stats import interval_bounds, mean_ci, on_time_grid, time_grid
 from sagin_jax.policies.baselines import BASELINES
@@ -286,8 +287,12 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [] if written is None else written
     t0 = time.perf_counter()
-    done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
+    with CompileCounter() as cc:
+        done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
+    wall = time.perf_counter() - t0
     from sagin_jax.experiments.report import write_report
-    report = write_report(out_dir, jax.devices()[0].platform, time.perf_counter() - t0)
+    report = write_report(out_dir, jax.devices()[0].platform, wall)
     written.append(report)
+    if progress:
+        print(f"reproduce: {wall:.1f} s wall; {cc.stats}", flush=True)
     return done
