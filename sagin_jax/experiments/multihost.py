@@ -16,8 +16,9 @@ import jax
 import numpy as np
 
 
-def sweep_arrays(cfg, seeds, policy_name: str = "nrmvne"):
-    """Inputs of an NRMVNE test-mode sweep over ``seeds`` (host numpy pytrees)."""
+def sweep_arrays(cfg, seeds):
+    """Inputs of a test-mode sweep over ``seeds``: (raw key data [S, 2] of ``seed_keys`` (raw so
+    that it shards like any array), substrates, requests, active-table size)."""
     from sagin_jax.simulation.batch import make_requests, make_substrates, seed_keys, table_size
     subs = make_substrates(cfg, seeds)
     reqs = make_requests(cfg, seeds, "test")
@@ -26,6 +27,7 @@ def sweep_arrays(cfg, seeds, policy_name: str = "nrmvne"):
 
 
 def make_sweep(max_active: int, policy_name: str = "nrmvne"):
+    """jit(vmap) of one seed's online pass -> (accepted, revenue, AR) per request."""
     from sagin_jax.policies.baselines import BASELINES
     from sagin_jax.simulation.online import simulate
     policy = BASELINES[policy_name]
@@ -37,8 +39,9 @@ def make_sweep(max_active: int, policy_name: str = "nrmvne"):
     return jax.jit(jax.vmap(one))
 
 
-def run(seeds: int, num_processes: int = 1, process_id: int = 0, coordinator: str | None = None,
-        n_nodes: int | None = None, pad_edges_to: int | None = None):
+def run(seeds: int, num_processes: int = 1, process_id: int = 0, coordinator: str | None = None):
+    """This process's block of an NRMVNE sweep over seeds 0..seeds-1 (small_config) on the
+    global mesh; -> ((accepted, revenue, AR) of its rows, slice of its seeds)."""
     from sagin_jax.config import small_config
     from sagin_jax.simulation import sharding
     if num_processes > 1:
@@ -47,14 +50,12 @@ def run(seeds: int, num_processes: int = 1, process_id: int = 0, coordinator: st
     cfg = small_config()
     all_seeds = list(range(seeds))
     # every process agrees on the padded shapes (computed from all seeds, cheap host work)
-    _, subs_all, reqs_all, max_active = sweep_arrays(cfg, all_seeds)
+    inputs = sweep_arrays(cfg, all_seeds)
+    max_active = inputs[3]
     per = seeds // num_processes
     mine = slice(process_id * per, (process_id + 1) * per)
-    take = lambda t: jax.tree_util.tree_map(lambda x: np.asarray(x)[mine], t)  # noqa: E731
-    keys = np.asarray(jax.random.key_data(jax.vmap(jax.random.key)(
-        np.asarray(all_seeds, dtype=np.uint32))))[mine]
-    mesh = sharding.seed_mesh()
-    args = sharding.shard_local_seeds((keys, take(subs_all), take(reqs_all)), mesh)
+    local = jax.tree_util.tree_map(lambda x: np.asarray(x)[mine], inputs[:3])
+    args = sharding.shard_local_seeds(local, sharding.seed_mesh())
     out = make_sweep(max_active)(*args)
     return sharding.local_part(out), mine
 

@@ -24,10 +24,6 @@ def seed_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
-
-
 def shard_seeds(tree, mesh: Mesh):
     """Place a pytree whose leaves all have a leading seed axis (divisible by the mesh size)."""
     n = mesh.devices.size
