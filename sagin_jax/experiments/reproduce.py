@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import jax
@@ -27,6 +28,7 @@ from sagin_jax.files import read_json, write_csv, write_json
 from sagin_jax.scenario.generate import make_scenarios, trim_padding
 from sagin_jax.simulation.batch import simulate_seeds, table_size
 from sagin_jax.training.config import TrainConfig
+from sagin_jax.training.reinforce import objective
 from sagin_jax.training.run import evaluate_grid, train_grid
 
 KINDS = ("fig4", "compare", "storage")
@@ -199,7 +201,7 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
         o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
                           **_batching(exp))
         m = _outcome_metrics(o, lead=(0,))
-        m["O"] = m["AR"] / tcfg.ar_scale + m["RC"] + m["ACR"]
+        m["O"] = objective(SimpleNamespace(ar=m["AR"], rc=m["RC"], acr=m["ACR"]), tcfg.ar_scale)
         per_range[f"U[{rng[0]},{rng[1]}]"] = m
     grid = time_grid(np.concatenate([m["time"] for m in per_range.values()]),
                      exp.get("time_points", 40))
