@@ -135,6 +135,10 @@ def train_config(doc, path=None, field: str = "train", n_train: int | None = Non
     for name, v in doc.items():
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else None
+        if name == "max_grad_norm" and v is None:
+            continue  # null = no clipping (JSON has no inf; TrainConfig.to_dict writes null)
+        if name == "max_grad_norm" and is_number(v) and math.isinf(v) and v > 0:
+            continue
         kind = _field_kind(default)
         ok = {"bool": lambda x: isinstance(x, bool),
               "int": is_int,
