@@ -3,6 +3,8 @@ in one compiled call and converts each seed's result to the audit-trail form."""
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 
 import jax
 import numpy as np
@@ -13,6 +15,11 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.io import scenario_document
 from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
                                         simulate_batch, table_size)
+
+
+# CLI tests call main(), which turns on JAX's persistent compilation cache: keep it in a
+# throw-away folder for the session, never in the user's ~/.cache.
+os.environ.setdefault("SAGIN_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="sagin-jax-test-xla-"))
 
 
 def small(**kw) -> ScenarioConfig:
