@@ -37,10 +37,18 @@ def _rows(path):
 
 
 def _expected_gain_verdict(mean: float, ci: float, claim: float) -> str:
-    """The verdict rule, from its statement: the paper's value inside our 95% interval agrees;
-    an interval above 0 is the same direction, below 0 the opposite; else no difference."""
+    """The verdict rule, from its statement: an interval wider than the paper's effect is
+    inconclusive (at most the direction, when it excludes 0); otherwise the paper's value inside
+    our 95% interval agrees, an interval above 0 is the same direction, below 0 the opposite;
+    else no difference."""
     if math.isnan(ci):
         return "too few seeds"
+    if 2 * ci > abs(claim):
+        if mean - ci > 0:
+            return "same direction; size inconclusive"
+        if mean + ci < 0:
+            return "opposite"
+        return "inconclusive"
     if mean - ci <= claim <= mean + ci:
         return "agrees"
     if mean - ci > 0:
@@ -75,15 +83,18 @@ def _check_gain_rows(report: str, marker: dict):
 @pytest.mark.parametrize("mean,ci,expected", [
     (0.15, 0.05, "agrees"),  # 0.1815 inside [0.10, 0.20]
     (0.05, 0.02, "same direction, smaller"),
-    (0.40, 0.10, "same direction, larger"),
+    (0.40, 0.05, "same direction, larger"),
     (-0.20, 0.05, "opposite"),
     (0.01, 0.05, "no significant difference"),
+    (0.146, 0.312, "inconclusive"),  # +14.6% +- 31.2% on 4 seeds: would agree with anything
+    (0.30, 0.20, "same direction; size inconclusive"),
+    (-0.30, 0.20, "opposite"),
     (0.30, float("nan"), "too few seeds"),
 ])
 def test_gain_verdict_follows_the_interval(mean, ci, expected):
-    from sagin_jax.experiments.report import _gain_verdict
+    from sagin_jax.experiments.report import gain_verdict
     assert _expected_gain_verdict(mean, ci, 0.1815) == expected  # the test's own rule
-    assert _gain_verdict({"mean": mean, "ci": ci}, 0.1815).startswith(expected)
+    assert gain_verdict({"mean": mean, "ci": ci}, 0.1815).startswith(expected)
 
 
 def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys):
