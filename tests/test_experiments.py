@@ -164,7 +164,8 @@ def test_bad_experiment_file_is_refused(tmp_path, capsys, bad, message):
 def test_bench_prints_the_ratio_last(tmp_path, capsys):
     spec = {"seeds": [1, 2], "vmap_max_seeds": 1, "reference_seeds": 1, "speedup_seeds": 2,
             "scenario": SMALL, "fig4": None, "scale_nodes": [20, 40], "scale_seeds": 1,
-            "scale_requests": 20, "train": {"batch_size": 20}}
+            "scale_requests": 20, "train": {"batch_size": 20},
+            "trip_seeds": 1, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1}}
     f = tmp_path / "bench.json"
     f.write_text(json.dumps(spec))
     assert main(["bench", "--config", str(f), "--out", str(tmp_path)]) == 0
@@ -177,4 +178,9 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     assert ("jax-ddrl-train", "map", "2") in workloads and ("jax-nrmvne-test", "vmap", "1") in \
         workloads
     assert {"scale-20", "scale-40"} <= {r["workload"] for r in rows}
+    assert {"trips-nrmvne-test", "trips-ddrl-nra-test", "generate-jax", "generate-numpy"} <= \
+        {r["workload"] for r in rows}
+    trips = {r["loop"]: float(r["trips_mean"]) for r in rows
+             if r["workload"] == "trips-nrmvne-test"}
+    assert set(trips) == {"sequential", "batched"} and trips["batched"] < trips["sequential"]
     assert (tmp_path / "bench.png").is_file()
