@@ -34,28 +34,32 @@ def run_index(n_runs: int, mesh=None) -> np.ndarray:
     return np.minimum(np.arange(-(-n_runs // d) * d), n_runs - 1)
 
 
-def take(tree, idx: np.ndarray):
+def take(tree, idx: np.ndarray, mesh=None):
     """Rows ``idx`` of every leaf's leading axis, gathered on the host and put on the default
-    device (a key array keeps its key type)."""
+    device, or with a ``mesh`` straight onto its devices with the leading axis sharded (a key
+    array keeps its key type). Host data is handed over as it is: placing an array that already
+    sits on one device onto a mesh would compile a slicing program per leaf shape."""
+    if mesh is not None:
+        from sagin_jax.simulation.sharding import seed_sharding
+        n = mesh.devices.size
+        if idx.shape[0] % n:
+            raise ValueError(f"run axis of length {idx.shape[0]} is not divisible by the {n} "
+                             "devices of the mesh")
+        put = lambda a: jax.device_put(a, seed_sharding(mesh))  # noqa: E731
+    else:
+        put = jax.device_put
+
     def one(x):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             data = np.asarray(jax.random.key_data(x))[idx]
-            return jax.random.wrap_key_data(jax.device_put(data), impl=jax.random.key_impl(x))
-        return jax.device_put(np.asarray(x)[idx])
+            return jax.random.wrap_key_data(put(data), impl=jax.random.key_impl(x))
+        return put(np.asarray(x)[idx])
     return jax.tree_util.tree_map(one, tree)
 
 
-def place(tree, mesh=None):
-    """Shard the leading (run) axis over ``mesh`` (unchanged without one)."""
-    if mesh is None:
-        return tree
-    from sagin_jax.simulation.sharding import shard_seeds
-    return shard_seeds(tree, mesh)
-
-
 def take_runs(tree, idx: np.ndarray, mesh=None):
-    """``place(take(tree, idx), mesh)``: the batch of runs ``idx`` ready for the program."""
-    return place(take(tree, idx), mesh)
+    """The batch of runs ``idx`` ready for the program: ``take(tree, idx, mesh)``."""
+    return take(tree, idx, mesh)
 
 
 def unpad(tree, n_runs: int):
