@@ -81,3 +81,31 @@ def test_small_fig5_7_reproduction_compiles_few_programs(tmp_path):
     assert (tmp_path / "r" / "fig5_7.csv").is_file()
     programs = _programs(cc)
     assert programs <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
+
+
+def test_training_grids_of_any_size_share_one_program_and_blocks_change_no_bit():
+    """A grid is cut into fixed blocks of runs, one call each, so grids of different sizes run
+    the same compiled program; how a grid is cut changes no number (every run is independent)."""
+    from sagin_jax.config import ScenarioConfig
+    from sagin_jax.simulation.batch import make_requests, make_substrates
+    from sagin_jax.training.config import Hyper, TrainConfig
+    from sagin_jax.training.run import run_block, train_population
+    cfg = ScenarioConfig(n_space=4, n_air=6, n_ground=10, n_train=40, n_test=40)
+    tcfg = TrainConfig(epochs=2, batch_size=20)
+    hypers = Hyper.stack([Hyper.from_config(tcfg, lr=lr, xp=np) for lr in (0.005, 0.05)])
+    table = 48  # active-table rows: more than the 40 requests, so enough for any seed
+    subs, reqs = make_substrates(cfg, [0, 1, 2]), make_requests(cfg, [0, 1, 2], "train")
+    kw = dict(progress=False, subs=subs, train_reqs=reqs, max_active=table)
+    whole = train_population(cfg, tcfg, [0, 1, 2], hypers, **kw)  # 6 runs in one block of 8
+    cut = train_population(cfg, tcfg, [0, 1, 2], hypers, max_block=2, **kw)  # 3 blocks of 2
+    for x, y in zip(jax.tree_util.tree_leaves((whole.params, whole.curves)),
+                    jax.tree_util.tree_leaves((cut.params, cut.curves))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert np.asarray(cut.curves.ar).shape[:2] == (3, 2)
+    assert not np.array_equal(np.asarray(cut.curves.ar)[0], np.asarray(cut.curves.ar)[1])
+    two = jax.tree_util.tree_map(lambda x: np.asarray(x)[1:], (subs, reqs))
+    with CompileCounter() as cc:  # 2 seeds x 2 rates: two blocks of the program just compiled
+        train_population(cfg, tcfg, [1, 2], hypers, progress=False, max_block=2, subs=two[0],
+                         train_reqs=two[1], max_active=table)
+    assert _programs(cc) == 0, cc.stats
+    assert [run_block(n, None, 32) for n in (1, 3, 4, 5, 32, 33, 128)] == [1, 4, 4, 8, 32, 32, 32]

@@ -88,9 +88,29 @@ def train_grid(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
     return res
 
 
-def population_runs(n_seeds: int, n_hypers: int, mesh=None):
-    """(idx, seed_of, hyper_of) of the seeds x settings run axis (seed-major, padded)."""
-    idx = run_index(n_seeds * n_hypers, mesh)
+MAX_RUN_BLOCK = {"cpu": 32}
+"""Most runs one call of a training program takes, by backend (default: all of them). On a CPU
+the runs are looped inside the program anyway (``seed_loop="map"``), so a fixed block costs
+nothing and lets every grid share one compiled program: Fig. 4's 32 seeds x 4 rates run as four
+blocks of the program that Figs. 5-8 use for 32 seeds."""
+
+
+def run_block(n_runs: int, mesh=None, max_block: int | None = None) -> int:
+    """Runs per call: the next power of two >= ``n_runs``, at most ``max_block`` (default by
+    backend, ``MAX_RUN_BLOCK``), rounded up to a multiple of the mesh's device count."""
+    d = 1 if mesh is None else mesh.devices.size
+    if max_block is None:
+        max_block = MAX_RUN_BLOCK.get(jax.default_backend(), 1 << 30)
+    block = min(1 << max(n_runs - 1, 0).bit_length(), max(int(max_block), 1))
+    return -(-block // d) * d
+
+
+def population_runs(n_seeds: int, n_hypers: int, mesh=None, block: int | None = None):
+    """(idx, seed_of, hyper_of) of the seeds x settings run axis (seed-major), padded by
+    repeating the last run to a multiple of ``block`` (default: of the mesh's device count)."""
+    n = n_seeds * n_hypers
+    block = (1 if mesh is None else mesh.devices.size) if block is None else block
+    idx = np.minimum(np.arange(-(-n // block) * block), n - 1)
     return idx, idx // n_hypers, idx % n_hypers
 
 
@@ -98,15 +118,17 @@ def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int
                      hypers: Hyper, progress: bool = True,
                      subs: Substrate | None = None, train_reqs: Requests | None = None,
                      seed_loop: str | None = None, mesh=None,
-                     max_active: int | None = None) -> TrainResult:
+                     max_active: int | None = None, max_block: int | None = None
+                     ) -> TrainResult:
     """Train every (seed, setting) pair in one compiled program; ``hypers`` has f32[L] leaves
     (``Hyper.stack``); -> TrainResult with leaves [S, L, ...].
 
     The S x L runs form one run axis, batched by ``over_seeds`` (``seed_loop`` "vmap" or "map",
-    default by backend) and, with a ``mesh``, sharded over its devices. Only ``tcfg.static()``
-    selects the compiled program, so any L settings of the traced fields share one compile. The
-    program is called once per epoch so a progress bar can show the running metrics; compile time
-    is measured apart.
+    default by backend) and, with a ``mesh``, sharded over its devices. The axis is cut into
+    blocks of ``run_block(S x L, mesh, max_block)`` runs, one call each, so that grids of
+    different sizes share a program. Only ``tcfg.static()`` selects the compiled program, so any
+    L settings of the traced fields share one compile. The program is called once per epoch so a
+    progress bar can show the running metrics; compile time is measured apart.
     """
     seeds = list(seeds)
     subs = make_substrates(cfg, seeds) if subs is None else subs
@@ -114,34 +136,41 @@ def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int
     max_active = table_size(train_reqs) if max_active is None else max_active
     n_s = len(seeds)
     n_l = int(np.asarray(hypers.lr).shape[0])
-    idx, seed_of, lr_of = population_runs(n_s, n_l, mesh)
-    run_keys, run_subs, run_reqs = take_runs((seed_keys(seeds), subs, train_reqs), seed_of, mesh)
-    run_hypers = take_runs(jax.tree_util.tree_map(np.asarray, hypers), lr_of, mesh)
+    block = run_block(n_s * n_l, mesh, max_block)
+    _, seed_of, lr_of = population_runs(n_s, n_l, mesh, block)
+    host_hypers = jax.tree_util.tree_map(np.asarray, hypers)
+    keys = seed_keys(seeds)
+    parts = [slice(i, i + block) for i in range(0, seed_of.shape[0], block)]
+    data = [take_runs((keys, subs, train_reqs), seed_of[p], mesh)
+            + (take_runs(host_hypers, lr_of[p], mesh),) for p in parts]
 
     init, epoch = grid_programs(tcfg, train_reqs.n_requests, max_active, seed_loop, mesh)
     t0 = time.perf_counter()
-    carry = init(run_keys, run_hypers, run_subs)
-    compiled = epoch.lower(carry, run_subs, run_reqs).compile()
+    carries = [init(k, h, sb) for k, sb, _, h in data]
+    compiled = epoch.lower(carries[0], data[0][1], data[0][2]).compile()
     compile_s = time.perf_counter() - t0
 
     bar = _progress(tcfg.epochs, f"train {tcfg.algo} {n_s} seeds x {n_l} settings", progress)
     curves = []
     t0 = time.perf_counter()
     for _ in range(tcfg.epochs):
-        carry, curve = compiled(carry, run_subs, run_reqs)
+        step = [compiled(c, sb, rq) for c, (_, sb, rq, _) in zip(carries, data)]
+        carries = [c for c, _ in step]
+        curve = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                                       *[cv for _, cv in step])
         curves.append(curve)
         if bar is not None:
-            last = jax.tree_util.tree_map(lambda x: float(np.mean(np.asarray(x)[..., -1])), curve)
+            last = jax.tree_util.tree_map(lambda x: float(np.mean(x[: n_s * n_l, -1])), curve)
             bar.set_postfix(AR=f"{last.ar:.0f}", ACR=f"{last.acr:.3f}", RC=f"{last.rc:.3f}")
             bar.update(1)
-    jax.block_until_ready(carry.params)
+    params = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                                    *[c.params for c in carries])
     run_s = time.perf_counter() - t0
     if bar is not None:
         bar.close()
     grid = lambda x: np.asarray(x)[: n_s * n_l].reshape((n_s, n_l) + x.shape[1:])  # noqa: E731
-    stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs], axis=1),
-                                     *curves)
-    return TrainResult(params=jax.tree_util.tree_map(grid, carry.params),
+    stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *curves)
+    return TrainResult(params=jax.tree_util.tree_map(grid, params),
                        curves=jax.tree_util.tree_map(grid, stacked), seeds=seeds,
                        lrs=[float(x) for x in np.asarray(hypers.lr)], subs=subs,
                        compile_s=compile_s, run_s=run_s, hypers=hypers)
