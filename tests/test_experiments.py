@@ -167,7 +167,8 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     spec = {"seeds": [2], "vmap_max_seeds": 0, "reference_seeds": 1, "speedup_seeds": 2,
             "scenario": SMALL, "fig4": None, "scale_nodes": [20, 40], "scale_seeds": 1,
             "scale_requests": 20, "train": {"batch_size": 20},
-            "trip_seeds": 1, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1}}
+            "trip_seeds": 1, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
+            "train_memory_seeds": [4]}
     f = tmp_path / "bench.json"
     f.write_text(json.dumps(spec))
     assert main(["bench", "--config", str(f), "--out", str(tmp_path)]) == 0
@@ -185,4 +186,10 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     trips = {r["loop"]: float(r["trips_mean"]) for r in rows
              if r["workload"] == "trips-nrmvne-test"}
     assert set(trips) == {"sequential", "batched"} and trips["batched"] < trips["sequential"]
+    mem = [r for r in rows if r["workload"] == "train-memory"]
+    assert len(mem) == 1 and mem[0]["seeds"] == "4"
+    # at least the 4 seeds' training requests and substrates are arguments of the program
+    req_bytes = 4 * SMALL["n_train"] * (4 * 3 * 10)  # >= cpu, sto, domain of 10 node slots
+    assert float(mem[0]["arguments_gib"]) * 2 ** 30 >= req_bytes
+    assert float(mem[0]["memory_gib"]) >= float(mem[0]["arguments_gib"])
     assert (tmp_path / "bench.png").is_file()

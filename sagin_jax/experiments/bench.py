@@ -13,7 +13,9 @@ function below:
 * ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes;
 * ``trips-*``: sequential loop trips per request step (the accelerator-latency proxy);
 * ``generate-jax`` / ``generate-numpy``: scenario generation, JAX (16,384 scenarios) against the
-  numpy generator it replaced.
+  numpy generator it replaced;
+* ``train-memory``: the memory one vectorised DDRL-NRA training epoch needs for 16,384 seeds,
+  from XLA's buffer assignment of the compiled program (compiled, never run).
 
 Writes ``OUT/bench.csv`` and ``OUT/bench.png`` (``--accelerator``: ``bench-gpu.*``); the last
 line printed is ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload
@@ -47,7 +49,8 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
            "scenario": {}, "fig4": {"seeds": 8, "lrs": [0.0005, 0.005, 0.01, 0.05],
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
-           "trip_seeds": 8, "generation": {"seeds": 16384, "chunk": 512, "numpy_seeds": 8}}
+           "trip_seeds": 8, "generation": {"seeds": 16384, "chunk": 512, "numpy_seeds": 8},
+           "train_memory_seeds": [16384]}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
          "trip_seeds": 2, "generation": {"seeds": 1024, "chunk": 512, "numpy_seeds": 2}}
@@ -57,7 +60,8 @@ ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_see
                "fig4": {"seeds": 32, "lrs": [0.0005, 0.005, 0.01, 0.05], "epochs": 10,
                         "loop": "vmap"},
                "scale_nodes": [], "trip_seeds": 8,
-               "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2}}
+               "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2},
+               "train_memory_seeds": [4096, 16384]}
 """``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
 32 seeds x 4 rates (issue 10), written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
 hours (use ``--config`` to shrink it)."""
@@ -276,6 +280,44 @@ def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
                    trips_mean=mean, trips_max=most)
 
 
+def train_memory(cfg: ScenarioConfig, tcfg: TrainConfig, n_seeds: int) -> dict:
+    """Bytes of one ``vmap``-ped training epoch over ``n_seeds`` paper scenarios, from the
+    compiled program's buffer assignment on this backend (lowered from shapes alone: nothing is
+    allocated or run): arguments (scenarios, requests, carry), outputs and temporaries."""
+    subs, reqs = make_substrates(cfg, [0]), make_requests(cfg, [0], "train")
+    trainer = make_train(tcfg, reqs.n_requests, table_size(reqs))
+    wide = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+        lambda x: jax.ShapeDtypeStruct((n_seeds,) + x.shape[1:], x.dtype), tree)
+    lr = jax.ShapeDtypeStruct((n_seeds,), np.float32)
+    carry = jax.eval_shape(over_seeds(trainer.init, "vmap"), wide(seed_keys([0])), lr, wide(subs))
+    epoch = jax.jit(over_seeds(trainer.epoch, "vmap"), donate_argnums=(0,))
+    t0 = time.perf_counter()
+    m = epoch.lower(carry, wide(subs), wide(reqs)).compile().memory_analysis()
+    total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+             - m.alias_size_in_bytes)
+    return {"compile_s": time.perf_counter() - t0, "total": total,
+            "arguments": m.argument_size_in_bytes, "temporaries": m.temp_size_in_bytes,
+            "requests_per_seed": sum(x.nbytes for x in jax.tree_util.tree_leaves(reqs))}
+
+
+def bench_train_memory(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """``train_memory`` for each of ``train_memory_seeds`` (issue 10's target: 16,384 training
+    seeds within 8 GiB)."""
+    tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", **spec.get("train", {})})
+    for n in spec.get("train_memory_seeds", []):
+        m = train_memory(cfg, tcfg, n)
+        gib = 2.0 ** 30
+        record(workload="train-memory", loop="vmap", seeds=n, compile_s=m["compile_s"],
+               run_s=float("nan"), embeddings_per_s=float("nan"), program_mib=m["total"] / 2 ** 20,
+               memory_gib=m["total"] / gib, arguments_gib=m["arguments"] / gib,
+               temporaries_gib=m["temporaries"] / gib,
+               mib_per_seed=m["total"] / n / 2 ** 20)
+        print(f"training memory, {n} seeds (vmap, {jax.default_backend()} buffer assignment): "
+              f"{m['total'] / gib:.1f} GiB = {m['arguments'] / gib:.1f} GiB arguments (training "
+              f"requests {m['requests_per_seed'] / 2 ** 10:.0f} KiB per seed) + "
+              f"{m['temporaries'] / gib:.1f} GiB temporaries", flush=True)
+
+
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,
           accelerator: bool = False) -> list[dict]:
     """Run every workload of the bench spec; write ``out/bench.csv`` (``bench-gpu.csv`` with
@@ -297,6 +339,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     bench_scale(spec, cfg, record)
     bench_trips(spec, cfg, record)
     bench_generation(spec, cfg, record)
+    bench_train_memory(spec, cfg, record)
 
     rows = record.rows
     out_dir = Path(out)
