@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sagin_jax.audit_trail import metrics_rows, trace_records
+from sagin_jax.compilation import enable_persistent_cache
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.io import scenario_document
 from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
@@ -20,6 +21,10 @@ from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_key
 # CLI tests call main(), which turns on JAX's persistent compilation cache: keep it in a
 # throw-away folder for the session, never in the user's ~/.cache.
 os.environ.setdefault("SAGIN_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="sagin-jax-test-xla-"))
+# ... and turn it on for every test, shared by the xdist workers (the folder is made before they
+# start): many tests build fresh closures of the same programs, which the in-memory cache misses
+# and this one serves (the compile counters count such hits as programs too).
+enable_persistent_cache(os.environ["SAGIN_JAX_CACHE_DIR"])
 
 
 def small(**kw) -> ScenarioConfig:
