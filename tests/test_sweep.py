@@ -100,29 +100,108 @@ def _sweep_dict(**kw):
     return sw
 
 
-def test_population_compiles_once_and_resume_gives_the_same_trials(tmp_path):
-    """Two batches of a 2-configuration population share one compiled program (the second
-    batch compiles nothing); a study stopped after one batch and resumed asks the same trials,
-    with the same values, as an uninterrupted one."""
-    sw = _sweep_dict()
+def _trials(study):
+    return [(t.number, t.params, t.value, t.state.name, dict(t.intermediate_values))
+            for t in study.trials]
+
+
+# learning rates large enough to change this tiny scenario's decisions within 2 updates an epoch
+REFILL_SPACE = {"lr": {"low": 0.5, "high": 20.0, "log": True},
+                "entropy_coef": {"choices": [0.0, 0.1]}}
+
+
+def _refill_sweep(**kw):
+    return _sweep_dict(space=REFILL_SPACE, rlvne_space=REFILL_SPACE,
+                       train={"epochs": 3, "batch_size": 20}, **kw)
+
+
+def _population(sw):
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
-    pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
-    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 2), False, False, pop)
+    return tcfg, sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+
+
+def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fresh_run(
+        tmp_path):
+    """A 2-slot population whose slots are refilled with new trials as others finish or are
+    pruned compiles each program once (init, epoch, the row select of a refill): a second sweep
+    with other settings and more refills compiles nothing. A trial asked into a refilled slot,
+    epochs into the sweep, reports (for its own epochs 0, 1, ...) the numbers of the same
+    setting trained from scratch: nothing is left over from the slot's previous trial."""
+    sw = _refill_sweep()
+    tcfg, pop = _population(sw)
+    warm = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 3), False, False, pop)
+    assert len(warm.trials) == 3  # 2 slots, 3 trials: at least one refill
     with CompileCounter() as cc:
-        full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 4), True, False, pop)
+        study = sweep_mod.run_study(_refill_sweep(seed=11), "ddrl-nra", tmp_path / "b",
+                                    ("trials", 7), False, False, pop)
     assert cc.stats.compiled == 0, cc.stats
-    assert len(full.trials) == 4
-    part = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 2), False, False, pop)
-    assert len(part.trials) == 2
+    assert len(study.trials) == 7
+    for f in (pop.init, pop.epoch, sweep_mod._SELECT):
+        assert f._cache_size() == 1
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == list(range(len(t.intermediate_values)))
+        assert t.state.name in ("COMPLETE", "PRUNED")
+    late = study.trials[-1]  # asked after at least 3 refills of the 2 slots
+    carry = pop.start(Hyper.stack([sweep_mod.hyper_of(tcfg, late.params)] * 2))
+    for e in sorted(late.intermediate_values):
+        carry, last = pop.step(carry)
+        assert sweep_mod.validation_objective(last, 20000.0)[1] == late.intermediate_values[e]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    sw = _refill_sweep()
+    _, pop = _population(sw)
+    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
+                               False, False, pop)
+    return sw, pop, _trials(full)
+
+
+@pytest.mark.parametrize("where", ["step", "sigint_in_tell", "crash_after_tell",
+                                   "crash_before_checkpoint"])
+def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypatch, where,
+                                                             uninterrupted):
+    """A sweep stopped part way and continued with resume=True asks, scores, prunes and refills
+    the same trials, with the same values, as an uninterrupted one. Stopped by: Ctrl-C while an
+    epoch trains; a real SIGINT while the database is being told (held back until the tick's
+    writes and checkpoint are done); a crash between two tells (told trials are not told
+    again); a crash after new trials were asked but before the checkpoint (they are reused)."""
+    import os
+    import signal
+
+    import optuna
+    sw, pop, full = uninterrupted
+    assert len(full) == 6
+    # the asked settings differ and reach the trainer; some trials are pruned, some complete
+    assert len({t[1]["lr"] for t in full}) == 6
+    assert len({tuple(t[4].values()) for t in full}) >= 4
+    assert {t[3] for t in full} == {"COMPLETE", "PRUNED"}
+    target = {"step": (sweep_mod.Population, "step"),
+              "sigint_in_tell": (optuna.study.Study, "tell"),
+              "crash_after_tell": (optuna.study.Study, "tell"),
+              "crash_before_checkpoint": (sweep_mod.Population, "save")}[where]
+    orig, calls = getattr(*target), []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) != 3:
+            return orig(*a, **kw)
+        if where == "sigint_in_tell":
+            os.kill(os.getpid(), signal.SIGINT)
+            return orig(*a, **kw)
+        if where == "crash_after_tell":
+            orig(*a, **kw)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(*target, interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
     with pytest.raises(ValueError, match="--resume"):
-        sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), False, False, pop)
-    resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), True, False, pop)
-    got = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in resumed.trials]
-    want = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in full.trials]
-    assert got == want
-    # the asked settings really differ between trials, and they reach the trainer
-    assert len({t.params["lr"] for t in full.trials}) == 4
-    assert len({t.intermediate_values[0] for t in full.trials}) > 1
+        sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
+    resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
+    assert _trials(resumed) == full
+    assert not (tmp_path / "ddrl-nra_population.npz").exists()
 
 
 @pytest.mark.parametrize("space, field", [

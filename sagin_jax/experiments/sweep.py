@@ -229,8 +229,14 @@ def hyper_of(tcfg: TrainConfig, params: dict, xp=np) -> Hyper:
 
 
 class Population:
-    """B settings x S seeds of one static training configuration, trained epoch by epoch as one
-    compiled program (``grid_programs``: compiled once per shape, reused by every batch)."""
+    """``n_slots`` settings x S seeds of one static training configuration, trained epoch by epoch
+    as one compiled program (``grid_programs``: compiled once per shape).
+
+    Every run of the population carries its own epoch counter and epoch keys, so the slots can be
+    at different epochs: ``refill`` re-initialises chosen slots with new settings (a fresh carry
+    from the same compiled ``init``, selected row by row into the old one by one compiled
+    ``jnp.where``) while the others keep training. Every slot of a seed uses that seed's key, so
+    a setting trained in any slot, started at any epoch of the sweep, gets the same numbers."""
 
     def __init__(self, cfg, tcfg: TrainConfig, seeds, n_slots: int, subs=None, train_reqs=None):
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
@@ -241,6 +247,7 @@ class Population:
         train_reqs = make_requests(cfg, self.seeds, "train") if train_reqs is None else train_reqs
         self.max_active = table_size(train_reqs)
         _, seed_of, self.slot_of = population_runs(len(self.seeds), n_slots)
+        self.slot_of = np.asarray(self.slot_of)
         self.keys, self.subs, self.reqs = take_runs((seed_keys(self.seeds), subs, train_reqs),
                                                     seed_of)
         self.init, self.epoch = grid_programs(tcfg, train_reqs.n_requests, self.max_active,
@@ -251,13 +258,78 @@ class Population:
         """Carry for ``hypers`` (f32[n_slots] leaves)."""
         return self.init(self.keys, self._take_runs(hypers, self.slot_of), self.subs)
 
+    def refill(self, carry, slots, hypers: Hyper):
+        """``carry`` with the runs of ``slots`` (slot indices) re-initialised for ``hypers``
+        (f32[n_slots] leaves; only the rows of ``slots`` are used). No new compile."""
+        mask = np.isin(self.slot_of, np.asarray(list(slots), np.int64))
+        return _select_runs(mask, self.start(hypers), carry)
+
     def step(self, carry):
-        """One epoch; -> (carry, metrics of the last batch {ar, acr, rc}: f64[S, n_slots])."""
+        """One epoch of every slot; -> (carry, metrics of the last batch {ar, acr, rc}:
+        f64[S, n_slots])."""
         carry, curve = self.epoch(carry, self.subs, self.reqs)
         n_s = len(self.seeds)
         last = {k: np.asarray(getattr(curve, k))[: n_s * self.n_slots, -1]
                 .astype(np.float64).reshape(n_s, self.n_slots) for k in ("ar", "acr", "rc")}
         return carry, last
+
+    # a checkpoint of the carry (host numpy; PRNG keys as their key data)
+    def save(self, carry, path: Path, **meta) -> None:
+        import jax
+        leaves = jax.tree_util.tree_leaves(carry)
+        arrays = {f"leaf_{i}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+                  for i, x in enumerate(leaves)}
+        meta = {k: np.asarray(v) for k, v in meta.items()}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, n_slots=self.n_slots, seeds=np.asarray(self.seeds), **meta, **arrays)
+        os.replace(tmp, path)  # atomic: a checkpoint is either the old one or the new one
+
+    def load(self, path: Path):
+        """-> (carry, meta dict) of a checkpoint written by ``save`` for this population."""
+        import jax
+        with np.load(path) as z:
+            if int(z["n_slots"]) != self.n_slots or list(z["seeds"]) != self.seeds:
+                raise ValueError(f"{path}: checkpoint of another population (slots "
+                                 f"{int(z['n_slots'])}, seeds {list(z['seeds'])}); expected "
+                                 f"{self.n_slots} slots, seeds {self.seeds}")
+            data = {k: z[k] for k in z.files}
+        template = self.start(Hyper.stack([Hyper.from_config(self.tcfg, xp=np)] * self.n_slots))
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        new = [jax.random.wrap_key_data(data[f"leaf_{i}"], impl="threefry2x32") if _is_key(x)
+               else jax.numpy.asarray(data[f"leaf_{i}"]) for i, x in enumerate(leaves)]
+        meta = {k: v for k, v in data.items() if not k.startswith("leaf_")}
+        return jax.tree_util.tree_unflatten(treedef, new), meta
+
+
+def _is_key(x) -> bool:
+    import jax
+    return jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _select_runs_impl(mask, new, old):
+    import jax
+    import jax.numpy as jnp
+
+    def pick(a, b):
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        if _is_key(a):
+            return jax.random.wrap_key_data(
+                jnp.where(m[..., None], jax.random.key_data(a), jax.random.key_data(b)),
+                impl="threefry2x32")
+        return jnp.where(m, a, b)
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+_SELECT = None
+
+
+def _select_runs(mask, new, old):
+    """Rows of ``new`` where ``mask`` (bool[runs]), else of ``old``: one compiled program."""
+    global _SELECT
+    if _SELECT is None:
+        import jax
+        _SELECT = jax.jit(_select_runs_impl, donate_argnums=(2,))
+    return _SELECT(mask, new, old)
 
 
 def validation_objective(last: dict, ar_scale: float) -> np.ndarray:
@@ -267,16 +339,51 @@ def validation_objective(last: dict, ar_scale: float) -> np.ndarray:
     return (last["ar"] / ar_scale + last["rc"] + last["acr"]).mean(axis=0)
 
 
+class _DeferInterrupt:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, so the study database and the population
+    checkpoint are written together (only in the main thread; elsewhere a no-op)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.got, self.old = None, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, lambda s, f: setattr(self, "got", (s, f)))
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            if self.got is not None:
+                raise KeyboardInterrupt
+        return False
+
+
 def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume: bool,
               progress: bool = True, population: Population | None = None) -> "Any":
     """Run (or continue) the Optuna study of ``algo``; returns the study.
 
-    Trials are asked in batches of ``sw["batch"]``; each batch trains as one population, epoch by
-    epoch. After each epoch every live trial reports its validation objective; a pruned trial is
-    told PRUNED at once and its slot is masked (its lane keeps computing, its numbers are
-    ignored) until the batch ends; a batch whose trials are all pruned stops early. The sampler is
-    re-seeded from (seed, number of trials so far) before every batch, so a resumed study asks
-    the same trials as an uninterrupted one whenever it was stopped between batches.
+    The population of ``sw["batch"]`` slots is kept full. It trains one epoch at a time (a
+    *tick*); after each tick every live trial reports its validation objective for ITS OWN epoch
+    (step e = its e-th epoch), and a trial that the pruner stops or that has finished all its
+    epochs is told at once and frees its slot. Then every free slot, in slot order, gets a new
+    trial (``study.ask``) while the budget allows, re-initialised in place (``Population.refill``,
+    no recompile); the other slots go on. When the budget is spent, free slots idle (masked)
+    until the last live trial ends.
+
+    Determinism: the sampler is re-created before every ask, seeded from (sweep seed, trial
+    number), and trials are reported, told and asked in slot order at each tick, so the same
+    sweep file + seed give the same trials. After each tick the live slots (trial numbers,
+    epochs, the training carry) are checkpointed to ``<algo>_population.npz`` next to
+    ``study.db``, with Ctrl-C held back while the database and the checkpoint are written; a
+    sweep interrupted and continued with ``--resume`` therefore asks and scores the same trials
+    as an uninterrupted one. (After a hard kill inside that short write window, trials already
+    told are kept and not told again, and trials asked but not yet checkpointed are reused in
+    order; only a kill between one trial's report and its tell can change that trial's pruning
+    decision, as the pruner records its rung when asked.) Raising the
+    budget of a FINISHED study asks new trials after the old ones, which is not the same as one
+    sweep with the larger budget (there the slots would have been refilled earlier).
     """
     import optuna
     from optuna.trial import TrialState
@@ -295,59 +402,109 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                 pruner=make_pruner(sw["pruner"], tcfg.epochs),
                                 load_if_exists=True)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(t.number, state=TrialState.FAIL)  # a batch lost by an interruption
     pop = population or Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+    n_slots = pop.n_slots
+    ckpt = out / f"{algo}_population.npz"
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    slot_trial: list = [None] * n_slots  # optuna Trial per slot, None = free
+    slot_epoch = [0] * n_slots  # epochs the slot's trial has trained
+    carry = None
+    if exists and ckpt.exists():
+        carry, meta = pop.load(ckpt)
+        for i, (num, ep) in enumerate(zip(meta["trial"].tolist(), meta["epoch"].tolist())):
+            if num >= 0:
+                slot_trial[i] = optuna.trial.Trial(study, by_number[num]._trial_id)
+                slot_epoch[i] = ep
+    held = {t.number for t in slot_trial if t is not None}
+    # the database as the checkpoint's slots left it (a replayed tick after a hard kill skips
+    # what was already written); kept on the host so a tick reads the database only to ask
+    told = {n for n in held if by_number[n].state != TrialState.RUNNING}
+    reported = {(n, e) for n in held for e in by_number[n].intermediate_values}
+    # asked after the last checkpoint (a hard kill in the write window): reused as the next asks
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.number not in held]
     kind, amount = budget
+    n_grid = (math.prod(len(s["choices"]) for s in space.values())
+              if sw["sampler"] == "grid" else math.inf)
     t_start = time.perf_counter()
-    done = lambda: len(study.get_trials(deepcopy=False, states=(  # noqa: E731
-        TrialState.COMPLETE, TrialState.PRUNED)))
+
+    n_trials = len(by_number)  # every trial ever asked (the next trial's number)
+    n_used = sum(t.state != TrialState.FAIL for t in by_number.values())  # counts to the budget
+
+    def may_ask() -> bool:
+        if orphans:
+            return True
+        if n_used >= n_grid:
+            return False
+        if kind == "trials":
+            return n_used < int(amount)
+        return time.perf_counter() - t_start < amount
+
+    def ask():
+        nonlocal n_trials, n_used
+        number = orphans[0].number if orphans else n_trials
+        study.sampler = make_sampler(sw["sampler"], sw["seed"] * 1_000_003 + number, space)
+        if orphans:
+            return optuna.trial.Trial(study, orphans.pop(0)._trial_id)
+        n_trials, n_used = n_trials + 1, n_used + 1
+        return study.ask()
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=int(amount) if kind == "trials" else None, initial=done(),
+        n0 = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                          TrialState.PRUNED)))
+        bar = tqdm(total=int(amount) if kind == "trials" else None, initial=n0,
                    desc=f"sweep {algo}", unit="trial")
-    while True:
-        n_have = done()
-        if kind == "trials":
-            n_ask = min(sw["batch"], int(amount) - n_have)
-        else:
-            n_ask = sw["batch"] if time.perf_counter() - t_start < amount else 0
-        if n_ask <= 0:
-            break
-        if sw["sampler"] == "grid" and n_have >= math.prod(len(s["choices"])
-                                                            for s in space.values()):
-            break
-        study.sampler = make_sampler(sw["sampler"], sw["seed"] * 1_000_003 + len(study.trials),
-                                     space)
-        trials = [study.ask() for _ in range(n_ask)]
-        params = [suggest(t, space) for t in trials]
-        hypers = [hyper_of(tcfg, p) for p in params]
-        hypers += [hypers[0]] * (sw["batch"] - n_ask)  # padding slots: masked
-        carry = pop.start(Hyper.stack(hypers))
-        live = [True] * n_ask
-        values = [math.nan] * n_ask
-        for e in range(tcfg.epochs):
-            carry, last = pop.step(carry)
-            obj = validation_objective(last, sw["objective_ar_scale"])
-            for i, t in enumerate(trials):
-                if not live[i]:
+    slot_hyper = [hyper_of(tcfg, {})] * n_slots
+
+    def fill() -> None:
+        nonlocal carry
+        new = []
+        for i in range(n_slots):
+            if slot_trial[i] is None and may_ask():
+                t = ask()
+                slot_trial[i], slot_epoch[i] = t, 0
+                slot_hyper[i] = hyper_of(tcfg, suggest(t, space))
+                new.append(i)
+        if new:
+            hypers = Hyper.stack(slot_hyper)
+            carry = pop.start(hypers) if carry is None else pop.refill(carry, new, hypers)
+
+    def finish(i: int, state, value=None) -> None:
+        study.tell(slot_trial[i], value, state=state)
+        slot_trial[i] = None
+        if bar is not None:
+            bar.update(1)
+
+    with _DeferInterrupt():
+        fill()
+        if carry is not None:
+            pop.save(carry, ckpt, trial=[-1 if t is None else t.number for t in slot_trial],
+                     epoch=slot_epoch)
+    while any(t is not None for t in slot_trial):
+        carry, last = pop.step(carry)
+        obj = validation_objective(last, sw["objective_ar_scale"])
+        with _DeferInterrupt():
+            for i, t in enumerate(slot_trial):
+                if t is None:
                     continue
-                values[i] = float(obj[i])
-                t.report(values[i], e)
-                if e + 1 < tcfg.epochs and t.should_prune():
-                    study.tell(t, state=TrialState.PRUNED)
-                    live[i] = False
-                    if bar is not None:
-                        bar.update(1)
-            if not any(live):
-                break
-        for i, t in enumerate(trials):
-            if live[i]:
-                v = values[i] if math.isfinite(values[i]) else None
-                study.tell(t, v, state=TrialState.COMPLETE if v is not None else TrialState.FAIL)
-                if bar is not None:
-                    bar.update(1)
+                e = slot_epoch[i]
+                slot_epoch[i] = e + 1
+                v = float(obj[i])
+                if t.number in told:  # told before a hard kill: a replayed tick
+                    slot_trial[i] = None
+                    continue
+                if (t.number, e) not in reported:
+                    t.report(v, e)
+                if e + 1 >= tcfg.epochs:
+                    finish(i, *((TrialState.COMPLETE, v) if math.isfinite(v)
+                                else (TrialState.FAIL, None)))
+                elif t.should_prune():
+                    finish(i, TrialState.PRUNED)
+            fill()
+            pop.save(carry, ckpt, trial=[-1 if t is None else t.number for t in slot_trial],
+                     epoch=slot_epoch)
         if bar is not None:
             try:
                 bar.set_postfix(best=f"{study.best_value:.4f}")
@@ -355,8 +512,8 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
                 pass
     if bar is not None:
         bar.close()
+    ckpt.unlink(missing_ok=True)
     return study
-
 
 # --- outputs --------------------------------------------------------------------------------
 def write_trials_csv(study, path: Path, space: dict) -> None:
