@@ -204,6 +204,36 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     assert not (tmp_path / "ddrl-nra_population.npz").exists()
 
 
+def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
+    """`sagin-jax sweep` writes trials.csv (every trial, with its algo, params and values by
+    epoch), best.json that `train --config` reads back as the best trial's settings, the
+    PNGs and the README section."""
+    import csv
+    doc = {"name": "e2e", "scenario": TINY, "train": {"epochs": 3, "batch_size": 20},
+           "algos": ["ddrl-nra"], "space": REFILL_SPACE, "batch": 2, "train_seeds": [0, 1],
+           "test_seeds": [10_000], "budget": 3, "seed": 3}
+    path = tmp_path / "e2e.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["sweep", "--config", str(path), "--out", str(out), "--no-compare",
+                 "--quiet"]) == 0
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["algo"] for r in rows] == ["ddrl-nra"] * 3
+    assert {"number", "state", "lr", "entropy_coef", "value", "epoch_0", "epoch_2"} <= set(rows[0])
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    best = max(done, key=lambda r: float(r["value"]))
+    assert float(best["epoch_2"]) == float(best["value"])
+    tc = sweep_mod.train_section(str(out / "best.json"), TrainConfig())
+    assert (tc.lr, tc.entropy_coef) == (float(best["lr"]), float(best["entropy_coef"]))
+    assert (tc.epochs, tc.batch_size) == (3, 20)
+    for png in ("ddrl-nra_history.png", "ddrl-nra_params.png"):
+        assert (out / png).stat().st_size > 1000
+    readme = (out / "README.md").read_text()
+    assert "## Hyperparameter sweep `e2e`" in readme and "3 trials" in readme
+    assert not (out / "ddrl-nra_population.npz").exists()
+
+
 @pytest.mark.parametrize("space, field", [
     ({"lr": {"low": 0.1, "high": 1.0, "slope": 2}}, "space.lr"),  # unknown key
     ({"learning_rate": {"low": 0.1, "high": 1.0}}, "space.learning_rate"),  # unknown parameter

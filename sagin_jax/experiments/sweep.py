@@ -516,20 +516,24 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
     return study
 
 # --- outputs --------------------------------------------------------------------------------
-def write_trials_csv(study, path: Path, space: dict) -> None:
-    """Every trial: number, state, params, final value and the intermediate values by epoch."""
-    trials = study.get_trials(deepcopy=False)
-    n_steps = max((max(t.intermediate_values, default=-1) + 1 for t in trials), default=0)
-    names = sorted(space)
+def write_trials_csv(studies: dict, path: Path, spaces: dict) -> None:
+    """Every trial of every algorithm's study, one CSV: algo, number, state, the searched
+    hyperparameters (blank where that algorithm does not search one), final value and the
+    intermediate value of each epoch (blank after a trial was pruned)."""
+    rows = {a: st.get_trials(deepcopy=False) for a, st in studies.items()}
+    n_steps = max((max(t.intermediate_values, default=-1) + 1
+                   for ts in rows.values() for t in ts), default=0)
+    names = sorted(set().union(*(spaces[a] for a in studies)))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["number", "state", *names, "value",
+        w.writerow(["algo", "number", "state", *names, "value",
                     *[f"epoch_{e}" for e in range(n_steps)]])
-        for t in trials:
-            w.writerow([t.number, t.state.name, *[t.params.get(p, "") for p in names],
-                        "" if t.value is None else repr(t.value),
-                        *[repr(t.intermediate_values[e]) if e in t.intermediate_values else ""
-                          for e in range(n_steps)]])
+        for algo, trials in rows.items():
+            for t in trials:
+                w.writerow([algo, t.number, t.state.name, *[t.params.get(p, "") for p in names],
+                            "" if t.value is None else repr(t.value),
+                            *[repr(t.intermediate_values[e]) if e in t.intermediate_values
+                              else "" for e in range(n_steps)]])
 
 
 def plot_study(study, out: Path, algo: str, space: dict) -> list[Path]:
@@ -648,25 +652,51 @@ def claims_row(summary: dict) -> str:
 
 
 def readme_section(summary: dict) -> str:
+    """The sweep's README section (markdown), from ``summary`` (``run_sweep``)."""
+    n_seeds = len(summary["train_seeds"])
     lines = [f"## Hyperparameter sweep `{summary['name']}`", "",
-             f"Search on training seeds {summary['train_seeds']} (validation objective O on the "
-             f"training requests), best configuration retrained and evaluated on separate test "
-             f"seeds {summary['test_seeds']}.", ""]
+             f"Search on {n_seeds} training seeds (validation objective O = AR/ar_scale + R/C + "
+             f"ACR with unit weights, on the training requests, seed mean at the end of each "
+             f"epoch), {summary['slots']} trials trained at once as one compiled program, a "
+             f"pruned or finished trial's slot refilled at once; best configuration retrained "
+             f"and evaluated on {len(summary['test_seeds'])} separate test seeds "
+             f"{_seed_range(summary['test_seeds'])}. Files: `trials.csv` (every trial), "
+             f"`best.json` (`sagin-jax train --config best.json`), `study.db` (the Optuna "
+             f"study), `summary.json`.", ""]
     for algo, b in summary["best"].items():
-        lines.append(f"- **{algo}**: {summary['n_trials'][algo]} trials, best validation O = "
-                     f"{b['value']:.4f} with " + ", ".join(f"{k}={v:.4g}"
-                                                         for k, v in b["params"].items()))
-    lines += ["", "| agent (best config) | vs | AR | ACR | R/C |", "|---|---|---|---|---|"]
-    for a, per in summary["comparison"]["gain_vs"].items():
-        for b, g in per.items():
-            cells = [f"{100 * g[k]['mean']:+.2f}% ± {100 * g[k]['ci95']:.2f}%"
-                     for k in ("AR", "ACR", "RC")]
-            lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
-    lines += ["", "Claims-table row:", "", claims_row(summary) if "ddrl-nra" in
-              summary["comparison"]["gain_vs"] else "(DDRL-NRA not searched)", ""]
+        st = summary["states"][algo]
+        lines.append(f"- **{algo}**: {summary['n_trials'][algo]} trials ("
+                     + ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.items()))
+                     + f"), search {summary['search_wall_s'][algo]:.0f} s wall; best validation O = "
+                     f"{b['value']:.4f} (trial {b['number']}) with "
+                     + ", ".join(f"{k}={v:.4g}" for k, v in b["params"].items()))
+    if "comparison" in summary:
+        lines += ["", f"Test seeds, paired 95% intervals of the per-seed relative difference "
+                  f"(final running values after the test requests):", "",
+                  "| agent (best config) | vs | AR | ACR | R/C |", "|---|---|---|---|---|"]
+        for a, per in summary["comparison"]["gain_vs"].items():
+            for b, g in per.items():
+                cells = [f"{100 * g[k]['mean']:+.2f}% ± {100 * g[k]['ci95']:.2f}%"
+                         for k in ("AR", "ACR", "RC")]
+                lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
+        lines += ["", "Claims-table row:", "", claims_row(summary) if "ddrl-nra" in
+                  summary["comparison"]["gain_vs"] else "(DDRL-NRA not searched)"]
+    else:
+        lines += ["", "(no test-seed comparison: run without --no-compare)"]
+    if "wall_s" in summary:
+        lines += ["", f"Whole sweep (every search and the comparison): "
+                      f"{summary['wall_s']:.0f} s wall."]
+    lines.append("")
     for algo in summary["best"]:
         lines.append(f"![{algo} history]({algo}_history.png) ![{algo} params]({algo}_params.png)")
     return "\n".join(lines) + "\n"
+
+
+def _seed_range(seeds) -> str:
+    s = list(seeds)
+    if s and s == list(range(s[0], s[0] + len(s))):
+        return f"{s[0]}..{s[-1]}"
+    return str(s)
 
 
 def run_sweep(config: str, out: str | None = None, budget: str | None = None,
@@ -677,30 +707,36 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     out_dir = Path(out) if out else Path("results/sweeps") / sw["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    best, tcfgs, n_trials, walls = {}, {}, {}, {}
+    best, tcfgs, n_trials, walls, studies, states = {}, {}, {}, {}, {}, {}
+    spaces = {a: sw["rlvne_space"] if a == "rlvne" else sw["space"] for a in sw["algos"]}
     for algo in sw["algos"]:
         ta = time.perf_counter()
         study = run_study(sw, algo, out_dir, bud, resume, progress)
         walls[algo] = time.perf_counter() - ta
-        space = sw["rlvne_space"] if algo == "rlvne" else sw["space"]
-        write_trials_csv(study, out_dir / f"{algo}_trials.csv", space)
-        plot_study(study, out_dir, algo, space)
+        studies[algo] = study
+        plot_study(study, out_dir, algo, spaces[algo])
         n_trials[algo] = len(study.trials)
+        states[algo] = {}
+        for t in study.trials:
+            states[algo][t.state.name] = states[algo].get(t.state.name, 0) + 1
         bt = study.best_trial
         best[algo] = {"number": bt.number, "value": bt.value, "params": dict(bt.params)}
         tcfgs[algo] = best_train_config(sw, algo, bt.params)
+    write_trials_csv(studies, out_dir / "trials.csv", spaces)
     # best.json: loadable by `sagin-jax train --config` (scenario + train sections)
     main = "ddrl-nra" if "ddrl-nra" in tcfgs else sw["algos"][0]
     with open(out_dir / "best.json", "w") as f:
         json.dump({"scenario": sw["scenario"].to_dict(), "train": tcfgs[main].to_dict(),
                    "best_by_algo": {a: t.to_dict() for a, t in tcfgs.items()}}, f, indent=2)
     summary = {"name": sw["name"], "train_seeds": sw["train_seeds"],
-               "test_seeds": sw["test_seeds"], "best": best, "n_trials": n_trials,
-               "search_wall_s": walls}
+               "test_seeds": sw["test_seeds"], "slots": sw["batch"], "best": best,
+               "n_trials": n_trials, "states": states, "search_wall_s": walls}
     if compare:
+        tc = time.perf_counter()
         summary["comparison"] = test_comparison(sw, tcfgs, progress)
-        (out_dir / "README.md").write_text(readme_section(summary))
+        summary["compare_wall_s"] = time.perf_counter() - tc
     summary["wall_s"] = time.perf_counter() - t0
+    (out_dir / "README.md").write_text(readme_section(summary))
     with open(out_dir / "summary.json", "w") as f:
         json.dump(summary, f, indent=2)
     return summary
