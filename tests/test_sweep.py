@@ -152,9 +152,12 @@ def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fre
 def uninterrupted(tmp_path_factory):
     sw = _refill_sweep()
     _, pop = _population(sw)
+    ticks = []
+    pop.step = lambda carry: ticks.append(1) or sweep_mod.Population.step(pop, carry)
     full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
                                False, False, pop)
-    return sw, pop, _trials(full)
+    del pop.step
+    return sw, pop, _trials(full), len(ticks)
 
 
 @pytest.mark.parametrize("where", ["step", "sigint_in_tell", "crash_after_tell",
@@ -170,7 +173,7 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     import signal
 
     import optuna
-    sw, pop, full = uninterrupted
+    sw, pop, full, full_ticks = uninterrupted
     assert len(full) == 6
     # the asked settings differ and reach the trainer; some trials are pruned, some complete
     assert len({t[1]["lr"] for t in full}) == 6
@@ -180,10 +183,16 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
               "sigint_in_tell": (optuna.study.Study, "tell"),
               "crash_after_tell": (optuna.study.Study, "tell"),
               "crash_before_checkpoint": (sweep_mod.Population, "save")}[where]
-    orig, calls = getattr(*target), []
+    orig, calls, slots_saved, ticks = getattr(*target), [], [], []
 
     def interrupted(*a, **kw):
         calls.append(1)
+        if where == "crash_before_checkpoint":
+            # the first checkpoint after a refill asked a new trial: it is never written
+            slots_saved.append(set(kw["trial"]))
+            if len(slots_saved) > 1 and slots_saved[-1] - slots_saved[-2] - {-1}:
+                raise KeyboardInterrupt
+            return orig(*a, **kw)
         if len(calls) != 3:
             return orig(*a, **kw)
         if where == "sigint_in_tell":
@@ -193,14 +202,27 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
             orig(*a, **kw)
         raise KeyboardInterrupt
 
+    def counted_step(self, carry):
+        out = sweep_mod.Population.step(self, carry)
+        ticks.append(1)
+        return out
+
     with monkeypatch.context() as m:
         m.setattr(*target, interrupted)
+        if where != "step":
+            m.setattr(pop, "step", counted_step.__get__(pop))
         with pytest.raises(KeyboardInterrupt):
             sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
     with pytest.raises(ValueError, match="--resume"):
         sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
-    resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
+    with monkeypatch.context() as m:
+        m.setattr(pop, "step", counted_step.__get__(pop))
+        resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
     assert _trials(resumed) == full
+    # continued from the checkpoint: at most the one epoch in flight is trained again
+    done_before = 2 if where == "step" else None
+    assert len(ticks) <= full_ticks + 1 and (done_before is None
+                                              or len(ticks) == full_ticks - done_before)
     assert not (tmp_path / "ddrl-nra_population.npz").exists()
 
 
