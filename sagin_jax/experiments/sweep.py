@@ -1,13 +1,14 @@
-"""``sagin-jax sweep``: hyperparameter search with Optuna, a batch of trials x seeds trained as ONE
-compiled program per epoch.
+"""``sagin-jax sweep``: hyperparameter search with Optuna, a population of trials x seeds trained as
+ONE compiled program per epoch.
 
-Every trial's settings are the traced ``Hyper`` fields, so a batch of B trials x S seeds is one run
-axis of the ordinary trainer (``grid_programs``): one compile for the whole sweep. Optuna's
-ask-and-tell interface asks B trials, the population trains epoch by epoch, each trial reports the
-mean over its seeds of the objective O (eq. 14, unit weights, fixed ``objective_ar_scale``) at the
-end of every epoch on the TRAINING requests of the training seeds (validation), and the pruner may
-stop it. A pruned trial's slot is masked for the rest of its batch (see ``run_study``). The study is
-kept in SQLite so ``--resume`` continues it.
+Every trial's settings are the traced ``Hyper`` fields, so B trials x S seeds are one run axis of
+the ordinary trainer (``grid_programs``): one compile for the whole sweep. Optuna's ask-and-tell
+interface fills the B slots, the population trains epoch by epoch, each trial reports the mean over
+its seeds of the objective O (eq. 14, unit weights, fixed ``objective_ar_scale``) at the end of
+each of its epochs on the TRAINING requests of the training seeds (validation), and the pruner may
+stop it. A pruned or finished trial's slot is refilled at once with a new trial (``run_study``).
+The study is kept in SQLite, and the population checkpointed each epoch, so ``--resume``
+continues an interrupted sweep exactly.
 
 After the search the best setting of each algorithm is retrained on separate TEST seeds (never seen
 by the search) and compared with NRMVNE and GRC (and the other searched algorithm) on the test
