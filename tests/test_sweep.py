@@ -100,29 +100,160 @@ def _sweep_dict(**kw):
     return sw
 
 
-def test_population_compiles_once_and_resume_gives_the_same_trials(tmp_path):
-    """Two batches of a 2-configuration population share one compiled program (the second
-    batch compiles nothing); a study stopped after one batch and resumed asks the same trials,
-    with the same values, as an uninterrupted one."""
-    sw = _sweep_dict()
+def _trials(study):
+    return [(t.number, t.params, t.value, t.state.name, dict(t.intermediate_values))
+            for t in study.trials]
+
+
+# learning rates large enough to change this tiny scenario's decisions within 2 updates an epoch
+REFILL_SPACE = {"lr": {"low": 0.5, "high": 20.0, "log": True},
+                "entropy_coef": {"choices": [0.0, 0.1]}}
+
+
+def _refill_sweep(**kw):
+    return _sweep_dict(space=REFILL_SPACE, rlvne_space=REFILL_SPACE,
+                       train={"epochs": 3, "batch_size": 20}, **kw)
+
+
+def _population(sw):
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
-    pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
-    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 2), False, False, pop)
+    return tcfg, sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+
+
+def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fresh_run(
+        tmp_path):
+    """A 2-slot population whose slots are refilled with new trials as others finish or are
+    pruned compiles each program once (init, epoch, the row select of a refill): a second sweep
+    with other settings and more refills compiles nothing. A trial asked into a refilled slot,
+    epochs into the sweep, reports (for its own epochs 0, 1, ...) the numbers of the same
+    setting trained from scratch: nothing is left over from the slot's previous trial."""
+    sw = _refill_sweep()
+    tcfg, pop = _population(sw)
+    warm = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 3), False, False, pop)
+    assert len(warm.trials) == 3  # 2 slots, 3 trials: at least one refill
     with CompileCounter() as cc:
-        full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 4), True, False, pop)
+        study = sweep_mod.run_study(_refill_sweep(seed=11), "ddrl-nra", tmp_path / "b",
+                                    ("trials", 7), False, False, pop)
     assert cc.stats.compiled == 0, cc.stats
-    assert len(full.trials) == 4
-    part = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 2), False, False, pop)
-    assert len(part.trials) == 2
+    assert len(study.trials) == 7
+    for f in (pop.init, pop.epoch, sweep_mod._SELECT):
+        assert f._cache_size() == 1
+    for t in study.trials:
+        assert sorted(t.intermediate_values) == list(range(len(t.intermediate_values)))
+        assert t.state.name in ("COMPLETE", "PRUNED")
+    late = study.trials[-1]  # asked after at least 3 refills of the 2 slots
+    carry = pop.start(Hyper.stack([sweep_mod.hyper_of(tcfg, late.params)] * 2))
+    for e in sorted(late.intermediate_values):
+        carry, last = pop.step(carry)
+        assert sweep_mod.validation_objective(last, 20000.0)[1] == late.intermediate_values[e]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    sw = _refill_sweep()
+    _, pop = _population(sw)
+    ticks = []
+    pop.step = lambda carry: ticks.append(1) or sweep_mod.Population.step(pop, carry)
+    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
+                               False, False, pop)
+    del pop.step
+    return sw, pop, _trials(full), len(ticks)
+
+
+@pytest.mark.parametrize("where", ["step", "sigint_in_tell", "crash_after_tell",
+                                   "crash_before_checkpoint"])
+def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypatch, where,
+                                                             uninterrupted):
+    """A sweep stopped part way and continued with resume=True asks, scores, prunes and refills
+    the same trials, with the same values, as an uninterrupted one. Stopped by: Ctrl-C while an
+    epoch trains; a real SIGINT while the database is being told (held back until the tick's
+    writes and checkpoint are done); a crash between two tells (told trials are not told
+    again); a crash after new trials were asked but before the checkpoint (they are reused)."""
+    import os
+    import signal
+
+    import optuna
+    sw, pop, full, full_ticks = uninterrupted
+    assert len(full) == 6
+    # the asked settings differ and reach the trainer; some trials are pruned, some complete
+    assert len({t[1]["lr"] for t in full}) == 6
+    assert len({tuple(t[4].values()) for t in full}) >= 4
+    assert {t[3] for t in full} == {"COMPLETE", "PRUNED"}
+    target = {"step": (sweep_mod.Population, "step"),
+              "sigint_in_tell": (optuna.study.Study, "tell"),
+              "crash_after_tell": (optuna.study.Study, "tell"),
+              "crash_before_checkpoint": (sweep_mod.Population, "save")}[where]
+    orig, calls, slots_saved, ticks = getattr(*target), [], [], []
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if where == "crash_before_checkpoint":
+            # the first checkpoint after a refill asked a new trial: it is never written
+            slots_saved.append(set(kw["trial"]))
+            if len(slots_saved) > 1 and slots_saved[-1] - slots_saved[-2] - {-1}:
+                raise KeyboardInterrupt
+            return orig(*a, **kw)
+        if len(calls) != 3:
+            return orig(*a, **kw)
+        if where == "sigint_in_tell":
+            os.kill(os.getpid(), signal.SIGINT)
+            return orig(*a, **kw)
+        if where == "crash_after_tell":
+            orig(*a, **kw)
+        raise KeyboardInterrupt
+
+    def counted_step(self, carry):
+        out = sweep_mod.Population.step(self, carry)
+        ticks.append(1)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(*target, interrupted)
+        if where != "step":
+            m.setattr(pop, "step", counted_step.__get__(pop))
+        with pytest.raises(KeyboardInterrupt):
+            sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
     with pytest.raises(ValueError, match="--resume"):
-        sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), False, False, pop)
-    resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "b", ("trials", 4), True, False, pop)
-    got = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in resumed.trials]
-    want = [(t.params, t.value, t.state.name, dict(t.intermediate_values)) for t in full.trials]
-    assert got == want
-    # the asked settings really differ between trials, and they reach the trainer
-    assert len({t.params["lr"] for t in full.trials}) == 4
-    assert len({t.intermediate_values[0] for t in full.trials}) > 1
+        sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
+    with monkeypatch.context() as m:
+        m.setattr(pop, "step", counted_step.__get__(pop))
+        resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
+    assert _trials(resumed) == full
+    # continued from the checkpoint: at most the one epoch in flight is trained again
+    done_before = 2 if where == "step" else None
+    assert len(ticks) <= full_ticks + 1 and (done_before is None
+                                              or len(ticks) == full_ticks - done_before)
+    assert not (tmp_path / "ddrl-nra_population.npz").exists()
+
+
+def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
+    """`sagin-jax sweep` writes trials.csv (every trial, with its algo, params and values by
+    epoch), best.json that `train --config` reads back as the best trial's settings, the
+    PNGs and the README section."""
+    import csv
+    doc = {"name": "e2e", "scenario": TINY, "train": {"epochs": 3, "batch_size": 20},
+           "algos": ["ddrl-nra"], "space": REFILL_SPACE, "batch": 2, "train_seeds": [0, 1],
+           "test_seeds": [10_000], "budget": 3, "seed": 3}
+    path = tmp_path / "e2e.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(["sweep", "--config", str(path), "--out", str(out), "--no-compare",
+                 "--quiet"]) == 0
+    with open(out / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["algo"] for r in rows] == ["ddrl-nra"] * 3
+    assert {"number", "state", "lr", "entropy_coef", "value", "epoch_0", "epoch_2"} <= set(rows[0])
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    best = max(done, key=lambda r: float(r["value"]))
+    assert float(best["epoch_2"]) == float(best["value"])
+    tc = sweep_mod.train_section(str(out / "best.json"), TrainConfig())
+    assert (tc.lr, tc.entropy_coef) == (float(best["lr"]), float(best["entropy_coef"]))
+    assert (tc.epochs, tc.batch_size) == (3, 20)
+    for png in ("ddrl-nra_history.png", "ddrl-nra_params.png"):
+        assert (out / png).stat().st_size > 1000
+    readme = (out / "README.md").read_text()
+    assert "## Hyperparameter sweep `e2e`" in readme and "3 trials" in readme
+    assert not (out / "ddrl-nra_population.npz").exists()
 
 
 @pytest.mark.parametrize("space, field", [

@@ -1,13 +1,14 @@
-"""``sagin-jax sweep``: hyperparameter search with Optuna, a batch of trials x seeds trained as ONE
-compiled program per epoch.
+"""``sagin-jax sweep``: hyperparameter search with Optuna, a population of trials x seeds trained as
+ONE compiled program per epoch.
 
-Every trial's settings are the traced ``Hyper`` fields, so a batch of B trials x S seeds is one run
-axis of the ordinary trainer (``grid_programs``): one compile for the whole sweep. Optuna's
-ask-and-tell interface asks B trials, the population trains epoch by epoch, each trial reports the
-mean over its seeds of the objective O (eq. 14, unit weights, fixed ``objective_ar_scale``) at the
-end of every epoch on the TRAINING requests of the training seeds (validation), and the pruner may
-stop it. A pruned trial's slot is masked for the rest of its batch (see ``run_study``). The study is
-kept in SQLite so ``--resume`` continues it.
+Every trial's settings are the traced ``Hyper`` fields, so B trials x S seeds are one run axis of
+the ordinary trainer (``grid_programs``): one compile for the whole sweep. Optuna's ask-and-tell
+interface fills the B slots, the population trains epoch by epoch, each trial reports the mean over
+its seeds of the objective O (eq. 14, unit weights, fixed ``objective_ar_scale``) at the end of
+each of its epochs on the TRAINING requests of the training seeds (validation), and the pruner may
+stop it. A pruned or finished trial's slot is refilled at once with a new trial (``run_study``).
+The study is kept in SQLite, and the population checkpointed each epoch, so ``--resume``
+continues an interrupted sweep exactly.
 
 After the search the best setting of each algorithm is retrained on separate TEST seeds (never seen
 by the search) and compared with NRMVNE and GRC (and the other searched algorithm) on the test
@@ -229,8 +230,14 @@ def hyper_of(tcfg: TrainConfig, params: dict, xp=np) -> Hyper:
 
 
 class Population:
-    """B settings x S seeds of one static training configuration, trained epoch by epoch as one
-    compiled program (``grid_programs``: compiled once per shape, reused by every batch)."""
+    """``n_slots`` settings x S seeds of one static training configuration, trained epoch by epoch
+    as one compiled program (``grid_programs``: compiled once per shape).
+
+    Every run of the population carries its own epoch counter and epoch keys, so the slots can be
+    at different epochs: ``refill`` re-initialises chosen slots with new settings (a fresh carry
+    from the same compiled ``init``, selected row by row into the old one by one compiled
+    ``jnp.where``) while the others keep training. Every slot of a seed uses that seed's key, so
+    a setting trained in any slot, started at any epoch of the sweep, gets the same numbers."""
 
     def __init__(self, cfg, tcfg: TrainConfig, seeds, n_slots: int, subs=None, train_reqs=None):
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
@@ -241,6 +248,7 @@ class Population:
         train_reqs = make_requests(cfg, self.seeds, "train") if train_reqs is None else train_reqs
         self.max_active = table_size(train_reqs)
         _, seed_of, self.slot_of = population_runs(len(self.seeds), n_slots)
+        self.slot_of = np.asarray(self.slot_of)
         self.keys, self.subs, self.reqs = take_runs((seed_keys(self.seeds), subs, train_reqs),
                                                     seed_of)
         self.init, self.epoch = grid_programs(tcfg, train_reqs.n_requests, self.max_active,
@@ -251,13 +259,78 @@ class Population:
         """Carry for ``hypers`` (f32[n_slots] leaves)."""
         return self.init(self.keys, self._take_runs(hypers, self.slot_of), self.subs)
 
+    def refill(self, carry, slots, hypers: Hyper):
+        """``carry`` with the runs of ``slots`` (slot indices) re-initialised for ``hypers``
+        (f32[n_slots] leaves; only the rows of ``slots`` are used). No new compile."""
+        mask = np.isin(self.slot_of, np.asarray(list(slots), np.int64))
+        return _select_runs(mask, self.start(hypers), carry)
+
     def step(self, carry):
-        """One epoch; -> (carry, metrics of the last batch {ar, acr, rc}: f64[S, n_slots])."""
+        """One epoch of every slot; -> (carry, metrics of the last batch {ar, acr, rc}:
+        f64[S, n_slots])."""
         carry, curve = self.epoch(carry, self.subs, self.reqs)
         n_s = len(self.seeds)
         last = {k: np.asarray(getattr(curve, k))[: n_s * self.n_slots, -1]
                 .astype(np.float64).reshape(n_s, self.n_slots) for k in ("ar", "acr", "rc")}
         return carry, last
+
+    # a checkpoint of the carry (host numpy; PRNG keys as their key data)
+    def save(self, carry, path: Path, **meta) -> None:
+        import jax
+        leaves = jax.tree_util.tree_leaves(carry)
+        arrays = {f"leaf_{i}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
+                  for i, x in enumerate(leaves)}
+        meta = {k: np.asarray(v) for k, v in meta.items()}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, n_slots=self.n_slots, seeds=np.asarray(self.seeds), **meta, **arrays)
+        os.replace(tmp, path)  # atomic: a checkpoint is either the old one or the new one
+
+    def load(self, path: Path):
+        """-> (carry, meta dict) of a checkpoint written by ``save`` for this population."""
+        import jax
+        with np.load(path) as z:
+            if int(z["n_slots"]) != self.n_slots or list(z["seeds"]) != self.seeds:
+                raise ValueError(f"{path}: checkpoint of another population (slots "
+                                 f"{int(z['n_slots'])}, seeds {list(z['seeds'])}); expected "
+                                 f"{self.n_slots} slots, seeds {self.seeds}")
+            data = {k: z[k] for k in z.files}
+        template = self.start(Hyper.stack([Hyper.from_config(self.tcfg, xp=np)] * self.n_slots))
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        new = [jax.random.wrap_key_data(data[f"leaf_{i}"], impl="threefry2x32") if _is_key(x)
+               else jax.numpy.asarray(data[f"leaf_{i}"]) for i, x in enumerate(leaves)]
+        meta = {k: v for k, v in data.items() if not k.startswith("leaf_")}
+        return jax.tree_util.tree_unflatten(treedef, new), meta
+
+
+def _is_key(x) -> bool:
+    import jax
+    return jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _select_runs_impl(mask, new, old):
+    import jax
+    import jax.numpy as jnp
+
+    def pick(a, b):
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        if _is_key(a):
+            return jax.random.wrap_key_data(
+                jnp.where(m[..., None], jax.random.key_data(a), jax.random.key_data(b)),
+                impl="threefry2x32")
+        return jnp.where(m, a, b)
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+_SELECT = None
+
+
+def _select_runs(mask, new, old):
+    """Rows of ``new`` where ``mask`` (bool[runs]), else of ``old``: one compiled program."""
+    global _SELECT
+    if _SELECT is None:
+        import jax
+        _SELECT = jax.jit(_select_runs_impl, donate_argnums=(2,))
+    return _SELECT(mask, new, old)
 
 
 def validation_objective(last: dict, ar_scale: float) -> np.ndarray:
@@ -267,16 +340,51 @@ def validation_objective(last: dict, ar_scale: float) -> np.ndarray:
     return (last["ar"] / ar_scale + last["rc"] + last["acr"]).mean(axis=0)
 
 
+class _DeferInterrupt:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, so the study database and the population
+    checkpoint are written together (only in the main thread; elsewhere a no-op)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.got, self.old = None, None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, lambda s, f: setattr(self, "got", (s, f)))
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            if self.got is not None:
+                raise KeyboardInterrupt
+        return False
+
+
 def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume: bool,
               progress: bool = True, population: Population | None = None) -> "Any":
     """Run (or continue) the Optuna study of ``algo``; returns the study.
 
-    Trials are asked in batches of ``sw["batch"]``; each batch trains as one population, epoch by
-    epoch. After each epoch every live trial reports its validation objective; a pruned trial is
-    told PRUNED at once and its slot is masked (its lane keeps computing, its numbers are
-    ignored) until the batch ends; a batch whose trials are all pruned stops early. The sampler is
-    re-seeded from (seed, number of trials so far) before every batch, so a resumed study asks
-    the same trials as an uninterrupted one whenever it was stopped between batches.
+    The population of ``sw["batch"]`` slots is kept full. It trains one epoch at a time (a
+    *tick*); after each tick every live trial reports its validation objective for ITS OWN epoch
+    (step e = its e-th epoch), and a trial that the pruner stops or that has finished all its
+    epochs is told at once and frees its slot. Then every free slot, in slot order, gets a new
+    trial (``study.ask``) while the budget allows, re-initialised in place (``Population.refill``,
+    no recompile); the other slots go on. When the budget is spent, free slots idle (masked)
+    until the last live trial ends.
+
+    Determinism: the sampler is re-created before every ask, seeded from (sweep seed, trial
+    number), and trials are reported, told and asked in slot order at each tick, so the same
+    sweep file + seed give the same trials. After each tick the live slots (trial numbers,
+    epochs, the training carry) are checkpointed to ``<algo>_population.npz`` next to
+    ``study.db``, with Ctrl-C held back while the database and the checkpoint are written; a
+    sweep interrupted and continued with ``--resume`` therefore asks and scores the same trials
+    as an uninterrupted one. (After a hard kill inside that short write window, trials already
+    told are kept and not told again, and trials asked but not yet checkpointed are reused in
+    order; only a kill between one trial's report and its tell can change that trial's pruning
+    decision, as the pruner records its rung when asked.) Raising the
+    budget of a FINISHED study asks new trials after the old ones, which is not the same as one
+    sweep with the larger budget (there the slots would have been refilled earlier).
     """
     import optuna
     from optuna.trial import TrialState
@@ -295,59 +403,109 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
                                 pruner=make_pruner(sw["pruner"], tcfg.epochs),
                                 load_if_exists=True)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(t.number, state=TrialState.FAIL)  # a batch lost by an interruption
     pop = population or Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+    n_slots = pop.n_slots
+    ckpt = out / f"{algo}_population.npz"
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    slot_trial: list = [None] * n_slots  # optuna Trial per slot, None = free
+    slot_epoch = [0] * n_slots  # epochs the slot's trial has trained
+    carry = None
+    if exists and ckpt.exists():
+        carry, meta = pop.load(ckpt)
+        for i, (num, ep) in enumerate(zip(meta["trial"].tolist(), meta["epoch"].tolist())):
+            if num >= 0:
+                slot_trial[i] = optuna.trial.Trial(study, by_number[num]._trial_id)
+                slot_epoch[i] = ep
+    held = {t.number for t in slot_trial if t is not None}
+    # the database as the checkpoint's slots left it (a replayed tick after a hard kill skips
+    # what was already written); kept on the host so a tick reads the database only to ask
+    told = {n for n in held if by_number[n].state != TrialState.RUNNING}
+    reported = {(n, e) for n in held for e in by_number[n].intermediate_values}
+    # asked after the last checkpoint (a hard kill in the write window): reused as the next asks
+    orphans = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if t.number not in held]
     kind, amount = budget
+    n_grid = (math.prod(len(s["choices"]) for s in space.values())
+              if sw["sampler"] == "grid" else math.inf)
     t_start = time.perf_counter()
-    done = lambda: len(study.get_trials(deepcopy=False, states=(  # noqa: E731
-        TrialState.COMPLETE, TrialState.PRUNED)))
+
+    n_trials = len(by_number)  # every trial ever asked (the next trial's number)
+    n_used = sum(t.state != TrialState.FAIL for t in by_number.values())  # counts to the budget
+
+    def may_ask() -> bool:
+        if orphans:
+            return True
+        if n_used >= n_grid:
+            return False
+        if kind == "trials":
+            return n_used < int(amount)
+        return time.perf_counter() - t_start < amount
+
+    def ask():
+        nonlocal n_trials, n_used
+        number = orphans[0].number if orphans else n_trials
+        study.sampler = make_sampler(sw["sampler"], sw["seed"] * 1_000_003 + number, space)
+        if orphans:
+            return optuna.trial.Trial(study, orphans.pop(0)._trial_id)
+        n_trials, n_used = n_trials + 1, n_used + 1
+        return study.ask()
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=int(amount) if kind == "trials" else None, initial=done(),
+        n0 = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                          TrialState.PRUNED)))
+        bar = tqdm(total=int(amount) if kind == "trials" else None, initial=n0,
                    desc=f"sweep {algo}", unit="trial")
-    while True:
-        n_have = done()
-        if kind == "trials":
-            n_ask = min(sw["batch"], int(amount) - n_have)
-        else:
-            n_ask = sw["batch"] if time.perf_counter() - t_start < amount else 0
-        if n_ask <= 0:
-            break
-        if sw["sampler"] == "grid" and n_have >= math.prod(len(s["choices"])
-                                                            for s in space.values()):
-            break
-        study.sampler = make_sampler(sw["sampler"], sw["seed"] * 1_000_003 + len(study.trials),
-                                     space)
-        trials = [study.ask() for _ in range(n_ask)]
-        params = [suggest(t, space) for t in trials]
-        hypers = [hyper_of(tcfg, p) for p in params]
-        hypers += [hypers[0]] * (sw["batch"] - n_ask)  # padding slots: masked
-        carry = pop.start(Hyper.stack(hypers))
-        live = [True] * n_ask
-        values = [math.nan] * n_ask
-        for e in range(tcfg.epochs):
-            carry, last = pop.step(carry)
-            obj = validation_objective(last, sw["objective_ar_scale"])
-            for i, t in enumerate(trials):
-                if not live[i]:
+    slot_hyper = [hyper_of(tcfg, {})] * n_slots
+
+    def fill() -> None:
+        nonlocal carry
+        new = []
+        for i in range(n_slots):
+            if slot_trial[i] is None and may_ask():
+                t = ask()
+                slot_trial[i], slot_epoch[i] = t, 0
+                slot_hyper[i] = hyper_of(tcfg, suggest(t, space))
+                new.append(i)
+        if new:
+            hypers = Hyper.stack(slot_hyper)
+            carry = pop.start(hypers) if carry is None else pop.refill(carry, new, hypers)
+
+    def finish(i: int, state, value=None) -> None:
+        study.tell(slot_trial[i], value, state=state)
+        slot_trial[i] = None
+        if bar is not None:
+            bar.update(1)
+
+    with _DeferInterrupt():
+        fill()
+        if carry is not None:
+            pop.save(carry, ckpt, trial=[-1 if t is None else t.number for t in slot_trial],
+                     epoch=slot_epoch)
+    while any(t is not None for t in slot_trial):
+        carry, last = pop.step(carry)
+        obj = validation_objective(last, sw["objective_ar_scale"])
+        with _DeferInterrupt():
+            for i, t in enumerate(slot_trial):
+                if t is None:
                     continue
-                values[i] = float(obj[i])
-                t.report(values[i], e)
-                if e + 1 < tcfg.epochs and t.should_prune():
-                    study.tell(t, state=TrialState.PRUNED)
-                    live[i] = False
-                    if bar is not None:
-                        bar.update(1)
-            if not any(live):
-                break
-        for i, t in enumerate(trials):
-            if live[i]:
-                v = values[i] if math.isfinite(values[i]) else None
-                study.tell(t, v, state=TrialState.COMPLETE if v is not None else TrialState.FAIL)
-                if bar is not None:
-                    bar.update(1)
+                e = slot_epoch[i]
+                slot_epoch[i] = e + 1
+                v = float(obj[i])
+                if t.number in told:  # told before a hard kill: a replayed tick
+                    slot_trial[i] = None
+                    continue
+                if (t.number, e) not in reported:
+                    t.report(v, e)
+                if e + 1 >= tcfg.epochs:
+                    finish(i, *((TrialState.COMPLETE, v) if math.isfinite(v)
+                                else (TrialState.FAIL, None)))
+                elif t.should_prune():
+                    finish(i, TrialState.PRUNED)
+            fill()
+            pop.save(carry, ckpt, trial=[-1 if t is None else t.number for t in slot_trial],
+                     epoch=slot_epoch)
         if bar is not None:
             try:
                 bar.set_postfix(best=f"{study.best_value:.4f}")
@@ -355,24 +513,28 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
                 pass
     if bar is not None:
         bar.close()
+    ckpt.unlink(missing_ok=True)
     return study
 
-
 # --- outputs --------------------------------------------------------------------------------
-def write_trials_csv(study, path: Path, space: dict) -> None:
-    """Every trial: number, state, params, final value and the intermediate values by epoch."""
-    trials = study.get_trials(deepcopy=False)
-    n_steps = max((max(t.intermediate_values, default=-1) + 1 for t in trials), default=0)
-    names = sorted(space)
+def write_trials_csv(studies: dict, path: Path, spaces: dict) -> None:
+    """Every trial of every algorithm's study, one CSV: algo, number, state, the searched
+    hyperparameters (blank where that algorithm does not search one), final value and the
+    intermediate value of each epoch (blank after a trial was pruned)."""
+    rows = {a: st.get_trials(deepcopy=False) for a, st in studies.items()}
+    n_steps = max((max(t.intermediate_values, default=-1) + 1
+                   for ts in rows.values() for t in ts), default=0)
+    names = sorted(set().union(*(spaces[a] for a in studies)))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["number", "state", *names, "value",
+        w.writerow(["algo", "number", "state", *names, "value",
                     *[f"epoch_{e}" for e in range(n_steps)]])
-        for t in trials:
-            w.writerow([t.number, t.state.name, *[t.params.get(p, "") for p in names],
-                        "" if t.value is None else repr(t.value),
-                        *[repr(t.intermediate_values[e]) if e in t.intermediate_values else ""
-                          for e in range(n_steps)]])
+        for algo, trials in rows.items():
+            for t in trials:
+                w.writerow([algo, t.number, t.state.name, *[t.params.get(p, "") for p in names],
+                            "" if t.value is None else repr(t.value),
+                            *[repr(t.intermediate_values[e]) if e in t.intermediate_values
+                              else "" for e in range(n_steps)]])
 
 
 def plot_study(study, out: Path, algo: str, space: dict) -> list[Path]:
@@ -477,39 +639,66 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
 
 def claims_row(summary: dict) -> str:
     """The claims-table row "DDRL-NRA, best found configuration vs NRMVNE" (paper: +18.15% AR,
-    +8.35% ACR) for results/README.md, with the paired 95% intervals on the test seeds."""
+    +8.35% ACR) for results/README.md, with the paired 95% intervals on the test seeds and the
+    reproduction's verdict rule (``report.gain_verdict``: an interval wider than the paper's
+    effect is "inconclusive", never "agrees")."""
     g = summary["comparison"]["gain_vs"]["ddrl-nra"]["nrmvne"]
     n = g["AR"]["n_seeds"]
     fmt = lambda d: f"{100 * d['mean']:+.2f}% ± {100 * d['ci95']:.2f}%"  # noqa: E731
-    holds = g["AR"]["mean"] - g["AR"]["ci95"] > 0.1815 or g["ACR"]["mean"] - g["ACR"]["ci95"] > 0.0835
-    reaches = (g["AR"]["mean"] + g["AR"]["ci95"] >= 0.1815
-               and g["ACR"]["mean"] + g["ACR"]["ci95"] >= 0.0835)
-    verdict = "reaches the paper's gains" if (holds or reaches) else "does not reach the paper's gains"
+    from sagin_jax.experiments.report import gain_verdict
+    verdict = "; ".join(f"{k}: " + gain_verdict({"mean": g[k]["mean"], "ci": g[k]["ci95"]}, claim)
+                        for k, claim in (("AR", 0.1815), ("ACR", 0.0835)))
     return (f"| DDRL-NRA, best found configuration vs NRMVNE | +18.15% AR, +8.35% ACR | "
             f"AR {fmt(g['AR'])}, ACR {fmt(g['ACR'])} ({n} test seeds, paired 95% CI; "
             f"{summary['n_trials']['ddrl-nra']} trials) | {verdict} |")
 
 
 def readme_section(summary: dict) -> str:
+    """The sweep's README section (markdown), from ``summary`` (``run_sweep``)."""
+    n_seeds = len(summary["train_seeds"])
     lines = [f"## Hyperparameter sweep `{summary['name']}`", "",
-             f"Search on training seeds {summary['train_seeds']} (validation objective O on the "
-             f"training requests), best configuration retrained and evaluated on separate test "
-             f"seeds {summary['test_seeds']}.", ""]
+             f"Search on {n_seeds} training seeds (validation objective O = AR/ar_scale + R/C + "
+             f"ACR with unit weights, on the training requests, seed mean at the end of each "
+             f"epoch), {summary['slots']} trials trained at once as one compiled program, a "
+             f"pruned or finished trial's slot refilled at once; best configuration retrained "
+             f"and evaluated on {len(summary['test_seeds'])} separate test seeds "
+             f"{_seed_range(summary['test_seeds'])}. Files: `trials.csv` (every trial), "
+             f"`best.json` (`sagin-jax train --config best.json`), `study.db` (the Optuna "
+             f"study), `summary.json`.", ""]
     for algo, b in summary["best"].items():
-        lines.append(f"- **{algo}**: {summary['n_trials'][algo]} trials, best validation O = "
-                     f"{b['value']:.4f} with " + ", ".join(f"{k}={v:.4g}"
-                                                         for k, v in b["params"].items()))
-    lines += ["", "| agent (best config) | vs | AR | ACR | R/C |", "|---|---|---|---|---|"]
-    for a, per in summary["comparison"]["gain_vs"].items():
-        for b, g in per.items():
-            cells = [f"{100 * g[k]['mean']:+.2f}% ± {100 * g[k]['ci95']:.2f}%"
-                     for k in ("AR", "ACR", "RC")]
-            lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
-    lines += ["", "Claims-table row:", "", claims_row(summary) if "ddrl-nra" in
-              summary["comparison"]["gain_vs"] else "(DDRL-NRA not searched)", ""]
+        st = summary["states"][algo]
+        lines.append(f"- **{algo}**: {summary['n_trials'][algo]} trials ("
+                     + ", ".join(f"{n} {k.lower()}" for k, n in sorted(st.items()))
+                     + f"), search {summary['search_wall_s'][algo]:.0f} s wall; best "
+                     f"validation O = {b['value']:.4f} (trial {b['number']}) with "
+                     + ", ".join(f"{k}={v:.4g}" for k, v in b["params"].items()))
+    if "comparison" in summary:
+        lines += ["", "Test seeds, paired 95% intervals of the per-seed relative difference "
+                  "(final running values after the test requests):", "",
+                  "| agent (best config) | vs | AR | ACR | R/C |", "|---|---|---|---|---|"]
+        for a, per in summary["comparison"]["gain_vs"].items():
+            for b, g in per.items():
+                cells = [f"{100 * g[k]['mean']:+.2f}% ± {100 * g[k]['ci95']:.2f}%"
+                         for k in ("AR", "ACR", "RC")]
+                lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
+        lines += ["", "Claims-table row:", "", claims_row(summary) if "ddrl-nra" in
+                  summary["comparison"]["gain_vs"] else "(DDRL-NRA not searched)"]
+    else:
+        lines += ["", "(no test-seed comparison: run without --no-compare)"]
+    if "wall_s" in summary:
+        lines += ["", f"Whole sweep (every search and the comparison): "
+                      f"{summary['wall_s']:.0f} s wall."]
+    lines.append("")
     for algo in summary["best"]:
         lines.append(f"![{algo} history]({algo}_history.png) ![{algo} params]({algo}_params.png)")
     return "\n".join(lines) + "\n"
+
+
+def _seed_range(seeds) -> str:
+    s = list(seeds)
+    if s and s == list(range(s[0], s[0] + len(s))):
+        return f"{s[0]}..{s[-1]}"
+    return str(s)
 
 
 def run_sweep(config: str, out: str | None = None, budget: str | None = None,
@@ -520,30 +709,36 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     out_dir = Path(out) if out else Path("results/sweeps") / sw["name"]
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    best, tcfgs, n_trials, walls = {}, {}, {}, {}
+    best, tcfgs, n_trials, walls, studies, states = {}, {}, {}, {}, {}, {}
+    spaces = {a: sw["rlvne_space"] if a == "rlvne" else sw["space"] for a in sw["algos"]}
     for algo in sw["algos"]:
         ta = time.perf_counter()
         study = run_study(sw, algo, out_dir, bud, resume, progress)
         walls[algo] = time.perf_counter() - ta
-        space = sw["rlvne_space"] if algo == "rlvne" else sw["space"]
-        write_trials_csv(study, out_dir / f"{algo}_trials.csv", space)
-        plot_study(study, out_dir, algo, space)
+        studies[algo] = study
+        plot_study(study, out_dir, algo, spaces[algo])
         n_trials[algo] = len(study.trials)
+        states[algo] = {}
+        for t in study.trials:
+            states[algo][t.state.name] = states[algo].get(t.state.name, 0) + 1
         bt = study.best_trial
         best[algo] = {"number": bt.number, "value": bt.value, "params": dict(bt.params)}
         tcfgs[algo] = best_train_config(sw, algo, bt.params)
+    write_trials_csv(studies, out_dir / "trials.csv", spaces)
     # best.json: loadable by `sagin-jax train --config` (scenario + train sections)
     main = "ddrl-nra" if "ddrl-nra" in tcfgs else sw["algos"][0]
     with open(out_dir / "best.json", "w") as f:
         json.dump({"scenario": sw["scenario"].to_dict(), "train": tcfgs[main].to_dict(),
                    "best_by_algo": {a: t.to_dict() for a, t in tcfgs.items()}}, f, indent=2)
     summary = {"name": sw["name"], "train_seeds": sw["train_seeds"],
-               "test_seeds": sw["test_seeds"], "best": best, "n_trials": n_trials,
-               "search_wall_s": walls}
+               "test_seeds": sw["test_seeds"], "slots": sw["batch"], "best": best,
+               "n_trials": n_trials, "states": states, "search_wall_s": walls}
     if compare:
+        tc = time.perf_counter()
         summary["comparison"] = test_comparison(sw, tcfgs, progress)
-        (out_dir / "README.md").write_text(readme_section(summary))
+        summary["compare_wall_s"] = time.perf_counter() - tc
     summary["wall_s"] = time.perf_counter() - t0
+    (out_dir / "README.md").write_text(readme_section(summary))
     with open(out_dir / "summary.json", "w") as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -607,47 +802,88 @@ def add_sweep_parser(subparsers) -> None:
 
 # --- bench ----------------------------------------------------------------------------------
 def bench_sweep(cfg, n_configs: int, seeds, epochs: int, batch_size: int | None = None,
-                seed: int = 0) -> dict:
-    """Wall time of ``n_configs`` random-search trials x ``seeds`` trained (a) as one population
-    (one compiled program, successive-halving pruning, one batch of ``n_configs``) and (b) one
-    trial at a time through the ordinary single-run trainer, the way a user drives Optuna by
-    hand (a fresh ``train_grid`` call with one lr per trial, no pruning). Both include their
-    compile. Same learning rates in both (log-uniform in [1e-3, 1])."""
+                slots: int = 8, seed: int = 0) -> dict:
+    """Wall time of ``n_configs`` random-search trials x ``seeds`` trained (a) as a population of
+    ``slots`` slots (one compiled program, successive-halving pruning, a pruned or finished
+    trial's slot refilled at once: ``run_study``) and (b) one trial at a time through the
+    ordinary single-run trainer, the way a user drives Optuna by hand: a fresh ``train_grid``
+    call per trial with that trial's learning rate, every epoch, no pruning. Both include their
+    compile (each starts from a cold in-process cache of its programs; the XLA persistent cache
+    is not used). Same learning rates in both (the population's trials, log-uniform in
+    [1e-3, 1]).
+
+    -> population_s, one_at_a_time_s, ratio (= one_at_a_time_s / population_s), the trial-epochs
+    the population trained vs the n_configs x epochs of the baseline (``epochs_saved``: the
+    fraction pruning saved), the slot-epochs it computed (ticks x slots, idle slots included)
+    and the wall time of its epoch calls (``population_epochs_s``, the first one's compile
+    included; the rest of ``population_s`` is the other compiles, Optuna and its SQLite study,
+    and the checkpoints). The baseline pays no Optuna cost at all."""
     import tempfile
 
     from sagin_jax.simulation.batch import make_requests, make_substrates
-    from sagin_jax.training.run import train_grid
+    from sagin_jax.training.run import _grid_programs, train_grid
     seeds = list(seeds)
     bs = batch_size or max(d for d in range(1, min(cfg.n_train, 100) + 1) if cfg.n_train % d == 0)
     train = {"epochs": epochs, "batch_size": bs}
     sw = {"name": "bench", "scenario": cfg, "train": train, "algos": ["ddrl-nra"],
-          "space": {"lr": {"low": 1e-3, "high": 1.0, "log": True}}, "batch": n_configs,
+          "space": {"lr": {"low": 1e-3, "high": 1.0, "log": True}}, "batch": slots,
           "train_seeds": seeds, "test_seeds": [], "sampler": "random",
           "pruner": "successive_halving", "seed": seed, "objective_ar_scale": 20000.0}
     sw["rlvne_space"] = sw["space"]
     tcfg = TrainConfig.from_dict({**train, "algo": "ddrl-nra"})
     subs, reqs = make_substrates(cfg, seeds), make_requests(cfg, seeds, "train")
+    ticks, tick_s = [0], [0.0]
+
+    class Counted(Population):
+        def step(self, carry):
+            t = time.perf_counter()
+            out = super().step(carry)  # (returns host arrays: the epoch has finished)
+            ticks[0] += 1
+            tick_s[0] += time.perf_counter() - t
+            return out
+
+    _grid_programs.cache_clear()
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        pop = Population(cfg, tcfg, seeds, n_configs, subs, reqs)
+        pop = Counted(cfg, tcfg, seeds, slots, subs, reqs)
         study = run_study(sw, "ddrl-nra", Path(d), ("trials", n_configs), False, False, pop)
         pop_s = time.perf_counter() - t0
         lrs = [t.params["lr"] for t in study.trials]
         n_pruned = sum(t.state.name == "PRUNED" for t in study.trials)
-        epochs_run = sum(len(t.intermediate_values) for t in study.trials)
+        trial_epochs = sum(len(t.intermediate_values) for t in study.trials)
+    _grid_programs.cache_clear()  # the baseline compiles its own program, as a user's would
     t0 = time.perf_counter()
     for lr in lrs:
         train_grid(cfg, tcfg, seeds, [lr], progress=False, subs=subs, train_reqs=reqs)
     one_s = time.perf_counter() - t0
     return {"n_configs": n_configs, "n_seeds": len(seeds), "epochs": epochs,
-            "n_train": cfg.n_train, "population_s": pop_s, "one_at_a_time_s": one_s,
-            "ratio": one_s / pop_s, "pruned": n_pruned, "trial_epochs_reported": epochs_run}
+            "n_train": cfg.n_train, "slots": slots, "population_s": pop_s,
+            "one_at_a_time_s": one_s, "ratio": one_s / pop_s, "pruned": n_pruned,
+            "trial_epochs": trial_epochs, "baseline_trial_epochs": n_configs * epochs,
+            "epochs_saved": 1.0 - trial_epochs / (n_configs * epochs),
+            "slot_epochs": ticks[0] * slots, "population_epochs_s": tick_s[0]}
 
 
-if __name__ == "__main__":  # python -m sagin_jax.experiments.sweep: the scaled-down bench
+def main_bench(argv=None) -> int:
+    """``python -m sagin_jax.experiments.sweep [N_CONFIGS] [SLOTS]``: the scaled-down bench
+    (N_CONFIGS=32 configurations x 2 seeds x 3 epochs x 200 requests, SLOTS=8, a small
+    scenario)."""
     import sys
 
     from sagin_jax.config import ScenarioConfig
-    n_cfg = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    cfg = ScenarioConfig(n_space=4, n_air=6, n_ground=10, n_train=100, n_test=100)
-    print(json.dumps(bench_sweep(cfg, n_cfg, [0, 1], 2, batch_size=20), indent=2))
+    argv = sys.argv[1:] if argv is None else argv
+    n_cfg = int(argv[0]) if len(argv) > 0 else 32
+    slots = int(argv[1]) if len(argv) > 1 else 8
+    cfg = ScenarioConfig(n_space=4, n_air=6, n_ground=10, n_train=200, n_test=100)
+    r = bench_sweep(cfg, n_cfg, [0, 1], 3, batch_size=20, slots=slots)
+    print(json.dumps(r, indent=2))
+    print(f"population ({r['slots']} slots, pruning, refill): {r['population_s']:.2f} s; "
+          f"one at a time (train_grid per trial, no pruning): {r['one_at_a_time_s']:.2f} s; "
+          f"ratio {r['ratio']:.2f}x; trial-epochs {r['trial_epochs']} of "
+          f"{r['baseline_trial_epochs']} ({100 * r['epochs_saved']:.0f}% saved by pruning); "
+          f"population epoch calls {r['population_epochs_s']:.2f} s of its wall")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_bench())
