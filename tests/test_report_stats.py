@@ -57,3 +57,23 @@ def test_mean_ci_hand_worked():
     """Seeds 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303 -> half-width 4.303 / sqrt(3)."""
     mean, half = mean_ci(np.array([1.0, 2.0, 3.0]))
     assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+
+
+def test_sweep_claim_rows_come_from_each_sweep_with_a_comparison(tmp_path):
+    import json
+
+    from sagin_jax.experiments.report import sweep_claim_rows
+    gain = {"AR": {"mean": 0.02, "ci95": 0.01, "n_seeds": 32},
+            "ACR": {"mean": 0.30, "ci95": 0.01, "n_seeds": 32}}
+    (tmp_path / "sweeps" / "a").mkdir(parents=True)
+    (tmp_path / "sweeps" / "a" / "summary.json").write_text(json.dumps(
+        {"name": "a", "n_trials": {"ddrl-nra": 7},
+         "comparison": {"gain_vs": {"ddrl-nra": {"nrmvne": gain}}}}))
+    (tmp_path / "sweeps" / "b").mkdir()
+    (tmp_path / "sweeps" / "b" / "summary.json").write_text(json.dumps({"name": "b"}))
+    rows = sweep_claim_rows(tmp_path)
+    assert len(rows) == 2  # sweep b has no test comparison
+    # AR: [+1%, +3%] excludes 0 and lies below the paper's +18.15%; ACR: [+29%, +31%] above +8.35%
+    assert "+2.0% ± 1.0%" in rows[0] and "7 trials" in rows[0] and "| 32 |" in rows[0]
+    assert rows[0].endswith("same direction, smaller effect |")
+    assert rows[1].endswith("same direction, larger effect |")

@@ -61,6 +61,26 @@ def _series(fin: dict, metric: str, digits: int = 3) -> str:
     return ", ".join(f"{k}: {_fmt(v[metric], digits=digits)}" for k, v in fin.items())
 
 
+def sweep_claim_rows(out: Path) -> list[str]:
+    """Claims-table rows "DDRL-NRA, best found configuration vs NRMVNE" from every committed
+    hyperparameter sweep with a test-seed comparison (``out/sweeps/NAME/summary.json``, written
+    by ``sagin-jax sweep``): the paired gain on the sweep's separate test seeds."""
+    rows = []
+    for f in sorted((out / "sweeps").glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        g = (s.get("comparison") or {}).get("gain_vs", {}).get("ddrl-nra", {}).get("nrmvne")
+        if not g:
+            continue
+        trials = s.get("n_trials", {}).get("ddrl-nra", "?")
+        for metric, claim in (("AR", 0.1815), ("ACR", 0.0835)):
+            st = {"mean": g[metric]["mean"], "ci": g[metric]["ci95"]}
+            rows.append(f"| DDRL-NRA, best found configuration vs NRMVNE, {metric} (sweep "
+                        f"`{s.get('name', f.parent.name)}`, {trials} trials, test seeds) | "
+                        f"+{claim * 100:.2f}% | {_fmt(st, pct=True)} | {g[metric]['n_seeds']} | "
+                        f"{gain_verdict(st, claim)} |")
+    return rows
+
+
 def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
     """(Re)write ``out/README.md`` from the completion markers in ``out/.done``."""
     done = {}
@@ -148,6 +168,7 @@ def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
                     else "U[1,10] is not best on any single indicator here"
                     + (" (its acceptance ties U[1,20] within the interval)." if plateau
                        else ".")))
+    rows += sweep_claim_rows(out)
     lines += ["## Headline claims", "",
               "| claim | paper | measured | seeds | verdict |", "|---|---|---|---|---|", *rows]
     lines += lines_final
