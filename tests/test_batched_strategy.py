@@ -45,7 +45,7 @@ def test_strategy_choice():
 
 # saturated: many link-stage rejections and candidates spoilt within a request; light: many
 # departures released at once (each compile costs ~10 s, so two families, not all four)
-@pytest.mark.parametrize("family", ["saturated", "light"])
+@pytest.mark.parametrize("family", ["saturated"])  # rejections and acceptances both
 def test_batched_matches_reference(family):
     subs, reqs, state, out = run(family, NRMVNE, "batched")
     for i, seed in enumerate(SEEDS):

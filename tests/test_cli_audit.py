@@ -21,7 +21,7 @@ from sagin_jax.scenario.io import scenario_document
 
 SMALL = {"n_space": 4, "n_air": 6, "n_ground": 10, "n_train": 60, "n_test": 60,
          "domains_per_segment": [1, 2, 2]}
-RUNS = [(algo, seed) for algo in ("nrmvne", "grc", "random") for seed in (0, 1)]
+RUNS = [("nrmvne", 0), ("nrmvne", 1), ("grc", 0), ("random", 0)]
 FILES = ["metrics.csv", "scenario.json", "trace.jsonl"]
 TRACE_KEYS = {"id", "arrival", "departure", "accepted", "node_map", "paths", "revenue", "cost"}
 # the per-request link-only parts of eqs. 7/8 may be recorded as well
@@ -142,9 +142,9 @@ def test_audit_trail_passes_the_independent_checker(runs, algo, seed):
 
 def test_same_seed_same_trail(runs, tmp_path, config_file, capsys):
     """Re-running a seed reproduces the files byte for byte."""
-    first = runs["random", 1][0]
+    first = runs["random", 0][0]
     again = tmp_path / "again"
-    assert main(["simulate", "--algo", "random", "--seed", "1", "--out", str(again),
+    assert main(["simulate", "--algo", "random", "--seed", "0", "--out", str(again),
                  "--config", str(config_file)]) == 0
     capsys.readouterr()
     for name in FILES:

@@ -104,7 +104,7 @@ def test_random_policy_replays_in_reference(family):
         _compare(doc, trace, metrics, ref, f"{family}/random/seed {seed}")
 
 
-@pytest.mark.parametrize("policy,algo", [(NRMVNE, "nrmvne"), (GRC, "grc")], ids=["nrmvne", "grc"])
+@pytest.mark.parametrize("policy,algo", [(NRMVNE, "nrmvne")], ids=["nrmvne"])  # GRC: small families
 def test_paper_scenario_matches_reference(policy, algo):
     """Two seeds of the full paper scenario (100 nodes, 1000 requests)."""
     seeds = (0, 1)

@@ -131,12 +131,8 @@ def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys)
     for name, text in before.items():
         assert (out / name).read_text() == text, name
 
-
-def test_resume_reruns_an_experiment_whose_config_changed(tmp_path, capsys):
-    files = _write_experiments(tmp_path / "exps")
-    out = tmp_path / "results"
+    # an experiment whose config changed is rerun, not skipped, by --resume
     fig8 = files[2]
-    assert main(["reproduce", "--config", str(fig8), "--out", str(out), "--quiet"]) == 0
     exp = json.loads(fig8.read_text())
     exp["sto_ranges"] = [[1, 20], [1, 10]]
     fig8.write_text(json.dumps(exp))
@@ -165,7 +161,7 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     # one seed count, seeds looped (the vmapped programs are tested in test_invariants): every
     # workload of the bench with the fewest compiles that still exercises it
     spec = {"seeds": [2], "vmap_max_seeds": 0, "reference_seeds": 1, "speedup_seeds": 2,
-            "scenario": SMALL, "fig4": None, "scale_nodes": [20, 40], "scale_seeds": 1,
+            "scenario": SMALL, "fig4": None, "scale_nodes": [20], "scale_seeds": 1,
             "scale_requests": 20, "train": {"batch_size": 20},
             "trip_seeds": 1, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
             "train_memory_seeds": [4]}
@@ -180,7 +176,7 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     assert ("reference-nrmvne", "python", "1") in workloads
     assert {("jax-ddrl-train", "map", "2"), ("jax-nrmvne-test", "map", "2"),
             ("jax-ddrl-test", "map", "2")} <= workloads
-    assert {"scale-20", "scale-40"} <= {r["workload"] for r in rows}
+    assert "scale-20" in {r["workload"] for r in rows}
     assert {"trips-nrmvne-test", "trips-ddrl-nra-test", "generate-jax", "generate-numpy"} <= \
         {r["workload"] for r in rows}
     trips = {r["loop"]: float(r["trips_mean"]) for r in rows

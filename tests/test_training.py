@@ -170,21 +170,6 @@ def test_vmapped_training_equals_separate_runs():
     assert not np.allclose(last(0, 1), leaves(p_init)[-1])
 
 
-def test_vmapped_rlvne_training_equals_separate_runs():
-    _, subs, train, _, max_active = small_set()
-    tc = TrainConfig(algo="rlvne", epochs=2, batch_size=20, init_scale=0.5)
-    trainer, single = trainer_for(tc, 40, max_active)
-    keys = jax.vmap(jax.random.key)(jnp.arange(3))
-    lr = jnp.float32(0.05)
-    p_all, c_all = jax.jit(jax.vmap(trainer.train, in_axes=(0, None, 0, 0)))(
-        keys, lr, subs, train)
-    for i in range(3):
-        p, c = single(keys[i], lr, unstack(subs, i), unstack(train, i))
-        assert_trees_equal(unstack(p_all, i), p, rtol=1e-5, atol=1e-6)
-        assert_trees_equal(unstack(c_all, i), c, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(leaves(unstack(p_all, 0))[-1], leaves(unstack(p_all, 1))[-1])
-
-
 def test_init_plus_epochs_equals_train():
     """``init`` + repeated ``epoch`` (the progress-bar path) gives the numbers of ``train``."""
     _, subs, train, _, max_active = small_set()
