@@ -27,10 +27,11 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
     return jax.random.wrap_key_data(jax.device_put(data), impl="threefry2x32")
 
 
-def run_index(n_runs: int, mesh=None) -> np.ndarray:
-    """Run indices 0..n_runs-1, padded (repeating the last run) to a multiple of the mesh's
-    device count, so every device gets an equal block. Padding rows are dropped by ``unpad``."""
-    d = 1 if mesh is None else mesh.devices.size
+def run_index(n_runs: int, mesh=None, multiple: int | None = None) -> np.ndarray:
+    """Run indices 0..n_runs-1, padded (repeating the last run) to a multiple of ``multiple``
+    (default: the mesh's device count, so every device gets an equal block). Padding rows are
+    dropped by ``unpad``."""
+    d = (1 if mesh is None else mesh.devices.size) if multiple is None else multiple
     return np.minimum(np.arange(-(-n_runs // d) * d), n_runs - 1)
 
 
@@ -40,12 +41,8 @@ def take(tree, idx: np.ndarray, mesh=None):
     array keeps its key type). Host data is handed over as it is: placing an array that already
     sits on one device onto a mesh would compile a slicing program per leaf shape."""
     if mesh is not None:
-        from sagin_jax.simulation.sharding import seed_sharding
-        n = mesh.devices.size
-        if idx.shape[0] % n:
-            raise ValueError(f"run axis of length {idx.shape[0]} is not divisible by the {n} "
-                             "devices of the mesh")
-        put = lambda a: jax.device_put(a, seed_sharding(mesh))  # noqa: E731
+        from sagin_jax.simulation.sharding import shard_seeds
+        put = lambda a: shard_seeds(a, mesh)  # noqa: E731
     else:
         put = jax.device_put
 

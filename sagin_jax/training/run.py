@@ -108,9 +108,7 @@ def run_block(n_runs: int, mesh=None, max_block: int | None = None) -> int:
 def population_runs(n_seeds: int, n_hypers: int, mesh=None, block: int | None = None):
     """(idx, seed_of, hyper_of) of the seeds x settings run axis (seed-major), padded by
     repeating the last run to a multiple of ``block`` (default: of the mesh's device count)."""
-    n = n_seeds * n_hypers
-    block = (1 if mesh is None else mesh.devices.size) if block is None else block
-    idx = np.minimum(np.arange(-(-n // block) * block), n - 1)
+    idx = run_index(n_seeds * n_hypers, mesh, block)
     return idx, idx // n_hypers, idx % n_hypers
 
 
@@ -153,22 +151,22 @@ def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int
     bar = _progress(tcfg.epochs, f"train {tcfg.algo} {n_s} seeds x {n_l} settings", progress)
     curves = []
     t0 = time.perf_counter()
+    join = lambda *xs: np.concatenate([np.asarray(x) for x in xs])  # noqa: E731  (blocks)
     for _ in range(tcfg.epochs):
         step = [compiled(c, sb, rq) for c, (_, sb, rq, _) in zip(carries, data)]
         carries = [c for c, _ in step]
-        curve = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
-                                       *[cv for _, cv in step])
-        curves.append(curve)
+        curves.append([cv for _, cv in step])  # kept on the devices: no sync per epoch
         if bar is not None:
+            curve = jax.tree_util.tree_map(join, *curves[-1])
             last = jax.tree_util.tree_map(lambda x: float(np.mean(x[: n_s * n_l, -1])), curve)
             bar.set_postfix(AR=f"{last.ar:.0f}", ACR=f"{last.acr:.3f}", RC=f"{last.rc:.3f}")
             bar.update(1)
-    params = jax.tree_util.tree_map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
-                                    *[c.params for c in carries])
+    params = jax.tree_util.tree_map(join, *[c.params for c in carries])
     run_s = time.perf_counter() - t0
     if bar is not None:
         bar.close()
     grid = lambda x: np.asarray(x)[: n_s * n_l].reshape((n_s, n_l) + x.shape[1:])  # noqa: E731
+    curves = [jax.tree_util.tree_map(join, *blocks) for blocks in curves]
     stacked = jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *curves)
     return TrainResult(params=jax.tree_util.tree_map(grid, params),
                        curves=jax.tree_util.tree_map(grid, stacked), seeds=seeds,
