@@ -22,7 +22,8 @@ from sagin_jax.audit_trail import trace_records, write_audit
 from sagin_jax.policies.ddrl import (NodeScorer, domain_feature_matrices, init_ddrl_params,
                                      make_ddrl_policy)
 from sagin_jax.policies.rlvne import make_rlvne_policy
-from sagin_jax.policies.base import NodeContext, with_gradients
+from sagin_jax.policies.base import (NodeContext, inverse_cdf, masked_log_softmax, sample_masked,
+                                     with_gradients)
 from sagin_jax.reference import check_audit, load_audit_dir
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.build import build_requests, build_substrate
@@ -468,3 +469,37 @@ def test_trained_agent_trace_passes_audit_and_replays(algo, tmp_path):
     # the audit trail written from the JAX run passes the independent constraint checker
     write_audit(tmp_path, sub, test_reqs, out)
     assert check_audit(*load_audit_dir(str(tmp_path))) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling from eq. 20: the inverse CDF of one uniform
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("u, expected", [(0.0, 1), (0.5, 1), (2 / 3, 3), (0.9, 3), (1.0, 3)])
+def test_inverse_cdf_hand_worked(u, expected):
+    # weights [0, 2, 0, 1, 0]: cumulative [0, 2, 2, 3, 3]; u·3 in [0, 2) -> 1, [2, 3] -> 3
+    # (u = 1 would point past the end: capped at the last positive weight)
+    p = jnp.asarray([0.0, 2.0, 0.0, 1.0, 0.0])
+    assert int(inverse_cdf(p, jnp.float32(u))) == expected
+
+
+def test_inverse_cdf_all_zero_weights_gives_last_index():
+    assert int(inverse_cdf(jnp.zeros(4), jnp.float32(0.3))) == 3
+
+
+def test_sample_masked_follows_the_masked_softmax():
+    """20,000 draws against numpy's softmax over the mask: masked entries never drawn, and a
+    chi-square test of the counts (4 degrees of freedom, critical value 23.5 at p = 1e-4)."""
+    logits = np.array([0.3, -1.2, 2.0, 0.0, 5.0, 0.7, -0.4], np.float32)
+    mask = np.array([True, True, True, False, False, True, True])
+    logp = masked_log_softmax(jnp.asarray(logits), jnp.asarray(mask))
+    keys = jax.random.split(jax.random.key(11), 20_000)
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: sample_masked(k, logp, jnp.asarray(mask))))(
+        keys))
+    counts = np.bincount(draws, minlength=len(logits))
+    assert counts[~mask].sum() == 0
+    expected = np_softmax(logits.astype(np.float64), mask)[mask] * len(draws)
+    chi2 = ((counts[mask] - expected) ** 2 / expected).sum()
+    assert chi2 < 23.5, (counts, expected)
+    # the batch does not change a draw: the first keys one at a time give the same hosts
+    alone = [int(sample_masked(k, logp, jnp.asarray(mask))) for k in keys[:5]]
+    assert alone == draws[:5].tolist()

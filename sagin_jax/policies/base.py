@@ -72,6 +72,26 @@ def argmax_feasible(score: jax.Array, feasible: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(feasible, score, -jnp.inf)).astype(jnp.int32)
 
 
+def inverse_cdf(p: jax.Array, u: jax.Array) -> jax.Array:
+    """The first index whose cumulative weight exceeds ``u · Σp``, for weights ``p >= 0`` and
+    ``u`` in [0, 1]: i32. ``cdf[i-1] <= u·Σp < cdf[i]`` implies ``p[i] > 0``, so an entry of
+    weight 0 is never returned while some weight is positive; ``u · Σp`` may round up to ``Σp``
+    (or ``u`` be 1), so the index is capped at the last positive entry. All weights 0: the last
+    index."""
+    cdf = jnp.cumsum(p)
+    last = p.shape[0] - 1 - jnp.argmax((p > 0)[::-1])
+    return jnp.minimum(jnp.sum(cdf <= u * cdf[-1]), last).astype(jnp.int32)
+
+
+def sample_masked(key: jax.Array, logp: jax.Array, mask: jax.Array) -> jax.Array:
+    """One draw from the categorical distribution ``exp(logp)`` over the ``mask``ed entries
+    (eq. 20) by ``inverse_cdf`` of one uniform: one random word per draw, where
+    ``jax.random.categorical`` draws a Gumbel per entry (most of a training step's time on a
+    CPU). With an empty mask the result is the last index (the caller sees an infeasible host)."""
+    p = jnp.where(mask, jnp.exp(jnp.where(mask, logp, 0.0)), 0.0)
+    return inverse_cdf(p, jax.random.uniform(key, dtype=p.dtype))
+
+
 def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
     """log softmax over the masked entries (eq. 20 restricted to feasible nodes); -inf elsewhere."""
     z = jnp.where(mask, logits, -jnp.inf)

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 
 from sagin_jax import features
-from sagin_jax.policies.base import NodeContext, NodePolicy, argmax_feasible, index_order
+from sagin_jax.policies.base import (NodeContext, NodePolicy, argmax_feasible, index_order,
+                                     sample_masked)
 
 
 def _nrm_prepare(params, ctx: NodeContext):
@@ -36,10 +37,10 @@ GRC = make_grc()
 
 
 def _random_select(key, params, ctx: NodeContext, aux):
-    logits = jnp.where(ctx.feasible, 0.0, -jnp.inf)
-    host = jax.random.categorical(key, logits).astype(jnp.int32)
     count = jnp.maximum(ctx.feasible.sum(), 1)
-    return host, {"logp": -jnp.log(count.astype(jnp.float32))}
+    logp = -jnp.log(count.astype(jnp.float32))
+    host = sample_masked(key, jnp.full(ctx.feasible.shape, logp), ctx.feasible)
+    return host, {"logp": logp}
 
 
 RANDOM = NodePolicy("random", index_order, _random_select)

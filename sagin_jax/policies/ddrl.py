@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from sagin_jax import features
-from sagin_jax.policies.base import NodeContext, NodePolicy, index_order, masked_log_softmax
+from sagin_jax.policies.base import (NodeContext, NodePolicy, index_order, masked_log_softmax,
+                                     sample_masked)
 
 N_FEATURES = 4
 
@@ -35,19 +36,28 @@ class NodeScorer(nn.Module):
         return conv(fm)[:, 0]
 
 
-def domain_feature_matrices(ctx: NodeContext, inc_bw: jax.Array | None = None
-                            ) -> tuple[jax.Array, jax.Array]:
-    """FM of every domain (eq. 18), each column divided by its max over the domain: f32[U, D, 4],
-    and the padding mask bool[U, D]. ``inc_bw`` (Σ residual BW per node) may be passed in when
+def domain_feature_matrix(ctx: NodeContext, d: jax.Array, inc_bw: jax.Array | None = None
+                          ) -> tuple[jax.Array, jax.Array]:
+    """FM of domain ``d`` (eq. 18), each column divided by its max over the domain: f32[D, 4],
+    and the padding mask bool[D]. ``inc_bw`` (Σ residual BW per node) may be passed in when
     already known: it does not change while a request's nodes are placed."""
     sub = ctx.sub
     if inc_bw is None:
         inc_bw = features.residual_incident_bw(sub, ctx.res_bw)
-    per_node = jnp.stack([ctx.res_cpu, ctx.res_sto, inc_bw, sub.ad], axis=-1)  # [N, 4]
-    valid = sub.domain_nodes >= 0
-    fm = jnp.where(valid[..., None], per_node[jnp.maximum(sub.domain_nodes, 0)], 0.0)
-    scale = jnp.max(jnp.abs(fm), axis=1, keepdims=True)
+    members = sub.domain_nodes[d]
+    valid = members >= 0
+    m = jnp.maximum(members, 0)
+    fm = jnp.stack([ctx.res_cpu[m], ctx.res_sto[m], inc_bw[m], sub.ad[m]], axis=-1)
+    fm = jnp.where(valid[:, None], fm, 0.0)
+    scale = jnp.max(jnp.abs(fm), axis=0, keepdims=True)
     return fm / jnp.where(scale > 0, scale, 1.0), valid
+
+
+def domain_feature_matrices(ctx: NodeContext, inc_bw: jax.Array | None = None
+                            ) -> tuple[jax.Array, jax.Array]:
+    """``domain_feature_matrix`` of every domain: f32[U, D, 4] and bool[U, D]."""
+    domains = jnp.arange(ctx.sub.domain_nodes.shape[0])
+    return jax.vmap(lambda d: domain_feature_matrix(ctx, d, inc_bw))(domains)
 
 
 def init_ddrl_params(key: jax.Array, n_domains: int, init_scale: float = 0.1):
@@ -67,16 +77,17 @@ def make_ddrl_policy(greedy: bool, init_scale: float = 0.1) -> NodePolicy:
         return order, features.residual_incident_bw(ctx.sub, ctx.res_bw)
 
     def select(key, params, ctx: NodeContext, inc_bw):
-        fm, valid = domain_feature_matrices(ctx, inc_bw)
-        scores = jax.vmap(module.apply)(params, fm)  # every agent scores its own domain [U, D]
+        # only the agent of the request node's domain acts (its own FM, its own parameters)
         d = ctx.req.domain[ctx.node]
+        fm, valid = domain_feature_matrix(ctx, d, inc_bw)
+        scores = module.apply(jax.tree_util.tree_map(lambda x: x[d], params), fm)  # [D]
         members = ctx.sub.domain_nodes[d]
-        mask = valid[d] & ctx.feasible[jnp.maximum(members, 0)]
-        logp = masked_log_softmax(scores[d], mask)
+        mask = valid & ctx.feasible[jnp.maximum(members, 0)]
+        logp = masked_log_softmax(scores, mask)
         if greedy:
-            idx = jnp.argmax(jnp.where(mask, scores[d], -jnp.inf))
+            idx = jnp.argmax(jnp.where(mask, scores, -jnp.inf))
         else:
-            idx = jax.random.categorical(key, jnp.where(mask, logp, -jnp.inf))
+            idx = sample_masked(key, logp, mask)
         return members[idx].astype(jnp.int32), {"logp": jnp.where(mask.any(), logp[idx], 0.0)}
 
     return NodePolicy("ddrl-nra" + ("-greedy" if greedy else ""), prepare, select)

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from sagin_jax import features
-from sagin_jax.policies.base import NodeContext, NodePolicy, index_order, masked_log_softmax
+from sagin_jax.policies.base import (NodeContext, NodePolicy, index_order, masked_log_softmax,
+                                     sample_masked)
 
 
 def static_columns(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
@@ -46,7 +47,7 @@ def make_rlvne_policy(greedy: bool) -> NodePolicy:
         if greedy:
             host = jnp.argmax(jnp.where(ctx.feasible, logits, -jnp.inf))
         else:
-            host = jax.random.categorical(key, jnp.where(ctx.feasible, logp, -jnp.inf))
+            host = sample_masked(key, logp, ctx.feasible)
         return host.astype(jnp.int32), {"logp": jnp.where(ctx.feasible.any(), logp[host], 0.0)}
 
     return NodePolicy("rlvne" + ("-greedy" if greedy else ""), prepare, select)
