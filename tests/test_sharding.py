@@ -92,6 +92,31 @@ def test_four_device_mesh_training_equals_single_device():
     """, devices=4)
 
 
+def test_two_device_sweep_gives_the_single_device_trials(tmp_path):
+    """The sweep's population sharded over 2 devices (``--host-devices 2``) asks, prunes and
+    scores the same trials as on one device, a refill included (3 trials in 2 slots)."""
+    out = _python(f"""
+        import jax, numpy as np
+        from tests.test_sweep import _refill_sweep, _trials
+        from sagin_jax.experiments import sweep as sweep_mod
+        from sagin_jax.training.config import TrainConfig
+        assert jax.device_count() == 2, jax.devices()
+        sw = _refill_sweep(train_seeds=[0, 1, 2])  # 3 seeds x 2 slots: 6 runs over 2 devices
+        tcfg = TrainConfig.from_dict({{**sw["train"], "algo": "ddrl-nra"}})
+        runs = {{}}
+        for name, mesh in (("one", None), ("two", "default")):
+            pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"],
+                                       mesh=mesh)
+            assert (pop.mesh is None) == (name == "one")
+            study = sweep_mod.run_study(sw, "ddrl-nra", {str(tmp_path)!r} + "/" + name,
+                                        ("trials", 3), False, False, pop)
+            runs[name] = _trials(study)
+        assert len(runs["one"]) == 3 and runs["one"] == runs["two"], runs
+        print("trials", len(runs["two"]))
+    """, devices=2)
+    assert out.split()[-1] == "3"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

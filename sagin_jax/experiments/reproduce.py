@@ -89,9 +89,8 @@ def _outcome_metrics(out, lead: tuple = ()) -> dict:
 def _batching(exp: dict) -> dict:
     """How runs are batched: ``seed_loop`` from the experiment file (default by backend) and
     the seed mesh over every device (several CPU host devices with ``--host-devices``)."""
-    from sagin_jax.simulation.sharding import seed_mesh
-    return {"seed_loop": exp.get("seed_loop"),
-            "mesh": seed_mesh() if jax.device_count() > 1 else None}
+    from sagin_jax.simulation.sharding import default_mesh
+    return {"seed_loop": exp.get("seed_loop"), "mesh": default_mesh()}
 
 
 EDGE_BUCKET, DEGREE_BUCKET = 32, 4

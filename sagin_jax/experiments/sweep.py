@@ -239,25 +239,30 @@ class Population:
     ``jnp.where``) while the others keep training. Every slot of a seed uses that seed's key, so
     a setting trained in any slot, started at any epoch of the sweep, gets the same numbers."""
 
-    def __init__(self, cfg, tcfg: TrainConfig, seeds, n_slots: int, subs=None, train_reqs=None):
+    def __init__(self, cfg, tcfg: TrainConfig, seeds, n_slots: int, subs=None, train_reqs=None,
+                 mesh="default"):
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
         from sagin_jax.simulation.seed_axis import seed_keys, take_runs
+        from sagin_jax.simulation.sharding import default_mesh
         from sagin_jax.training.run import grid_programs, population_runs
         self.tcfg, self.seeds, self.n_slots = tcfg, list(seeds), n_slots
+        # the run axis (seeds x slots) is sharded over every device (``--host-devices``); each
+        # run is computed alone, so the trials' numbers do not depend on the device count
+        self.mesh = default_mesh() if mesh == "default" else mesh
         subs = make_substrates(cfg, self.seeds) if subs is None else subs
         train_reqs = make_requests(cfg, self.seeds, "train") if train_reqs is None else train_reqs
         self.max_active = table_size(train_reqs)
-        _, seed_of, self.slot_of = population_runs(len(self.seeds), n_slots)
+        _, seed_of, self.slot_of = population_runs(len(self.seeds), n_slots, self.mesh)
         self.slot_of = np.asarray(self.slot_of)
         self.keys, self.subs, self.reqs = take_runs((seed_keys(self.seeds), subs, train_reqs),
-                                                    seed_of)
+                                                    seed_of, self.mesh)
         self.init, self.epoch = grid_programs(tcfg, train_reqs.n_requests, self.max_active,
-                                              None, None)
+                                              None, self.mesh)
         self._take_runs = take_runs
 
     def start(self, hypers: Hyper):
         """Carry for ``hypers`` (f32[n_slots] leaves)."""
-        return self.init(self.keys, self._take_runs(hypers, self.slot_of), self.subs)
+        return self.init(self.keys, self._take_runs(hypers, self.slot_of, self.mesh), self.subs)
 
     def refill(self, carry, slots, hypers: Hyper):
         """``carry`` with the runs of ``slots`` (slot indices) re-initialised for ``hypers``
@@ -297,9 +302,11 @@ class Population:
         template = self.start(Hyper.stack([Hyper.from_config(self.tcfg, xp=np)] * self.n_slots))
         leaves, treedef = jax.tree_util.tree_flatten(template)
         new = [jax.random.wrap_key_data(data[f"leaf_{i}"], impl="threefry2x32") if _is_key(x)
-               else jax.numpy.asarray(data[f"leaf_{i}"]) for i, x in enumerate(leaves)]
+               else data[f"leaf_{i}"] for i, x in enumerate(leaves)]
         meta = {k: v for k, v in data.items() if not k.startswith("leaf_")}
-        return jax.tree_util.tree_unflatten(treedef, new), meta
+        carry = jax.tree_util.tree_unflatten(treedef, new)
+        # placed as ``start`` places a carry (on the mesh when there is one): no new compile
+        return self._take_runs(carry, np.arange(len(self.slot_of)), self.mesh), meta
 
 
 def _is_key(x) -> bool:
@@ -611,8 +618,10 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
     from sagin_jax.policies.baselines import BASELINES
     from sagin_jax.simulation.batch import (make_requests, make_substrates, simulate_seeds,
                                             table_size)
+    from sagin_jax.simulation.sharding import default_mesh
     from sagin_jax.training.run import evaluate_grid, train_population
     cfg, seeds = sw["scenario"], sw["test_seeds"]
+    mesh = default_mesh()
     subs = make_substrates(cfg, seeds)
     train_reqs, test_reqs = make_requests(cfg, seeds, "train"), make_requests(cfg, seeds, "test")
     table = table_size(train_reqs, test_reqs)
@@ -620,13 +629,14 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
     for algo, tcfg in tcfgs.items():
         res = train_population(cfg, tcfg, seeds, Hyper.stack([Hyper.from_config(tcfg, xp=np)]),
                                progress=progress, subs=subs, train_reqs=train_reqs,
-                               max_active=table)
-        o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table)
+                               max_active=table, mesh=mesh)
+        o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table, mesh=mesh)
         m = o.metrics
         final[algo] = {"AR": np.asarray(m.ar)[:, 0, -1], "ACR": np.asarray(m.acr)[:, 0, -1],
                        "RC": np.asarray(m.rc)[:, 0, -1]}
     for base in ("nrmvne", "grc"):
-        _, o = simulate_seeds(BASELINES[base], None, seeds, subs, test_reqs, max_active=table)
+        _, o = simulate_seeds(BASELINES[base], None, seeds, subs, test_reqs, max_active=table,
+                              mesh=mesh)
         m = o.metrics
         final[base] = {"AR": np.asarray(m.ar)[:, -1], "ACR": np.asarray(m.acr)[:, -1],
                        "RC": np.asarray(m.rc)[:, -1]}
@@ -854,7 +864,8 @@ def bench_sweep(cfg, n_configs: int, seeds, epochs: int, batch_size: int | None 
     _grid_programs.cache_clear()  # the baseline compiles its own program, as a user's would
     t0 = time.perf_counter()
     for lr in lrs:
-        train_grid(cfg, tcfg, seeds, [lr], progress=False, subs=subs, train_reqs=reqs)
+        train_grid(cfg, tcfg, seeds, [lr], progress=False, subs=subs, train_reqs=reqs,
+                   mesh=pop.mesh)
     one_s = time.perf_counter() - t0
     return {"n_configs": n_configs, "n_seeds": len(seeds), "epochs": epochs,
             "n_train": cfg.n_train, "slots": slots, "population_s": pop_s,

@@ -20,6 +20,12 @@ def seed_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,))
 
 
+def default_mesh() -> Mesh | None:
+    """The seed mesh over every device when there are several (several CPU host devices with
+    ``--host-devices``, several GPUs, several hosts), else None (one device: no sharding)."""
+    return seed_mesh() if jax.device_count() > 1 else None
+
+
 def seed_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS))
 
