@@ -312,3 +312,16 @@ def test_checkpoint_round_trip(algo, tmp_path):
                             extra={"format": "something-else"})
     with pytest.raises(ValueError, match="format"):
         load_checkpoint(other)
+
+
+def test_wide_training_epoch_keeps_no_copy_of_the_requests():
+    """A training epoch vmapped over seeds (the accelerator layout) holds each seed's requests
+    once, as an argument: its temporaries (XLA's buffer assignment, compiled from shapes alone)
+    stay under half the requests' bytes. Scanning over a [batches, batch, ...] reshape of the
+    requests made XLA keep a transposed copy of all of them (temporaries > the requests)."""
+    from sagin_jax.experiments.bench import train_memory
+    cfg = small(n_train=400)
+    m = train_memory(cfg, TrainConfig(epochs=1, batch_size=20), 64)
+    requests = 64 * m["requests_per_seed"]
+    assert m["arguments"] >= requests
+    assert m["temporaries"] < 0.5 * requests, (m["temporaries"], requests)

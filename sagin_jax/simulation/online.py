@@ -208,14 +208,18 @@ def trips_per_request(outcome: Outcome) -> tuple[float, int]:
 
 def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,
                state: SimState, record_paths: bool = False, strategy: str | None = None):
-    """Scan ``handle_request`` over all requests from ``state``; -> (final state, Outcome[R])."""
+    """Scan ``handle_request`` over all requests from ``state``; -> (final state, Outcome[R]).
+
+    The scan runs over request indices and reads each request from ``requests`` in the step:
+    scanning over ``requests`` itself would, once vmapped over seeds, make XLA keep a copy of
+    every seed's requests transposed to [R, seeds, ...]."""
     keys = jax.random.split(key, requests.n_requests)
 
     def step(s, xs):
-        req, k = xs
-        return handle_request(policy, params, k, sub, s, req, record_paths, strategy)
+        i, k = xs
+        return handle_request(policy, params, k, sub, s, requests.at(i), record_paths, strategy)
 
-    return jax.lax.scan(step, state, (requests, keys))
+    return jax.lax.scan(step, state, (jnp.arange(requests.n_requests), keys))
 
 
 def simulate(policy: NodePolicy, params, key, sub: Substrate, requests: Requests,

@@ -221,16 +221,21 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
                           hyper=hyper, baseline=jnp.float32(0.0))
 
     def epoch(carry: TrainCarry, sub: Substrate, reqs: Requests):
-        """One pass over the training requests from an empty network; -> (carry, curve)."""
-        batched = jax.tree_util.tree_map(
-            lambda x: x.reshape((n_batches, cfg.batch_size) + x.shape[1:]), reqs)
+        """One pass over the training requests from an empty network; -> (carry, curve).
+
+        Each batch is sliced out of ``reqs`` inside the scan: a reshape to [batches, batch, ...]
+        scanned over its leading axis would, once vmapped over seeds, make XLA keep a transposed
+        copy of every seed's requests (most of the program's memory on a wide batch)."""
         avg = segment_average_matrix(sub) if cfg.algo == "ddrl-nra" else None
 
         hyper = carry.hyper
 
         def batch_step(c, xs):
             params, opt_state, state, updates_done, baseline = c
-            batch, k = xs
+            b, k = xs
+            batch = jax.tree_util.tree_map(
+                lambda x: jax.lax.dynamic_slice_in_dim(x, b * cfg.batch_size, cfg.batch_size),
+                reqs)
             state, out = run_online(train_policy, params, k, sub, batch, state)
             rewards = request_rewards(cfg, out, hyper)
             used, baseline = update_baseline(hyper, rewards, out.accepted, baseline, updates_done)
@@ -256,7 +261,7 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
         keys = jax.random.split(carry.epoch_keys[carry.epoch], n_batches)
         (params, opt_state, _, updates_done, baseline), curve = jax.lax.scan(
             batch_step, (carry.params, carry.opt_state, state, carry.updates_done,
-                         carry.baseline), (batched, keys))
+                         carry.baseline), (jnp.arange(n_batches), keys))
         carry = carry.replace(params=params, opt_state=opt_state, updates_done=updates_done,
                               epoch=carry.epoch + 1, baseline=baseline)
         return carry, TrainCurves(*curve)
