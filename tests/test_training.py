@@ -16,6 +16,7 @@ from sagin_jax.policies.ddrl import init_ddrl_params
 from sagin_jax.policies.rlvne import init_rlvne_params
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
+from sagin_jax.scenario.types import widen
 from sagin_jax.simulation.online import simulate
 from sagin_jax.training.checkpoint import load_checkpoint, save_checkpoint
 from sagin_jax.training.config import TrainConfig
@@ -325,3 +326,33 @@ def test_wide_training_epoch_keeps_no_copy_of_the_requests():
     requests = 64 * m["requests_per_seed"]
     assert m["arguments"] >= requests
     assert m["temporaries"] < 0.5 * requests, (m["temporaries"], requests)
+
+
+def test_compact_storage_trains_and_simulates_the_same_bits():
+    """Requests and substrate tables stored narrow (``compact_requests``, ``compact_substrate``:
+    what the training drivers hand the program) give bit for bit the training and the test pass
+    of the full-width storage; values that do not fit a narrow type keep theirs."""
+    from sagin_jax.policies.baselines import NRMVNE
+    from sagin_jax.scenario.types import compact_requests, compact_substrate
+    cfg = small(n_train=60, n_test=60)
+    sub = unstack(make_substrates(cfg, (4,)), 0)
+    reqs = unstack(make_requests(cfg, (4,), "train"), 0)
+    c_sub, c_reqs = compact_substrate(sub), compact_requests(reqs)
+    assert c_reqs.cpu.dtype == np.uint8 and c_reqs.link_a.dtype == np.int8
+    assert c_sub.hops.dtype == np.int16 and c_sub.edge_id.dtype == np.int16
+    assert sum(x.nbytes for x in leaves(c_reqs)) * 2.5 < sum(x.nbytes for x in leaves(reqs))
+    table = table_size(reqs)
+    train = jax.jit(make_train(TrainConfig(epochs=2, batch_size=20), 60, table).train)
+    key = jax.random.key(7)
+    assert_trees_equal(train(key, jnp.float32(0.05), sub, reqs),
+                       train(key, jnp.float32(0.05), c_sub, c_reqs))
+    sim = jax.jit(lambda s, r: simulate(NRMVNE, None, jax.random.key(0), s, r, table))
+    assert_trees_equal(sim(sub, reqs), sim(c_sub, c_reqs))
+    # a fractional demand, a demand above 2**16, an index above 127: kept exact
+    odd = reqs.replace(link_bw=reqs.link_bw.at[0, 0].set(2.5),
+                       cpu=reqs.cpu.at[0, 0].set(70000.0), domain=reqs.domain.at[0, 0].set(200))
+    c_odd = compact_requests(odd)
+    assert c_odd.link_bw.dtype == np.float32 and c_odd.cpu.dtype == np.float32
+    assert c_odd.sto.dtype == np.uint8 and c_odd.domain.dtype == np.int16
+    assert_trees_equal(jax.tree_util.tree_map(np.asarray, odd),
+                       jax.tree_util.tree_map(np.asarray, widen(c_odd)))

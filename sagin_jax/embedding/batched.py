@@ -129,9 +129,10 @@ def embed_links_batched(sub: Substrate, res_bw: jax.Array, req: Requests, hosts:
     demand = req.link_bw[order]
     src = jnp.maximum(hosts[req.link_a[order]], 0)
     dst = jnp.maximum(hosts[req.link_b[order]], 0)
-    static_parent = sub.tree_parent[src]  # [L, N]
-    static_depth = sub.hops[src]
-    static_hops = sub.hops[src, dst]
+    # (the tables may be stored narrower: ``compact_substrate``)
+    static_parent = sub.tree_parent[src].astype(jnp.int32)  # [L, N]
+    static_depth = sub.hops[src].astype(jnp.int32)
+    static_hops = sub.hops[src, dst].astype(jnp.int32)
     static_mask = path_links(sub, static_parent, static_depth, dst, static_hops)
 
     def cond(c):

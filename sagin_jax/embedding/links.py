@@ -122,7 +122,7 @@ def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array
     def body(c):
         node, mask, left, ok = c
         p = parent[node]
-        e = sub.edge_id[node, p]
+        e = sub.edge_id[node, p].astype(jnp.int32)
         return p, mask.at[e].set(True), left - 1, ok & eligible[e]
 
     _, mask, _, ok = jax.lax.while_loop(
@@ -144,8 +144,8 @@ def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.
     stays min-hop, and each of its nodes' eligible candidate parents are a subset of its static
     candidates that still holds the static (smallest-id) parent.
     """
-    tree = sub.tree_parent[src]
-    tree_hops = sub.hops[src, dst]
+    tree = sub.tree_parent[src].astype(jnp.int32)  # (may be stored narrower: compact_substrate)
+    tree_hops = sub.hops[src, dst].astype(jnp.int32)
     tree_mask, tree_ok = walk_path(sub, tree, dst, tree_hops, eligible)
 
     def search():

@@ -36,6 +36,7 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.io import read_json, scenario_document, write_csv
+from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
 from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
@@ -285,6 +286,7 @@ def train_memory(cfg: ScenarioConfig, tcfg: TrainConfig, n_seeds: int) -> dict:
     compiled program's buffer assignment on this backend (lowered from shapes alone: nothing is
     allocated or run): arguments (scenarios, requests, carry), outputs and temporaries."""
     subs, reqs = make_substrates(cfg, [0]), make_requests(cfg, [0], "train")
+    subs, reqs = compact_substrate(subs), compact_requests(reqs)  # as the training drivers do
     trainer = make_train(tcfg, reqs.n_requests, table_size(reqs))
     wide = lambda tree: jax.tree_util.tree_map(  # noqa: E731
         lambda x: jax.ShapeDtypeStruct((n_seeds,) + x.shape[1:], x.dtype), tree)

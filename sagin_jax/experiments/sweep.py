@@ -241,6 +241,7 @@ class Population:
 
     def __init__(self, cfg, tcfg: TrainConfig, seeds, n_slots: int, subs=None, train_reqs=None,
                  mesh="default"):
+        from sagin_jax.scenario.types import compact_requests, compact_substrate
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
         from sagin_jax.simulation.seed_axis import seed_keys, take_runs
         from sagin_jax.simulation.sharding import default_mesh
@@ -254,8 +255,9 @@ class Population:
         self.max_active = table_size(train_reqs)
         _, seed_of, self.slot_of = population_runs(len(self.seeds), n_slots, self.mesh)
         self.slot_of = np.asarray(self.slot_of)
-        self.keys, self.subs, self.reqs = take_runs((seed_keys(self.seeds), subs, train_reqs),
-                                                    seed_of, self.mesh)
+        self.keys, self.subs, self.reqs = take_runs(
+            (seed_keys(self.seeds), compact_substrate(subs), compact_requests(train_reqs)),
+            seed_of, self.mesh)
         self.init, self.epoch = grid_programs(tcfg, train_reqs.n_requests, self.max_active,
                                               None, self.mesh)
         self._take_runs = take_runs

@@ -1,7 +1,6 @@
 """The heuristic baselines as node-selection policies (DESIGN section 4, docs/rules.md)."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from sagin_jax import features

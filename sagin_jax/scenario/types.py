@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -73,6 +74,53 @@ class Requests:
     def at(self, k) -> "Requests":
         """The k-th request (leading axis indexed away)."""
         return jax.tree_util.tree_map(lambda x: x[k], self)
+
+
+REQUEST_DTYPES = {"arrival": jnp.float32, "lifetime": jnp.float32, "node_mask": jnp.bool_,
+                  "cpu": jnp.float32, "sto": jnp.float32, "domain": jnp.int32,
+                  "link_a": jnp.int32, "link_b": jnp.int32, "link_bw": jnp.float32,
+                  "link_mask": jnp.bool_}
+"""The dtypes every rule computes with (``widen``)."""
+
+
+def widen(req: Requests) -> Requests:
+    """``req`` with the dtypes of ``REQUEST_DTYPES`` (no-op for fields that have them): applied
+    where a program reads a batch or one request of ``compact_requests`` storage."""
+    return req.replace(**{k: getattr(req, k).astype(t) for k, t in REQUEST_DTYPES.items()
+                          if getattr(req, k).dtype != t})
+
+
+def _narrowest(x: np.ndarray, kinds) -> np.ndarray:
+    for t in kinds:
+        info = np.iinfo(t)
+        if x.size == 0 or (np.all(x == np.floor(x)) and x.min() >= info.min
+                           and x.max() <= info.max):
+            return x.astype(t)
+    return x
+
+
+def compact_requests(req: Requests) -> Requests:
+    """Host copy of ``req`` with each demand (``cpu``, ``sto``, ``link_bw``) stored as uint8 or
+    uint16 and each index (``domain``, ``link_a``, ``link_b``) as int8 or int16 when every value
+    fits exactly, else as it was: ``widen`` gives back the same numbers. For the paper's
+    requests this is 3x less memory (the training requests are most of a wide training
+    program's arguments)."""
+    out = {}
+    for k in ("cpu", "sto", "link_bw"):
+        out[k] = _narrowest(np.asarray(getattr(req, k)), (np.uint8, np.uint16))
+    for k in ("domain", "link_a", "link_b"):
+        out[k] = _narrowest(np.asarray(getattr(req, k)), (np.int8, np.int16))
+    return jax.tree_util.tree_map(np.asarray, req).replace(**out)
+
+
+def compact_substrate(sub: Substrate) -> Substrate:
+    """Host copy of ``sub`` with its N x N tables (``hops``, ``tree_parent``, ``edge_id``)
+    stored as int16 when every value fits (any substrate below 32,768 nodes), else as they were.
+    The request step casts what it reads from them to int32, so the numbers are the same; for
+    the paper's substrate this halves the 120 KiB those tables take per seed."""
+    out = {k: _narrowest(np.asarray(getattr(sub, k)), (np.int16,))
+           for k in ("hops", "tree_parent", "edge_id")}
+    return jax.tree_util.tree_map(np.asarray, sub).replace(**out)
 
 
 def stack(items):

@@ -19,7 +19,7 @@ from sagin_jax.embedding.batched import embed_links_batched
 from sagin_jax.embedding.links import embed_links
 from sagin_jax.embedding.nodes import feasible_hosts, place_node
 from sagin_jax.policies.base import NodeContext, NodePolicy
-from sagin_jax.scenario.types import Requests, Substrate
+from sagin_jax.scenario.types import Requests, Substrate, widen
 from sagin_jax.simulation.metrics import Metrics, running_metrics
 from sagin_jax.simulation.state import (SimState, accept_totals, init_state, release_expired,
                                         release_expired_batched)
@@ -217,7 +217,8 @@ def run_online(policy: NodePolicy, params, key, sub: Substrate, requests: Reques
 
     def step(s, xs):
         i, k = xs
-        return handle_request(policy, params, k, sub, s, requests.at(i), record_paths, strategy)
+        return handle_request(policy, params, k, sub, s, widen(requests.at(i)), record_paths,
+                              strategy)
 
     return jax.lax.scan(step, state, (jnp.arange(requests.n_requests), keys))
 

@@ -233,7 +233,7 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
         def batch_step(c, xs):
             params, opt_state, state, updates_done, baseline = c
             b, k = xs
-            batch = jax.tree_util.tree_map(
+            batch = jax.tree_util.tree_map(  # kept in its storage dtypes: run_online widens
                 lambda x: jax.lax.dynamic_slice_in_dim(x, b * cfg.batch_size, cfg.batch_size),
                 reqs)
             state, out = run_online(train_policy, params, k, sub, batch, state)
