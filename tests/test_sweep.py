@@ -148,12 +148,37 @@ def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fre
         assert sweep_mod.validation_objective(last, 20000.0)[1] == late.intermediate_values[e]
 
 
+def test_an_idle_slot_keeps_its_carry_and_a_live_slot_trains_as_if_alone():
+    """``Population.step(carry, live_slots)``: the runs of an idle slot come back bit for bit
+    unchanged with zero metrics (on a CPU they are skipped, not computed), and a live slot's
+    numbers are those of a step with every slot live."""
+    sw = _refill_sweep()
+    tcfg, pop = _population(sw)
+    hypers = Hyper.stack([sweep_mod.hyper_of(tcfg, {"lr": 3.0}), sweep_mod.hyper_of(tcfg, {})])
+    def host(carry):
+        return [np.asarray(jax.random.key_data(x) if sweep_mod._is_key(x) else x)
+                for x in jax.tree_util.tree_leaves(carry)]
+    before = host(pop.start(hypers))
+    carry, last = pop.step(pop.start(hypers), [0])
+    idle = pop.slot_of == 1
+    after = host(carry)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a[idle], b[idle])
+    assert all(np.all(v[:, 1] == 0) for v in last.values())
+    _, both = pop.step(pop.start(hypers))
+    for k in last:
+        np.testing.assert_array_equal(last[k][:, 0], both[k][:, 0])
+        assert np.all(both[k][:, 1] > 0)
+    assert any(not np.array_equal(a[~idle], b[~idle]) for a, b in zip(before, after))
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     sw = _refill_sweep()
     _, pop = _population(sw)
     ticks = []
-    pop.step = lambda carry: ticks.append(1) or sweep_mod.Population.step(pop, carry)
+    pop.step = lambda carry, live=None: ticks.append(1) or sweep_mod.Population.step(pop, carry,
+                                                                                       live)
     full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
                                False, False, pop)
     del pop.step
@@ -202,8 +227,8 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
             orig(*a, **kw)
         raise KeyboardInterrupt
 
-    def counted_step(self, carry):
-        out = sweep_mod.Population.step(self, carry)
+    def counted_step(self, carry, live_slots=None):
+        out = sweep_mod.Population.step(self, carry, live_slots)
         ticks.append(1)
         return out
 

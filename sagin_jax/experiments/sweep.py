@@ -245,7 +245,8 @@ class Population:
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
         from sagin_jax.simulation.seed_axis import seed_keys, take_runs
         from sagin_jax.simulation.sharding import default_mesh
-        from sagin_jax.training.run import grid_programs, population_runs
+        from sagin_jax.training.run import (grid_programs, population_epoch_program,
+                                            population_runs)
         self.tcfg, self.seeds, self.n_slots = tcfg, list(seeds), n_slots
         # the run axis (seeds x slots) is sharded over every device (``--host-devices``); each
         # run is computed alone, so the trials' numbers do not depend on the device count
@@ -258,7 +259,9 @@ class Population:
         self.keys, self.subs, self.reqs = take_runs(
             (seed_keys(self.seeds), compact_substrate(subs), compact_requests(train_reqs)),
             seed_of, self.mesh)
-        self.init, self.epoch = grid_programs(tcfg, train_reqs.n_requests, self.max_active,
+        self.init, _ = grid_programs(tcfg, train_reqs.n_requests, self.max_active, None,
+                                     self.mesh)
+        self.epoch = population_epoch_program(tcfg, train_reqs.n_requests, self.max_active,
                                               None, self.mesh)
         self._take_runs = take_runs
 
@@ -272,10 +275,14 @@ class Population:
         mask = np.isin(self.slot_of, np.asarray(list(slots), np.int64))
         return _select_runs(mask, self.start(hypers), carry)
 
-    def step(self, carry):
-        """One epoch of every slot; -> (carry, metrics of the last batch {ar, acr, rc}:
-        f64[S, n_slots])."""
-        carry, curve = self.epoch(carry, self.subs, self.reqs)
+    def step(self, carry, live_slots=None):
+        """One epoch of every slot in ``live_slots`` (slot indices; default all), the others
+        idle at no cost on a CPU; -> (carry, metrics of the last batch {ar, acr, rc}:
+        f64[S, n_slots], 0 for idle slots)."""
+        live = (np.ones(len(self.slot_of), bool) if live_slots is None
+                else np.isin(self.slot_of, np.asarray(list(live_slots), np.int64)))
+        carry, curve = self.epoch(carry, self.subs, self.reqs,
+                                  self._take_runs(live, np.arange(len(live)), self.mesh))
         n_s = len(self.seeds)
         last = {k: np.asarray(getattr(curve, k))[: n_s * self.n_slots, -1]
                 .astype(np.float64).reshape(n_s, self.n_slots) for k in ("ar", "acr", "rc")}
@@ -493,7 +500,7 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
             pop.save(carry, ckpt, trial=[-1 if t is None else t.number for t in slot_trial],
                      epoch=slot_epoch)
     while any(t is not None for t in slot_trial):
-        carry, last = pop.step(carry)
+        carry, last = pop.step(carry, [i for i, t in enumerate(slot_trial) if t is not None])
         obj = validation_objective(last, sw["objective_ar_scale"])
         with _DeferInterrupt():
             for i, t in enumerate(slot_trial):
@@ -847,9 +854,9 @@ def bench_sweep(cfg, n_configs: int, seeds, epochs: int, batch_size: int | None 
     ticks, tick_s = [0], [0.0]
 
     class Counted(Population):
-        def step(self, carry):
+        def step(self, carry, live_slots=None):
             t = time.perf_counter()
-            out = super().step(carry)  # (returns host arrays: the epoch has finished)
+            out = super().step(carry, live_slots)  # (host arrays: the epoch has finished)
             ticks[0] += 1
             tick_s[0] += time.perf_counter() - t
             return out

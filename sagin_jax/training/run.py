@@ -61,6 +61,29 @@ def _grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, 
             jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,)))
 
 
+def population_epoch_program(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
+    """The jitted ``epoch(carry, subs, reqs, live)`` of a sweep's population: runs whose
+    ``live`` flag (bool[runs]) is False keep their carry and give zero curves. With runs looped
+    (``seed_loop="map"``, the CPU default) an idle run costs nothing; vmapped, both branches
+    are computed (the same numbers, no saving)."""
+    return _population_epoch_program(tcfg.static(), n_train, max_active, seed_loop, mesh)
+
+
+@functools.lru_cache(maxsize=None)
+def _population_epoch_program(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop,
+                              mesh):
+    trainer = make_train(tcfg, n_train, max_active)
+    n_batches = n_train // tcfg.batch_size
+
+    def epoch(carry, sub, reqs, live):
+        def idle(c):
+            zero = jax.numpy.zeros((n_batches,), jax.numpy.float32)
+            return c, TrainCurves(ar=zero, acr=zero, rc=zero, objective=zero)
+        return jax.lax.cond(live, lambda c: trainer.epoch(c, sub, reqs), idle, carry)
+
+    return jax.jit(over_seeds(epoch, seed_loop, mesh), donate_argnums=(0,))
+
+
 def evaluate_program(tcfg: TrainConfig, max_active: int, seed_loop, mesh):
     """The jitted greedy test pass over a run axis, one per static configuration."""
     return _evaluate_program(tcfg.static(), max_active, seed_loop, mesh)
