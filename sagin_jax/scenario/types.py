@@ -84,8 +84,9 @@ REQUEST_DTYPES = {"arrival": jnp.float32, "lifetime": jnp.float32, "node_mask": 
 
 
 def widen(req: Requests) -> Requests:
-    """``req`` with the dtypes of ``REQUEST_DTYPES`` (no-op for fields that have them): applied
-    where a program reads a batch or one request of ``compact_requests`` storage."""
+    """``req`` with the dtypes of ``REQUEST_DTYPES`` (no-op for fields that have them): the
+    online pass applies it to each request it reads, so it may be given ``compact_requests``
+    storage."""
     return req.replace(**{k: getattr(req, k).astype(t) for k, t in REQUEST_DTYPES.items()
                           if getattr(req, k).dtype != t})
 
