@@ -185,7 +185,8 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     mem = [r for r in rows if r["workload"] == "train-memory"]
     assert len(mem) == 1 and mem[0]["seeds"] == "4"
     # at least the 4 seeds' training requests and substrates are arguments of the program
-    req_bytes = 4 * SMALL["n_train"] * (4 * 3 * 10)  # >= cpu, sto, domain of 10 node slots
+    # (stored compact: >= one byte each for cpu, sto, domain of 10 node slots)
+    req_bytes = 4 * SMALL["n_train"] * (3 * 10)
     assert float(mem[0]["arguments_gib"]) * 2 ** 30 >= req_bytes
     assert float(mem[0]["memory_gib"]) >= float(mem[0]["arguments_gib"])
     assert (tmp_path / "bench.png").is_file()
