@@ -404,6 +404,8 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
     """
     import optuna
     from optuna.trial import TrialState
+
+    from sagin_jax.experiments.study_storage import MirroredStorage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": algo})
     space = sw["rlvne_space"] if algo == "rlvne" else sw["space"]
@@ -416,7 +418,10 @@ def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume:
     if exists and not resume:
         raise ValueError(f"{out / 'study.db'} already holds study {name!r}: pass --resume to "
                          "continue it or choose another --out")
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+    # the database holds the study; its trials are read from an in-memory mirror (this process
+    # is the study's only writer): Optuna's own SQLite cache re-reads every running trial
+    study = optuna.create_study(study_name=name, storage=MirroredStorage(storage),
+                                direction="maximize",
                                 pruner=make_pruner(sw["pruner"], tcfg.epochs),
                                 load_if_exists=True)
     pop = population or Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
