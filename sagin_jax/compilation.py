@@ -103,3 +103,54 @@ def enable_persistent_cache(path: str | os.PathLike | None = None) -> Path | Non
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return cache
+
+
+# --- compiling ahead, on every core ---------------------------------------------------------
+@dataclass
+class Job:
+    """One program a run will call: ``fn`` (a ``jax.jit`` function) with ``args`` (placed as they
+    will be passed: the compiled program depends on their shapes, dtypes and shardings) and the
+    static keyword arguments ``static``."""
+    fn: object
+    args: tuple
+    static: dict | None = None
+
+    def key(self) -> tuple:
+        """Equal for two jobs that compile the same program."""
+        leaves, treedef = jax.tree_util.tree_flatten(self.args)
+        sig = tuple((tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", None)))
+                    if hasattr(x, "shape") else ("py", repr(x)) for x in leaves)
+        return (id(self.fn), tuple(sorted((self.static or {}).items(), key=lambda kv: kv[0])),
+                str(treedef), sig)
+
+    def lower(self):
+        return self.fn.lower(*self.args, **(self.static or {}))
+
+
+def compile_workers() -> int:
+    """Threads for ``compile_ahead``: one per core (XLA compiles one program on one core)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+def compile_ahead(jobs, workers: int | None = None) -> int:
+    """Compile every distinct program of ``jobs`` now, ``workers`` at a time (default: one per
+    core), so that the calls that follow find them compiled. XLA compiles a program on one core,
+    so a run that compiles its programs one by one, as it first calls each, leaves the other
+    cores idle; compiling them side by side divides a cold run's compile time by up to the core
+    count. ``jobs`` may be a generator: each job is submitted as soon as it is made, so the
+    work of making the next ones overlaps the compiles. Lowering (tracing) stays in the
+    caller's thread; only XLA's compilation runs in the pool. The persistent cache applies as
+    usual. -> the number of distinct programs."""
+    from concurrent.futures import ThreadPoolExecutor
+    workers = compile_workers() if workers is None else max(1, int(workers))
+    seen, futures = set(), []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for job in jobs:
+            k = job.key()
+            if k not in seen:
+                seen.add(k)
+                futures.append(pool.submit(job.lower().compile))
+        for f in futures:
+            f.result()  # re-raises a compile error here
+    return len(futures)

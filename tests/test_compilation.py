@@ -72,15 +72,21 @@ def test_run_index_pads_to_the_mesh_by_repeating_the_last_run():
     np.testing.assert_array_equal(run_index(3), [0, 1, 2])
 
 
-def test_small_fig5_7_reproduction_compiles_few_programs(tmp_path):
+def test_small_fig5_7_reproduction_compiles_few_programs_all_ahead(tmp_path):
     """The whole `reproduce --config experiments/small/fig5_7.json` (1 seed instead of 4 to keep
-    the run short; the program count does not depend on the seed count)."""
+    the run short; the program count does not depend on the seed count). Every program is
+    compiled in the ahead phase (``experiment_jobs`` lists exactly what the runners call): the
+    runs themselves compile, and load, nothing."""
     config = experiments_dir() / "small" / "fig5_7.json"
+    phases = {}
     with CompileCounter() as cc:
-        reproduce(config=str(config), out=str(tmp_path / "r"), seeds=1, progress=False)
+        reproduce(config=str(config), out=str(tmp_path / "r"), seeds=1, progress=False,
+                  compiles=phases)
     assert (tmp_path / "r" / "fig5_7.csv").is_file()
     programs = _programs(cc)
     assert programs <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
+    assert phases["run"].compiled + phases["run"].cache_hits == 0, phases
+    assert phases["ahead"].compiled + phases["ahead"].cache_hits >= 5, phases  # 5 algorithms
 
 
 def test_training_grids_of_any_size_share_one_program_and_blocks_change_no_bit():
@@ -109,3 +115,25 @@ def test_training_grids_of_any_size_share_one_program_and_blocks_change_no_bit()
                          train_reqs=two[1], max_active=table)
     assert _programs(cc) == 0, cc.stats
     assert [run_block(n, None, 32) for n in (1, 3, 4, 5, 32, 33, 128)] == [1, 4, 4, 8, 32, 32, 32]
+
+
+def test_compile_ahead_compiles_each_distinct_program_once_and_calls_then_compile_nothing():
+    import jax.numpy as jnp
+
+    from sagin_jax.compilation import Job, compile_ahead
+
+    @jax.jit
+    def f(x, y):
+        return jnp.sin(x) * y + jnp.cumsum(x)
+
+    a, b = jnp.arange(7.0), jnp.float32(2.0)
+    wide = jnp.arange(9.0)
+    jobs = (Job(f, (x, b)) for x in (a, a + 1.0, wide))  # a generator: same shape twice
+    with CompileCounter() as ahead:
+        n = compile_ahead(jobs, workers=2)
+    assert n == 2 and _programs(ahead) == 2
+    with CompileCounter() as run:
+        out = [f(a, b), f(wide, b)]
+    assert _programs(run) == 0
+    np.testing.assert_allclose(np.asarray(out[0]), np.sin(np.arange(7.0)) * 2
+                               + np.cumsum(np.arange(7.0)), rtol=1e-6)

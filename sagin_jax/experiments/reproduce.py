@@ -109,11 +109,15 @@ def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
 
 # --- Fig. 4 --------------------------------------------------------------------------------
 
-def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
-    cfg: ScenarioConfig = exp["_scenario"]
+def _fig4_setup(exp: dict):
+    """(scenario config, TrainConfig, seeds, learning rates) of a Fig. 4 experiment."""
     tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
-    seeds = list(range(exp["seeds"]))
-    lrs = exp.get("lrs", [0.0005, 0.005, 0.01, 0.05])
+    return (exp["_scenario"], tcfg, list(range(exp["seeds"])),
+            exp.get("lrs", [0.0005, 0.005, 0.01, 0.05]))
+
+
+def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
+    cfg, tcfg, seeds, lrs = _fig4_setup(exp)
     subs, train_reqs, _, table = scenarios(cfg, tuple(seeds))
     res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, subs=subs, train_reqs=train_reqs,
                      max_active=table, **_batching(exp))
@@ -142,17 +146,29 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
 
 # --- Figs. 5-7 -----------------------------------------------------------------------------
 
+TRAINED = ("ddrl-nra", "rlvne")
+
+
+def _trained_setup(exp: dict, algo: str):
+    """(TrainConfig, learning rate) of a trained algorithm in a comparison or Fig. 8."""
+    tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": algo})
+    return tcfg, exp.get("lr", 0.005) if algo == "ddrl-nra" else exp.get("rlvne_lr", 0.005)
+
+
+def _compare_algos(exp: dict) -> list:
+    return exp.get("algos", ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"])
+
+
 def run_compare(exp: dict, out: Path, progress: bool) -> dict:
     cfg: ScenarioConfig = exp["_scenario"]
     seeds = list(range(exp["seeds"]))
-    algos = exp.get("algos", ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"])
+    algos = _compare_algos(exp)
     subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
     per_algo, timing = {}, {}
     for algo in algos:
         t0 = time.perf_counter()
-        if algo in ("ddrl-nra", "rlvne"):
-            tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": algo})
-            lr = exp.get("lr", 0.005) if algo == "ddrl-nra" else exp.get("rlvne_lr", 0.005)
+        if algo in TRAINED:
+            tcfg, lr = _trained_setup(exp, algo)
             res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
                              train_reqs=train_reqs, max_active=table, **_batching(exp))
             o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
@@ -184,16 +200,21 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
 
 # --- Fig. 8 --------------------------------------------------------------------------------
 
-def run_storage(exp: dict, out: Path, progress: bool) -> dict:
-    base: ScenarioConfig = exp["_scenario"]
-    seeds = list(range(exp["seeds"]))
-    ranges = [tuple(r) for r in exp.get("sto_ranges", [[1, 50], [1, 20], [1, 10]])]
-    tcfg = TrainConfig.from_dict({**exp.get("train", {}), "algo": "ddrl-nra"})
-    lr = exp.get("lr", 0.005)
-    per_range = {}
-    for rng in ranges:
-        cfg = base.replace(req_sto=rng)
+def _storage_cfgs(exp: dict) -> dict:
+    """{storage range: scenario config} of a Fig. 8 experiment."""
+    out = {}
+    for rng in [tuple(r) for r in exp.get("sto_ranges", [[1, 50], [1, 20], [1, 10]])]:
+        cfg = exp["_scenario"].replace(req_sto=rng)
         cfg.validate()
+        out[rng] = cfg
+    return out
+
+
+def run_storage(exp: dict, out: Path, progress: bool) -> dict:
+    seeds = list(range(exp["seeds"]))
+    tcfg, lr = _trained_setup(exp, "ddrl-nra")
+    per_range = {}
+    for rng, cfg in _storage_cfgs(exp).items():
         subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
         res = train_grid(cfg, tcfg, seeds, [lr], progress=progress, subs=subs,
                          train_reqs=train_reqs, max_active=table, **_batching(exp))
@@ -217,25 +238,89 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
 RUNNERS = {"fig4": run_fig4, "compare": run_compare, "storage": run_storage}
 
 
+# --- the programs an experiment will run, compiled ahead side by side ----------------------
+
+def _compile_all(exps: list, progress: bool) -> None:
+    from sagin_jax.compilation import compile_ahead, compile_workers
+    if not exps:
+        return
+    t0 = time.perf_counter()
+    if progress:
+        print(f"[compile] lowering the programs of {len(exps)} experiment(s), compiling them "
+              f"{compile_workers()} at a time ...", flush=True)
+    with CompileCounter() as cc:
+        n = compile_ahead(j for e in exps for j in experiment_jobs(e))
+    if progress:
+        print(f"[compile] {n} programs ready in {time.perf_counter() - t0:.1f} s ({cc.stats})",
+              flush=True)
+
+
+def _trained_jobs(exp: dict, algo: str, cfg: ScenarioConfig, seeds: list, lrs=None,
+                  evaluate: bool = True) -> list:
+    from sagin_jax.training.config import Hyper
+    from sagin_jax.training.run import evaluate_jobs, population_jobs
+    tcfg, lr = _trained_setup(exp, algo)
+    subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
+    hypers = Hyper.stack([Hyper.from_config(tcfg, lr=x, xp=np) for x in (lrs or [lr])])
+    jobs, params = population_jobs(tcfg, seeds, hypers, subs, train_reqs, max_active=table,
+                                   **_batching(exp))
+    if evaluate:
+        jobs += evaluate_jobs(tcfg, params, subs, test_reqs, seeds, max_active=table,
+                              **_batching(exp))
+    return jobs
+
+
+def experiment_jobs(exp: dict) -> list:
+    """The compile jobs (``sagin_jax.compilation.Job``) of every program ``run_experiment`` will
+    call for ``exp``, built from the same setup functions as the runners and placed the same
+    way (the scenarios are generated here, once, and shared with the run). A test checks that
+    a run after ``compile_ahead`` of these compiles nothing more."""
+    from sagin_jax.simulation.batch import simulate_jobs
+    seeds = list(range(exp["seeds"]))
+    if exp["kind"] == "fig4":
+        cfg, _, _, lrs = _fig4_setup(exp)
+        return _trained_jobs(exp, "ddrl-nra", cfg, seeds, lrs, evaluate=False)
+    if exp["kind"] == "storage":
+        return [j for cfg in _storage_cfgs(exp).values()
+                for j in _trained_jobs(exp, "ddrl-nra", cfg, seeds)]
+    cfg = exp["_scenario"]
+    jobs = []
+    for algo in _compare_algos(exp):
+        if algo in TRAINED:
+            jobs += _trained_jobs(exp, algo, cfg, seeds)
+        else:
+            subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
+            jobs += simulate_jobs(BASELINES[algo], None, seeds, subs, test_reqs,
+                                  max_active=table, **_batching(exp))
+    return jobs
+
+
 STAGING = ".partial"
 """Each experiment writes its outputs under ``OUT/.partial/<name>/`` first; only when every
 output is there are they moved into ``OUT`` and the completion marker written, so a crash or a
 Ctrl-C leaves neither a partial CSV nor a marker that ``--resume`` would trust."""
 
 
+def finished(exp: dict, out: Path) -> dict | None:
+    """The completion marker of ``exp`` in ``out`` if it is there and for this very config."""
+    marker = out / ".done" / f"{exp['name']}.json"
+    if not marker.is_file():
+        return None
+    try:
+        done = read_json(marker)
+    except ValueError:
+        return None
+    return done if isinstance(done, dict) and done.get("hash") == _config_hash(exp) else None
+
+
 def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
                    written: list | None = None) -> dict:
     marker = out / ".done" / f"{exp['name']}.json"
     h = _config_hash(exp)
-    if resume and marker.is_file():
-        try:
-            done = read_json(marker)
-        except ValueError:
-            done = {}
-        if isinstance(done, dict) and done.get("hash") == h:
-            if progress:
-                print(f"[{exp['name']}] complete, skipped (--resume)")
-            return done
+    if resume and (done := finished(exp, out)) is not None:
+        if progress:
+            print(f"[{exp['name']}] complete, skipped (--resume)")
+        return done
     if progress:
         print(f"[{exp['name']}] {exp['kind']}: {exp['seeds']} seeds ...", flush=True)
     stage = out / STAGING / exp["name"]
@@ -268,10 +353,15 @@ def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
 
 def reproduce(config: str | None = None, full: bool = False, out: str = "results",
               resume: bool = False, seeds: int | None = None, progress: bool = True,
-              written: list | None = None) -> list:
+              written: list | None = None, ahead: bool = True,
+              compiles: dict | None = None) -> list:
     """Run one experiment file (``config``) or every file of the small/full set. Every file is
     read and checked, and ``out`` checked writable, before anything runs. The paths written are
-    appended to ``written``."""
+    appended to ``written``.
+
+    With ``ahead`` (the default) every program the experiments will call is compiled first, on
+    all cores at once (``compile_ahead``); the runs then compile nothing. ``compiles`` receives
+    the ``CompileStats`` of both phases ("ahead", "run")."""
     if config is not None:
         files = [Path(config)]
     else:
@@ -289,11 +379,20 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     written = [] if written is None else written
     t0 = time.perf_counter()
     with CompileCounter() as cc:
-        done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
+        with CompileCounter() as cc_ahead:
+            if ahead:
+                todo = [e for e in exps if not (resume and finished(e, out_dir))]
+                _compile_all(todo, progress)
+        with CompileCounter() as cc_run:
+            done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
     wall = time.perf_counter() - t0
+    if compiles is not None:
+        compiles.update(ahead=cc_ahead.stats, run=cc_run.stats)
     from sagin_jax.experiments.report import write_report
     report = write_report(out_dir, jax.devices()[0].platform, wall)
     written.append(report)
     if progress:
-        print(f"reproduce: {wall:.1f} s wall; {cc.stats}", flush=True)
+        print(f"reproduce: {wall:.1f} s wall; {cc.stats} (ahead: {cc_ahead.stats.compiled} "
+              f"compiled + {cc_ahead.stats.cache_hits} loaded; during the runs: "
+              f"{cc_run.stats.compiled} + {cc_run.stats.cache_hits})", flush=True)
     return done

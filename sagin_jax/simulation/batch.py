@@ -81,14 +81,31 @@ def table_size(*request_sets: Requests) -> int:
     return -(-most // TABLE_BUCKET) * TABLE_BUCKET
 
 
+def _simulate_call(policy, params, seeds, subs, reqs, record_paths, seed_loop, mesh,
+                   max_active):
+    """(arguments, static keywords) of ``simulate_batch`` for ``simulate_seeds``."""
+    args = (policy, params) + take_runs((seed_keys(seeds), subs, reqs),
+                                        run_index(len(seeds), mesh), mesh)
+    max_active = table_size(reqs) if max_active is None else max_active
+    return args, dict(max_active=max_active, record_paths=record_paths, seed_loop=seed_loop,
+                      mesh=mesh)
+
+
+def simulate_jobs(policy: NodePolicy, params, seeds: Sequence[int], subs: Substrate,
+                  reqs: Requests, record_paths: bool = False, seed_loop: str | None = None,
+                  mesh=None, max_active: int | None = None) -> list:
+    """The program ``simulate_seeds`` with these arguments will run, as a compile job."""
+    from sagin_jax.compilation import Job
+    args, static = _simulate_call(policy, params, list(seeds), subs, reqs, record_paths,
+                                  seed_loop, mesh, max_active)
+    return [Job(simulate_batch, args, static)]
+
+
 def simulate_seeds(policy: NodePolicy, params, seeds: Sequence[int], subs: Substrate,
                    reqs: Requests, record_paths: bool = False, seed_loop: str | None = None,
                    mesh=None, max_active: int | None = None):
     """``simulate_batch`` for a list of seeds, padding the seed axis to the mesh size and placing
     it on the mesh; -> (final states, Outcome) with leaves [S, ...] as numpy arrays."""
-    n = len(seeds)
-    args = take_runs((seed_keys(seeds), subs, reqs), run_index(n, mesh), mesh)
-    max_active = table_size(reqs) if max_active is None else max_active
-    out = simulate_batch(policy, params, *args, max_active=max_active,
-                         record_paths=record_paths, seed_loop=seed_loop, mesh=mesh)
-    return unpad(out, n)
+    args, static = _simulate_call(policy, params, seeds, subs, reqs, record_paths, seed_loop,
+                                  mesh, max_active)
+    return unpad(simulate_batch(*args, **static), len(seeds))

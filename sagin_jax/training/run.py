@@ -136,6 +136,42 @@ def population_runs(n_seeds: int, n_hypers: int, mesh=None, block: int | None = 
     return idx, idx // n_hypers, idx % n_hypers
 
 
+def _population_calls(tcfg, seeds, hypers, subs, train_reqs, seed_loop, mesh, max_active,
+                      max_block):
+    """(init, epoch, [(keys, substrates, requests, hypers) per block of runs]) of a training
+    population: the programs and their arguments, placed as they will be called."""
+    max_active = table_size(train_reqs) if max_active is None else max_active
+    n_s, n_l = len(seeds), int(np.asarray(hypers.lr).shape[0])
+    block = run_block(n_s * n_l, mesh, max_block)
+    _, seed_of, lr_of = population_runs(n_s, n_l, mesh, block)
+    host_hypers = jax.tree_util.tree_map(np.asarray, hypers)
+    parts = [slice(i, i + block) for i in range(0, seed_of.shape[0], block)]
+    # the same numbers in narrower dtypes: a third of the requests' memory, half the tables'
+    stored = (seed_keys(seeds), compact_substrate(subs), compact_requests(train_reqs))
+    data = [take_runs(stored, seed_of[p], mesh)
+            + (take_runs(host_hypers, lr_of[p], mesh),) for p in parts]
+    init, epoch = grid_programs(tcfg, train_reqs.n_requests, max_active, seed_loop, mesh)
+    return init, epoch, data
+
+
+def population_jobs(tcfg: TrainConfig, seeds: Sequence[int], hypers: Hyper, subs: Substrate,
+                    train_reqs: Requests, seed_loop: str | None = None, mesh=None,
+                    max_active: int | None = None, max_block: int | None = None):
+    """-> (compile jobs, params): the programs ``train_population`` with these arguments will
+    run (``sagin_jax.compilation.compile_ahead``), and params [S, L, ...] shaped as it returns
+    them, for ``evaluate_jobs``. Runs the (cheap) ``init`` program once, to have a carry to lower
+    the epoch with (``init`` itself is compiled here, in the caller's thread)."""
+    from sagin_jax.compilation import Job
+    init, epoch, data = _population_calls(tcfg, list(seeds), hypers, subs, train_reqs,
+                                          seed_loop, mesh, max_active, max_block)
+    k, sb, rq, h = data[0]
+    carry = init(k, h, sb)
+    n_s, n_l = len(seeds), int(np.asarray(hypers.lr).shape[0])
+    params = jax.tree_util.tree_map(
+        lambda x: np.zeros((n_s, n_l) + x.shape[1:], x.dtype), carry.params)
+    return [Job(epoch, (carry, sb, rq))], params
+
+
 def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int],
                      hypers: Hyper, progress: bool = True,
                      subs: Substrate | None = None, train_reqs: Requests | None = None,
@@ -155,20 +191,10 @@ def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int
     seeds = list(seeds)
     subs = make_substrates(cfg, seeds) if subs is None else subs
     train_reqs = make_requests(cfg, seeds, "train") if train_reqs is None else train_reqs
-    max_active = table_size(train_reqs) if max_active is None else max_active
     n_s = len(seeds)
     n_l = int(np.asarray(hypers.lr).shape[0])
-    block = run_block(n_s * n_l, mesh, max_block)
-    _, seed_of, lr_of = population_runs(n_s, n_l, mesh, block)
-    host_hypers = jax.tree_util.tree_map(np.asarray, hypers)
-    keys = seed_keys(seeds)
-    parts = [slice(i, i + block) for i in range(0, seed_of.shape[0], block)]
-    # the same numbers in narrower dtypes: a third of the requests' memory, half the tables'
-    stored = (keys, compact_substrate(subs), compact_requests(train_reqs))
-    data = [take_runs(stored, seed_of[p], mesh)
-            + (take_runs(host_hypers, lr_of[p], mesh),) for p in parts]
-
-    init, epoch = grid_programs(tcfg, train_reqs.n_requests, max_active, seed_loop, mesh)
+    init, epoch, data = _population_calls(tcfg, seeds, hypers, subs, train_reqs, seed_loop,
+                                          mesh, max_active, max_block)
     t0 = time.perf_counter()
     carries = [init(k, h, sb) for k, sb, _, h in data]
     compiled = epoch.lower(carries[0], data[0][1], data[0][2]).compile()
@@ -200,10 +226,8 @@ def train_population(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int
                        compile_s=compile_s, run_s=run_s, hypers=hypers)
 
 
-def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds,
-                  seed_loop: str | None = None, mesh=None, max_active: int | None = None):
-    """Greedy test pass (Algorithm 2) of params [S, L, ...] on each seed's test requests;
-    -> Outcome with leaves [S, L, R, ...]."""
+def _evaluate_call(tcfg, params, subs, test_reqs, seeds, seed_loop, mesh, max_active):
+    """(program, arguments) of ``evaluate_grid``, placed as they will be called."""
     max_active = table_size(test_reqs) if max_active is None else max_active
     n_s = len(seeds)
     n_l = jax.tree_util.tree_leaves(params)[0].shape[1]
@@ -213,6 +237,27 @@ def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Request
                                   params)
     args = (take_runs(flat, seed_of * n_l + lr_of, mesh),
             *take_runs((seed_keys(seeds), subs, test_reqs), seed_of, mesh))
-    _, out = evaluate_program(tcfg, max_active, seed_loop, mesh)(*args)
+    return evaluate_program(tcfg, max_active, seed_loop, mesh), args
+
+
+def evaluate_jobs(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds,
+                  seed_loop: str | None = None, mesh=None, max_active: int | None = None) -> list:
+    """The program ``evaluate_grid`` with these arguments will run, as a compile job; ``params``
+    may be any of the right shape (e.g. ``population_jobs``'s)."""
+    from sagin_jax.compilation import Job
+    program, args = _evaluate_call(tcfg, params, subs, test_reqs, list(seeds), seed_loop, mesh,
+                                   max_active)
+    return [Job(program, args)]
+
+
+def evaluate_grid(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Requests, seeds,
+                  seed_loop: str | None = None, mesh=None, max_active: int | None = None):
+    """Greedy test pass (Algorithm 2) of params [S, L, ...] on each seed's test requests;
+    -> Outcome with leaves [S, L, R, ...]."""
+    n_s = len(seeds)
+    n_l = jax.tree_util.tree_leaves(params)[0].shape[1]
+    program, args = _evaluate_call(tcfg, params, subs, test_reqs, seeds, seed_loop, mesh,
+                                   max_active)
+    _, out = program(*args)
     return jax.tree_util.tree_map(
         lambda x: np.asarray(x)[: n_s * n_l].reshape((n_s, n_l) + x.shape[1:]), out)
