@@ -282,6 +282,7 @@ def bench_config(doc, path) -> None:
         "generation": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
         "train_memory_seeds": (lambda v: isinstance(v, list) and _int_list(v),
                                "a list of integers >= 1"),
+        "sweep": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
     }
     for key, v in doc.items():
         if key not in checks:
@@ -302,6 +303,11 @@ def bench_config(doc, path) -> None:
         sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")
                for k in ("seeds", "chunk", "numpy_seeds")}
         _sub_fields(gen, sub, w, "generation")
+    sweep = doc.get("sweep")
+    if isinstance(sweep, dict):
+        sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")
+               for k in ("configs", "seeds", "epochs", "slots", "batch_size")}
+        _sub_fields(sweep, sub, w, "sweep")
     if "scenario" in doc:
         scenario_config(doc["scenario"], path)
     if "train" in doc:

@@ -209,6 +209,8 @@ CASES = [
      ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "n_air"]),
     ("bench-generation-chunk", {"b.json": {"generation": {"chunk": 0}}},
      ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "generation.chunk"]),
+    ("bench-sweep-slots", {"b.json": {"sweep": {"slots": 0}}},
+     ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "sweep.slots"]),
     # --- checkpoints
     ("ckpt-missing-params", {"a.ckpt": ("ckpt", "ddrl-nra", lambda b: b.pop("params"))},
      ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "params"]),

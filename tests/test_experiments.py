@@ -190,3 +190,38 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys):
     assert float(mem[0]["arguments_gib"]) * 2 ** 30 >= req_bytes
     assert float(mem[0]["memory_gib"]) >= float(mem[0]["arguments_gib"])
     assert (tmp_path / "bench.png").is_file()
+
+
+def test_bench_sweep_rows_report_both_sides_and_their_ratio(monkeypatch, capsys):
+    """The ``sweep`` bench section records the population and the one-at-a-time baseline from
+    ONE ``bench_sweep`` call (its compute is the sweep's own, tested in test_sweep.py); here it
+    returns made-up timings so the rows can be checked by hand."""
+    from sagin_jax.config import ScenarioConfig
+    from sagin_jax.experiments import bench as bench_mod
+    from sagin_jax.experiments import sweep as sweep_mod
+
+    seen = {}
+
+    def fake(cfg, n_configs, seeds, epochs, batch_size=None, slots=8, seed=0):
+        seen.update(n_configs=n_configs, seeds=list(seeds), epochs=epochs, slots=slots,
+                    batch_size=batch_size)
+        return {"n_configs": n_configs, "n_seeds": len(list(seeds)), "epochs": epochs,
+                "n_train": 1000, "slots": slots, "population_s": 20.0, "one_at_a_time_s": 50.0,
+                "ratio": 2.5, "pruned": 5, "trial_epochs": 12, "baseline_trial_epochs": 30,
+                "epochs_saved": 0.6, "slot_epochs": 16, "population_epochs_s": 15.0}
+
+    monkeypatch.setattr(sweep_mod, "bench_sweep", fake)
+    record = bench_mod.Recorder()
+    spec = {"sweep": {"configs": 3, "seeds": 2, "epochs": 10, "slots": 4}}
+    bench_mod.bench_sweep_ratio(spec, ScenarioConfig(), record)
+    assert seen == {"n_configs": 3, "seeds": [0, 1], "epochs": 10, "slots": 4,
+                    "batch_size": None}
+    pop, one = record.rows
+    assert (pop["workload"], one["workload"]) == ("sweep-population", "sweep-one-at-a-time")
+    assert pop["ratio"] == 2.5 and (pop["run_s"], one["run_s"]) == (20.0, 50.0)
+    # requests embedded per second: trial-epochs x seeds x requests / wall
+    assert pop["embeddings_per_s"] == pytest.approx(12 * 2 * 1000 / 20.0)
+    assert one["embeddings_per_s"] == pytest.approx(30 * 2 * 1000 / 50.0)
+    assert "ratio 2.50x" in capsys.readouterr().out
+    bench_mod.bench_sweep_ratio({"sweep": None}, ScenarioConfig(), record)  # no section: no rows
+    assert len(record.rows) == 2

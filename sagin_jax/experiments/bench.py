@@ -15,7 +15,11 @@ function below:
 * ``generate-jax`` / ``generate-numpy``: scenario generation, JAX (16,384 scenarios) against the
   numpy generator it replaced;
 * ``train-memory``: the memory one vectorised DDRL-NRA training epoch needs for 16,384 seeds,
-  from XLA's buffer assignment of the compiled program (compiled, never run).
+  from XLA's buffer assignment of the compiled program (compiled, never run);
+* ``sweep-population`` / ``sweep-one-at-a-time`` (only with a ``sweep`` section, e.g.
+  ``experiments/bench/sweep.json``): N random-search configurations trained as a sweep's
+  population (pruning, refill, the Optuna study in SQLite) against the same N trained one at a
+  time through ``train_grid``, as a user would drive Optuna by hand (issue 11's ratio).
 
 Writes ``OUT/bench.csv`` and ``OUT/bench.png`` (``--accelerator``: ``bench-gpu.*``); the last
 line printed is ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload
@@ -320,6 +324,35 @@ def bench_train_memory(spec: dict, cfg: ScenarioConfig, record: Recorder) -> Non
               f"{m['temporaries'] / gib:.1f} GiB temporaries", flush=True)
 
 
+def bench_sweep_ratio(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """``sweep.bench_sweep`` on the spec's ``sweep`` section (configs, seeds, epochs, slots,
+    batch_size): the population's wall time and the one-at-a-time wall time, both with their
+    compiles, measured one after the other in this run."""
+    sw = spec.get("sweep")
+    if not sw:
+        return
+    from sagin_jax.experiments.sweep import bench_sweep
+    r = bench_sweep(cfg, sw.get("configs", 64), range(sw.get("seeds", 8)),
+                    sw.get("epochs", 10), batch_size=sw.get("batch_size"),
+                    slots=sw.get("slots", 32))
+    n_req = r["n_seeds"] * r["n_train"]
+    record(workload="sweep-population", loop="population", seeds=r["n_seeds"],
+           compile_s=float("nan"), run_s=r["population_s"],
+           embeddings_per_s=r["trial_epochs"] * n_req / r["population_s"],
+           program_mib=float("nan"), configs=r["n_configs"], trial_epochs=r["trial_epochs"],
+           slots=r["slots"], ratio=r["ratio"])
+    record(workload="sweep-one-at-a-time", loop="train_grid", seeds=r["n_seeds"],
+           compile_s=float("nan"), run_s=r["one_at_a_time_s"],
+           embeddings_per_s=r["baseline_trial_epochs"] * n_req / r["one_at_a_time_s"],
+           program_mib=float("nan"), configs=r["n_configs"],
+           trial_epochs=r["baseline_trial_epochs"])
+    print(f"sweep: {r['n_configs']} configurations x {r['n_seeds']} seeds x {r['epochs']} epochs "
+          f"x {r['n_train']} requests: population ({r['slots']} slots, successive halving, "
+          f"refill) {r['population_s']:.1f} s ({r['trial_epochs']} trial-epochs); one at a time "
+          f"(train_grid, no pruning) {r['one_at_a_time_s']:.1f} s; ratio {r['ratio']:.2f}x",
+          flush=True)
+
+
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,
           accelerator: bool = False) -> list[dict]:
     """Run every workload of the bench spec; write ``out/bench.csv`` (``bench-gpu.csv`` with
@@ -342,6 +375,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     bench_trips(spec, cfg, record)
     bench_generation(spec, cfg, record)
     bench_train_memory(spec, cfg, record)
+    bench_sweep_ratio(spec, cfg, record)
 
     rows = record.rows
     out_dir = Path(out)

@@ -251,8 +251,8 @@ def _compile_all(exps: list, progress: bool) -> None:
     with CompileCounter() as cc:
         n = compile_ahead(j for e in exps for j in experiment_jobs(e))
     if progress:
-        print(f"[compile] {n} programs ready in {time.perf_counter() - t0:.1f} s ({cc.stats})",
-              flush=True)
+        print(f"[compile] ready in {time.perf_counter() - t0:.1f} s: {cc.stats} ({n} of them "
+              f"side by side; the generator and init programs in this thread)", flush=True)
 
 
 def _trained_jobs(exp: dict, algo: str, cfg: ScenarioConfig, seeds: list, lrs=None,
