@@ -349,6 +349,7 @@ def failing_runner(monkeypatch):
         raise box[0]
 
     monkeypatch.setattr(reproduce, "RUNNERS", {k: runner for k in reproduce.RUNNERS})
+    monkeypatch.setattr(reproduce, "experiment_jobs", lambda exp: [])  # a stub calls no program
     return box
 
 

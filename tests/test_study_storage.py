@@ -23,7 +23,7 @@ def _curve(params: dict, epoch: int) -> float:
         2.0 - (math.log10(x) + 1.0) ** 2 - (y - 0.3) ** 2 + (0.2 if c == "b" else 0.0))
 
 
-def _population_study(storage, n_trials=40, slots=4, epochs=5, name="s"):
+def _population_study(storage, n_trials=28, slots=4, epochs=5, name="s"):
     """ask / report / prune / tell in slot order, as ``run_study`` does; -> the study."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
@@ -68,7 +68,7 @@ def test_mirrored_storage_decides_as_optunas_sqlite_storage_and_writes_the_same(
     states = [t.state for t in plain.get_trials()]
     # the test means something only if both pruning and completion happened, and TPE ran
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
-    assert len(states) == 40
+    assert len(states) == 28
     assert _summary(mirrored) == _summary(plain)
     # what the mirror served is what the database holds, read back by plain Optuna
     reread = optuna.load_study(study_name="s", storage=url)
