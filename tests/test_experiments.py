@@ -1,34 +1,26 @@
-"""`sagin-jax reproduce` and `sagin-jax bench` end to end on tiny settings: every file appears,
-the report is generated, --resume skips finished experiments and keeps identical numbers, and bad
-experiment files are refused."""
+"""`sagin-jax reproduce` and `sagin-jax bench` end to end on small settings: every file appears,
+the report is generated, a small reproduction stays within a stated number of compiled programs,
+--resume skips finished experiments and keeps identical numbers, and bad experiment files are
+refused."""
 from __future__ import annotations
 
 import csv
 import json
 import math
+import shutil
 
 import pytest
 
 from sagin_jax.cli import main
+from sagin_jax.compilation import CompileCounter
+from sagin_jax.experiments.reproduce import experiments_dir, reproduce
+
+# Measured: 13 programs for experiments/small/fig5_7.json on 2 seeds (3 generator programs for
+# the one scenario config; init, epoch and greedy evaluation for each of DDRL-NRA and RLVNE; one
+# online pass per heuristic; a few small ones). 81 before the pipeline work of issue 9.
+MAX_PROGRAMS_SMALL_FIG5_7 = 15
 
 SMALL = {"n_space": 4, "n_air": 6, "n_ground": 10, "n_train": 40, "n_test": 40}
-TRAIN = {"epochs": 1, "batch_size": 20}
-
-
-def _write_experiments(folder):
-    folder.mkdir()
-    exps = {
-        "fig4": {"name": "fig4", "kind": "fig4", "seeds": 2, "lrs": [0.005, 0.05],
-                 "scenario": SMALL, "train": TRAIN},
-        "fig5_7": {"name": "fig5_7", "kind": "compare", "seeds": 2, "time_points": 5,
-                   "algos": ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"],
-                   "scenario": SMALL, "train": TRAIN},
-        "fig8": {"name": "fig8", "kind": "storage", "seeds": 2, "time_points": 5,
-                 "sto_ranges": [[1, 50], [1, 10]], "scenario": SMALL, "train": TRAIN},
-    }
-    for name, exp in exps.items():
-        (folder / f"{name}.json").write_text(json.dumps(exp))
-    return [folder / f"{name}.json" for name in exps]
 
 
 def _rows(path):
@@ -97,18 +89,40 @@ def test_gain_verdict_follows_the_interval(mean, ci, expected):
     assert gain_verdict({"mean": mean, "ci": ci}, 0.1815).startswith(expected)
 
 
-def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys):
-    files = _write_experiments(tmp_path / "exps")
+def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resumes(tmp_path,
+                                                                                 capsys):
+    """`sagin-jax reproduce` of the default small experiments (experiments/small/*.json, on 2
+    seeds instead of 4 to keep it short; the paper scenario and schedule): every file appears and
+    the report's headline rows follow the completion marker. Its fig5_7 compiles at most
+    MAX_PROGRAMS_SMALL_FIG5_7 programs, all of them in the ahead phase (``experiment_jobs`` lists
+    exactly what the runners call: the runs themselves compile, and load, nothing); fig4 and
+    fig8 reuse most of them. --resume skips finished experiments and keeps identical numbers,
+    and reruns one whose settings changed."""
+    exps = tmp_path / "exps"
+    exps.mkdir()
+    files = {}
+    for name in ("fig5_7", "fig4", "fig8"):
+        files[name] = exps / f"{name}.json"
+        shutil.copy(experiments_dir() / "small" / f"{name}.json", files[name])
     out = tmp_path / "results"
-    for f in files:
-        assert main(["reproduce", "--config", str(f), "--out", str(out), "--quiet"]) == 0
+    phases = {}
+    with CompileCounter() as cc:
+        reproduce(config=str(files["fig5_7"]), out=str(out), seeds=2, progress=False,
+                  compiles=phases)
+    assert cc.stats.compiled + cc.stats.cache_hits <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
+    assert phases["run"].compiled + phases["run"].cache_hits == 0, phases
+    assert phases["ahead"].compiled + phases["ahead"].cache_hits >= 5, phases  # 5 algorithms
+    for name in ("fig4", "fig8"):
+        assert main(["reproduce", "--config", str(files[name]), "--out", str(out), "--seeds",
+                     "2", "--quiet"]) == 0
     for name in ("fig4.csv", "fig4.png", "fig5_7.csv", "fig5.png", "fig6.png", "fig7.png",
                  "fig8.csv", "fig8.png", "README.md"):
         assert (out / name).is_file(), name
     fig4 = _rows(out / "fig4.csv")
     assert set(fig4[0]) == {"lr", "update", "epoch", "metric", "mean", "ci_low", "ci_high",
                             "n_seeds"}
-    assert {r["lr"] for r in fig4} == {"0.005", "0.05"} and fig4[0]["n_seeds"] == "2"
+    assert {r["lr"] for r in fig4} == {"0.0005", "0.005", "0.01", "0.05"}
+    assert {r["n_seeds"] for r in fig4} == {"2"}
     cmp_rows = _rows(out / "fig5_7.csv")
     assert {r["algo"] for r in cmp_rows} == {"ddrl-nra", "rlvne", "nrmvne", "grc", "random"}
     for r in cmp_rows:
@@ -122,23 +136,27 @@ def test_reproduce_writes_every_figure_and_resumes_identically(tmp_path, capsys)
     # an interrupted run: fig8 never finished
     (out / "fig8.csv").unlink()
     (out / ".done" / "fig8.json").unlink()
-    for f in files:
-        assert main(["reproduce", "--config", str(f), "--out", str(out), "--resume"]) == 0
+    capsys.readouterr()
+    for f in files.values():
+        assert main(["reproduce", "--config", str(f), "--out", str(out), "--seeds", "2",
+                     "--resume"]) == 0
     said = capsys.readouterr().out
     assert "[fig4] complete, skipped (--resume)" in said
+    assert "[fig5_7] complete, skipped (--resume)" in said
     assert "[fig8] storage" in said  # rerun
     assert (out / "fig4.csv").stat().st_mtime_ns == stamp
     for name, text in before.items():
         assert (out / name).read_text() == text, name
 
-    # an experiment whose config changed is rerun, not skipped, by --resume
-    fig8 = files[2]
-    exp = json.loads(fig8.read_text())
-    exp["sto_ranges"] = [[1, 20], [1, 10]]
-    fig8.write_text(json.dumps(exp))
-    assert main(["reproduce", "--config", str(fig8), "--out", str(out), "--resume"]) == 0
+    # an experiment whose config changed is rerun, not skipped, by --resume (a learning rate:
+    # traced, so the rerun needs no new program)
+    exp = json.loads(files["fig8"].read_text())
+    exp["lr"] = 0.05
+    files["fig8"].write_text(json.dumps(exp))
+    assert main(["reproduce", "--config", str(files["fig8"]), "--out", str(out), "--seeds", "2",
+                 "--resume"]) == 0
     assert "skipped" not in capsys.readouterr().out
-    assert {r["storage"] for r in _rows(out / "fig8.csv")} == {"U[1,20]", "U[1,10]"}
+    assert (out / "fig8.csv").read_text() != before["fig8.csv"]
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -159,11 +177,14 @@ def test_bad_experiment_file_is_refused(tmp_path, capsys, bad, message):
 
 def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
     # one seed count, seeds looped (the vmapped programs are tested in test_invariants): every
-    # workload of the bench with the fewest compiles that still exercises it
+    # workload of the bench with the fewest compiles that still exercises it. The scale point
+    # (20 nodes: the SMALL scenario itself), the trip counts and the generation timing use the
+    # simulator's seed count, requests and chunk, so they rerun programs it compiled (loaded
+    # from the compilation cache) instead of compiling their own.
     spec = {"seeds": [2], "vmap_max_seeds": 0, "reference_seeds": 1, "speedup_seeds": 2,
-            "scenario": SMALL, "fig4": None, "scale_nodes": [20], "scale_seeds": 1,
-            "scale_requests": 20, "train": {"batch_size": 20},
-            "trip_seeds": 1, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
+            "scenario": SMALL, "fig4": None, "scale_nodes": [20], "scale_seeds": 2,
+            "scale_requests": 40, "train": {"batch_size": 20},
+            "trip_seeds": 2, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
             "train_memory_seeds": [4]}
     # the training-memory workload's figures come from ``train_memory`` (compiled from shapes;
     # its accounting is tested in test_training.py): made-up numbers here check how the bench

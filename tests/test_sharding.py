@@ -6,6 +6,7 @@ per rank.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,22 +35,26 @@ def _python(code: str, devices: int, timeout: int = 240) -> str:
     return res.stdout
 
 
-def test_four_device_mesh_simulation_equals_single_device():
+def test_four_device_mesh_simulation_and_training_equal_single_device():
+    """One interpreter with 4 CPU devices (its scenarios generated once for both checks)."""
     out = _python("""
         import jax, numpy as np
+        from sagin_jax.compilation import CompileCounter
         from sagin_jax.config import small_config
         from sagin_jax.policies.baselines import NRMVNE
         from sagin_jax.simulation import sharding
         from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
+        from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+        from sagin_jax.training.config import TrainConfig
+        from sagin_jax.training.run import train_grid
         assert jax.device_count() == 4, jax.devices()
         cfg, mesh = small_config(), sharding.seed_mesh()
-        # per-device seed loops (shard_map + lax.map) and a sharded vmap equal the single-device
-        # vmap; 6 seeds are padded to 8 over the 4 devices
+
+        # simulation: per-device seed loops (shard_map + lax.map) and a sharded vmap equal the
+        # single-device vmap; 6 seeds are padded to 8 over the 4 devices
         s6 = list(range(6))
         sb, rq = make_substrates(cfg, s6), make_requests(cfg, s6, "test")
         # placing generated scenarios (arrays on one device) on the mesh compiles nothing
-        from sagin_jax.compilation import CompileCounter
-        from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
         with CompileCounter() as cc:
             placed = take_runs((seed_keys(s6), sb, rq), run_index(6, mesh), mesh)
         assert cc.stats.compiled + cc.stats.cache_hits == 0, cc.stats
@@ -59,23 +65,11 @@ def test_four_device_mesh_simulation_equals_single_device():
             for x, y in zip(jax.tree_util.tree_leaves(base), jax.tree_util.tree_leaves(other)):
                 np.testing.assert_array_equal(x, y)
         print("accepted", int(np.asarray(base[1].accepted).sum()))
-    """, devices=4)
-    assert int(out.split()[-1]) > 0
 
-
-def test_four_device_mesh_training_equals_single_device():
-    _python("""
-        import jax, numpy as np
-        from sagin_jax.config import small_config
-        from sagin_jax.simulation import sharding
-        from sagin_jax.training.config import TrainConfig
-        from sagin_jax.training.run import train_grid
-        assert jax.device_count() == 4, jax.devices()
-        cfg, mesh = small_config(), sharding.seed_mesh()
-        # 3 seeds x 2 rates = 6 runs, padded to 8 over the 4 devices, per-device seed loops
-        # (shard_map + lax.map, the CPU default). The learning curves are identical; the trained
-        # parameters differ from one device's vmap in the last float bits (<= 3e-8 here): XLA
-        # CPU compiles the per-device program's small loops as one function each
+        # training: 3 seeds x 2 rates = 6 runs, padded to 8 over the 4 devices, per-device seed
+        # loops (shard_map + lax.map, the CPU default). The learning curves are identical; the
+        # trained parameters differ from one device's vmap in the last float bits (<= 3e-8
+        # here): XLA CPU compiles the per-device program's small loops as one function each
         # (sagin_jax.SMALL_LOOP_BYTES) and rounds a few gradient sums differently there.
         tcfg = TrainConfig(epochs=2, batch_size=20)
         g1 = train_grid(cfg, tcfg, [0, 1, 2], [0.005, 0.05], progress=False, seed_loop="vmap")
@@ -89,32 +83,41 @@ def test_four_device_mesh_training_equals_single_device():
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
         assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(g1.params)[0][:, 0]),
                                np.asarray(jax.tree_util.tree_leaves(g1.params)[0][:, 1]))
+        print("trained", len(jax.tree_util.tree_leaves(g4.params)))
     """, devices=4)
+    lines = dict(line.split() for line in out.split("\n") if line.startswith(("accepted",
+                                                                             "trained")))
+    assert int(lines["accepted"]) > 0 and int(lines["trained"]) > 0
 
 
 def test_two_device_sweep_gives_the_single_device_trials(tmp_path):
     """The sweep's population sharded over 2 devices (``--host-devices 2``) asks, prunes and
-    scores the same trials as on one device, a refill included (3 trials in 2 slots)."""
+    scores the same trials as on one device (this process), a refill included (3 trials in 2
+    slots)."""
+    from tests.test_sweep import _refill_sweep, _trials
+    from sagin_jax.experiments import sweep as sweep_mod
+    from sagin_jax.training.config import TrainConfig
+    sw = _refill_sweep()  # 2 seeds x 2 slots: 4 runs, 2 per device
+    tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
+    pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"], mesh=None)
+    one = _trials(sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "one", ("trials", 3), False,
+                                      False, pop))
+    assert len(one) == 3
     out = _python(f"""
-        import jax, numpy as np
+        import jax, json
         from tests.test_sweep import _refill_sweep, _trials
         from sagin_jax.experiments import sweep as sweep_mod
         from sagin_jax.training.config import TrainConfig
         assert jax.device_count() == 2, jax.devices()
-        sw = _refill_sweep(train_seeds=[0, 1, 2])  # 3 seeds x 2 slots: 6 runs over 2 devices
+        sw = _refill_sweep()
         tcfg = TrainConfig.from_dict({{**sw["train"], "algo": "ddrl-nra"}})
-        runs = {{}}
-        for name, mesh in (("one", None), ("two", "default")):
-            pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"],
-                                       mesh=mesh)
-            assert (pop.mesh is None) == (name == "one")
-            study = sweep_mod.run_study(sw, "ddrl-nra", {str(tmp_path)!r} + "/" + name,
-                                        ("trials", 3), False, False, pop)
-            runs[name] = _trials(study)
-        assert len(runs["one"]) == 3 and runs["one"] == runs["two"], runs
-        print("trials", len(runs["two"]))
+        pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+        assert pop.mesh is not None and pop.mesh.devices.size == 2
+        study = sweep_mod.run_study(sw, "ddrl-nra", {str(tmp_path / "two")!r}, ("trials", 3),
+                                    False, False, pop)
+        print(json.dumps(_trials(study)))
     """, devices=2)
-    assert out.split()[-1] == "3"
+    assert json.loads(out.strip().splitlines()[-1]) == json.loads(json.dumps(one))
 
 
 def _free_port() -> int:
@@ -140,15 +143,11 @@ def test_two_processes_with_jax_distributed_equal_one(tmp_path):
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
     parts = [np.load(tmp_path / f"part{i}.npz") for i in range(2)]
     assert [int(p["start"]) for p in parts] == [0, 4]
-    # the same sweep in one process on one device
-    single = _python(f"""
-        import numpy as np
-        from sagin_jax.experiments.multihost import run
-        (acc, rev, ar), _ = run(8)
-        np.savez({str(tmp_path / 'single.npz')!r}, accepted=acc, revenue=rev, ar=ar)
-    """, devices=1)
-    del single
-    ref = np.load(tmp_path / "single.npz")
+    # the same sweep in this process, on its one device
+    from sagin_jax.experiments.multihost import run
+    assert jax.device_count() == 1
+    (acc, rev, ar), _ = run(8)
+    ref = {"accepted": acc, "revenue": rev, "ar": ar}
     for key in ("accepted", "revenue", "ar"):
         joined = np.concatenate([p[key] for p in parts])
         np.testing.assert_array_equal(joined, ref[key])
