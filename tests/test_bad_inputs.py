@@ -8,7 +8,6 @@ Input kinds: command-line flags, output paths, scenario configs (``--config``), 
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math

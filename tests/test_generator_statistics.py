@@ -106,7 +106,7 @@ def test_waxman_ground_edge_frequency():
     zs = []
     for k in range(10):
         sel = which == k
-        n, expect = sel.sum(), p[sel].sum()
+        expect = p[sel].sum()
         var = (p[sel] * (1 - p[sel])).sum()
         zs.append((hit[sel].sum() - expect) / math.sqrt(var))
     assert max(abs(z) for z in zs) < Z, zs

@@ -37,9 +37,10 @@ import numpy as np
 
 from sagin_jax import validate
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.files import read_json, write_csv
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
-from sagin_jax.scenario.io import read_json, scenario_document, write_csv
+from sagin_jax.scenario.io import scenario_document
 from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)

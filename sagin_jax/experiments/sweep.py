@@ -771,7 +771,7 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
 def train_section(path: str, tcfg: TrainConfig) -> TrainConfig:
     """The ``train`` section of a JSON file (a sweep's best.json), or ``tcfg`` if it has none;
     its algo must match ``tcfg.algo`` (the one asked for on the command line)."""
-    from sagin_jax.scenario.io import read_json
+    from sagin_jax.files import read_json
     doc = read_json(path)
     sec = doc.get("train") if isinstance(doc, dict) else None
     if sec is None:

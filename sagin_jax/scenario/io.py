@@ -9,7 +9,7 @@ import os
 import networkx as nx
 import numpy as np
 
-from sagin_jax.files import read_json, write_csv, write_json  # noqa: F401 - re-exported
+from sagin_jax.files import read_json, write_json
 
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.types import Requests, Substrate
