@@ -54,6 +54,17 @@ def test_four_device_mesh_simulation_and_training_equal_single_device():
         # single-device vmap; 6 seeds are padded to 8 over the 4 devices
         s6 = list(range(6))
         sb, rq = make_substrates(cfg, s6), make_requests(cfg, s6, "test")
+
+        # generation: each of the 4 devices generates its own block of seeds (6 padded to 8),
+        # and the scenarios are bit-identical to one device generating all of them
+        from sagin_jax.scenario import generate as G
+        assert G._generation_mesh("local").devices.size == 4
+        four = G.make_scenarios(cfg, s6)
+        one = G.make_scenarios(cfg, s6, mesh=None)
+        for x, y in zip(jax.tree_util.tree_leaves(four), jax.tree_util.tree_leaves(one)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        t = G.time_generation(cfg, 8, chunk=6)
+        assert (t["devices"], t["chunk"], t["n_seeds"]) == (4, 8, 8), t
         # placing generated scenarios (arrays on one device) on the mesh compiles nothing
         with CompileCounter() as cc:
             placed = take_runs((seed_keys(s6), sb, rq), run_index(6, mesh), mesh)

@@ -55,11 +55,11 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
            "scenario": {}, "fig4": {"seeds": 8, "lrs": [0.0005, 0.005, 0.01, 0.05],
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
-           "trip_seeds": 8, "generation": {"seeds": 16384, "chunk": 512, "numpy_seeds": 8},
+           "trip_seeds": 8, "generation": {"seeds": 16384, "numpy_seeds": 8},
            "train_memory_seeds": [16384]}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
-         "trip_seeds": 2, "generation": {"seeds": 1024, "chunk": 512, "numpy_seeds": 2}}
+         "trip_seeds": 2, "generation": {"seeds": 1024, "numpy_seeds": 2}}
 ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_seeds": 16384,
                "reference_seeds": 2, "speedup_seeds": 16384, "speedup_loop": "vmap",
                "scenario": {},
@@ -226,18 +226,19 @@ def bench_scale(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
 
 
 def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
-    """Scenario generation: the JAX generator (``jit(vmap(generate))``, chunk by chunk, compile
-    apart) on ``generation.seeds`` paper scenarios against the numpy generator it replaced, one
+    """Scenario generation: the JAX generator (``jit(vmap(generate))``, chunk by chunk, each chunk
+    split over this process's devices, compile apart) on ``generation.seeds`` paper scenarios against the numpy generator it replaced, one
     seed at a time; each scenario is a substrate plus ``n_train`` + ``n_test`` requests."""
     g = spec.get("generation")
     if not g:
         return
     from sagin_jax.scenario.generate import time_generation
     from sagin_jax.scenario.numpy_generator import numpy_scenario
-    t = time_generation(cfg, g["seeds"], g.get("chunk", 512))
+    t = time_generation(cfg, g["seeds"], g.get("chunk"))
     record(workload="generate-jax", loop="vmap", seeds=t["n_seeds"], compile_s=t["compile_s"],
            run_s=t["run_s"], embeddings_per_s=float("nan"), program_mib=float("nan"),
-           per_seed_s=t["per_seed_s"], wall_with_compile_s=t["compile_s"] + t["run_s"])
+           per_seed_s=t["per_seed_s"], wall_with_compile_s=t["compile_s"] + t["run_s"],
+           devices=t["devices"])
     n_np = g.get("numpy_seeds", 4)
     t0 = time.perf_counter()
     for s in range(n_np):  # the numpy baseline is sequential by nature: one seed after another
@@ -247,7 +248,7 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
            run_s=np_s * n_np, embeddings_per_s=float("nan"), program_mib=float("nan"),
            per_seed_s=np_s)
     print(f"generation: {t['n_seeds']} scenarios in {t['compile_s'] + t['run_s']:.1f} s with "
-          f"JAX (compile {t['compile_s']:.1f} s); numpy {np_s * 1e3:.0f} ms per seed, "
+          f"JAX on {t['devices']} device(s) (compile {t['compile_s']:.1f} s); numpy {np_s * 1e3:.0f} ms per seed, "
           f"{np_s / t['per_seed_s']:.0f}x the JAX time per seed", flush=True)
 
 

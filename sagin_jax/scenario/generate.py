@@ -52,7 +52,9 @@ _PACK2 = 256  # spans up to this share a word two digits at a time (span**2 <= 2
 _WORD = 1 << 16  # spans up to this take one word each; larger ones use jax.random.randint
 _MAX_REQ_NODES = 31  # the request connectivity works on one uint32 bitmask per request node
 _MIN_BUCKET = 8  # make_* pad the seed axis to a power of two >= this (fewer compiles)
-MAX_CHUNK = 512  # seeds per compiled call in make_* (memory: ~1.5 MB per paper seed)
+MAX_CHUNK = 512  # seeds per compiled call on an accelerator (memory: ~1.5 MB per paper seed)
+CPU_CHUNK_PER_DEVICE = 32  # on a CPU: small chunks stay in cache (2 cores: 3.0 against 3.6 ms
+#                            per paper scenario with 256 seeds per device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -690,14 +692,44 @@ def generate(key: jax.Array, cfg: ScenarioConfig) -> Scenario:
     return _scenario(key, plan, prm, cfg.n_train, cfg.n_test)[0]
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _substrate_batch(plan: _Plan, prm: dict, keys):
-    return jax.vmap(lambda k: _substrate(jax.random.fold_in(k, 0), plan, prm))(keys)
+def _generation_mesh(mesh):
+    """The mesh generation runs on: ``"local"`` (the default) is every device of this process
+    when there are several (``--host-devices``, several GPUs), else None (one device). A
+    scenario depends only on its seed, so generation never crosses processes."""
+    if mesh != "local":
+        return mesh
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return None
+    from sagin_jax.simulation.sharding import seed_mesh
+    return seed_mesh(devices)
+
+
+def _on_mesh(fn, mesh):
+    """``fn(prm, key_data)`` with the seed axis of ``key_data`` split over ``mesh``: each device
+    generates its own block of seeds (``shard_map``; no communication, the same bits)."""
+    if mesh is None:
+        return fn
+    from jax.sharding import PartitionSpec as P
+    from sagin_jax.simulation.sharding import AXIS
+    return jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS),
+                         check_vma=False)
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _requests_batch(plan: _Plan, prm: dict, keys, count: int, split):
-    return jax.vmap(lambda k: _requests(jax.random.fold_in(k, split), plan, prm, count))(keys)
+def _substrate_batch(plan: _Plan, prm: dict, key_data, mesh=None):
+    def run(prm, kd):
+        return jax.vmap(lambda k: _substrate(jax.random.fold_in(jax.random.wrap_key_data(k), 0),
+                                             plan, prm))(kd)
+    return _on_mesh(run, mesh)(prm, key_data)
+
+
+@partial(jax.jit, static_argnums=(0, 3, 5))
+def _requests_batch(plan: _Plan, prm: dict, key_data, count: int, split, mesh=None):
+    def run(prm, kd):
+        return jax.vmap(lambda k: _requests(jax.random.fold_in(jax.random.wrap_key_data(k),
+                                                               split), plan, prm, count))(kd)
+    return _on_mesh(run, mesh)(prm, key_data)
 
 
 def _seed_array(seeds: Sequence[int]) -> np.ndarray:
@@ -710,16 +742,46 @@ def _seed_array(seeds: Sequence[int]) -> np.ndarray:
     return np.asarray(seeds, dtype=np.uint32)
 
 
-def _chunks(seeds: np.ndarray, chunk: int):
-    """(keys, n_real) per chunk; the last chunk's seed axis is padded (repeating its last seed)
-    to a power of two >= _MIN_BUCKET so that few batch shapes (compiles) occur."""
-    if not is_int(chunk) or chunk < 1:
-        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+def _key_data(seeds, mesh):
+    """The raw key data [S, 2] of ``seed_key`` for each seed, split over ``mesh`` if any."""
+    data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32)))
+    if mesh is None:
+        return data
+    from sagin_jax.simulation.sharding import seed_sharding
+    return jax.device_put(data, seed_sharding(mesh))
+
+
+def default_chunk(mesh=None) -> int:
+    """Seeds per compiled generation call: ``CPU_CHUNK_PER_DEVICE`` per device on a CPU,
+    ``MAX_CHUNK`` on an accelerator."""
+    d = 1 if mesh is None else mesh.devices.size
+    return CPU_CHUNK_PER_DEVICE * d if jax.default_backend() == "cpu" else MAX_CHUNK
+
+
+def _chunks(seeds: np.ndarray, chunk: int | None, mesh=None):
+    """(key data, n_real) per chunk of ``chunk`` seeds (None: ``default_chunk``); the last
+    chunk's seed axis is padded (repeating its last seed) to a power of two >= _MIN_BUCKET so
+    that few batch shapes (compiles) occur, and every chunk to a multiple of the mesh's device
+    count."""
+    chunk = _check_chunk(chunk, mesh)
     for start in range(0, len(seeds), chunk):
         part = seeds[start:start + chunk]
-        size = min(max(_MIN_BUCKET, 1 << (len(part) - 1).bit_length()), chunk)
-        idx = np.minimum(np.arange(size), len(part) - 1)
-        yield jax.vmap(jax.random.key)(jnp.asarray(part[idx])), len(part)
+        idx = np.minimum(np.arange(_padded_size(len(part), chunk, mesh)), len(part) - 1)
+        yield _key_data(part[idx], mesh), len(part)
+
+
+def _check_chunk(chunk: int | None, mesh) -> int:
+    chunk = default_chunk(mesh) if chunk is None else chunk
+    if not is_int(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    return chunk
+
+
+def _padded_size(n: int, chunk: int, mesh) -> int:
+    """The seed-axis length a chunk of ``n`` real seeds is padded to."""
+    d = 1 if mesh is None else mesh.devices.size
+    size = min(max(_MIN_BUCKET, 1 << (n - 1).bit_length()), chunk)
+    return -(-size // d) * d
 
 
 def _host(tree, n):
@@ -743,38 +805,43 @@ def _raise_overflow(seeds, over_e, over_k, bounds: Bounds) -> None:
                      "links; raise ScenarioConfig.max_degree")
 
 
-def _make_subs(cfg, seeds, chunk):
+def _make_subs(cfg, seeds, chunk, mesh="local"):
     cfg.validate()
     plan = _plan(cfg)
     prm = _params(cfg)
     seeds = _seed_array(seeds)
+    mesh = _generation_mesh(mesh)
     out, start = [], 0
-    for keys, n in _chunks(seeds, chunk):
-        sub, pos, rep, oe, ok = _host(_substrate_batch(plan, prm, keys), n)
+    for keys, n in _chunks(seeds, chunk, mesh):
+        sub, pos, rep, oe, ok = _host(_substrate_batch(plan, prm, keys, mesh), n)
         _raise_overflow(seeds[start:start + n], oe, ok, Bounds(plan.max_edges, plan.max_degree))
         out.append((sub, pos, rep))
         start += n
     return out
 
 
-def _make_reqs(cfg, seeds, split, chunk):
+def _make_reqs(cfg, seeds, split, chunk, mesh="local"):
     if split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg.validate()
     plan = _plan(cfg)
     prm = _params(cfg)
     count = cfg.n_train if split == "train" else cfg.n_test
-    return [_host(_requests_batch(plan, prm, keys, count, _SPLITS[split]), n)
-            for keys, n in _chunks(_seed_array(seeds), chunk)]
+    mesh = _generation_mesh(mesh)
+    return [_host(_requests_batch(plan, prm, keys, count, _SPLITS[split], mesh), n)
+            for keys, n in _chunks(_seed_array(seeds), chunk, mesh)]
 
 
-def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int = MAX_CHUNK) -> Scenario:
+def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None = None,
+                   mesh="local") -> Scenario:
     """The scenarios of ``seeds`` on a leading seed axis (``generate`` of ``seed_key(seed)``),
-    made ``chunk`` seeds per compiled call; raises ValueError naming the first seed that overflows
-    a static bound and the config field to raise."""
-    subs = _make_subs(cfg, seeds, chunk)
-    train = _make_reqs(cfg, seeds, "train", chunk)
-    test = _make_reqs(cfg, seeds, "test", chunk)
+    made ``chunk`` seeds per compiled call (None: ``default_chunk``), split over ``mesh`` (default ``"local"``: every
+    device of this process; None: one device); raises ValueError naming the first seed that
+    overflows a static bound and the config field to raise."""
+    mesh = _generation_mesh(mesh)
+    subs = _make_subs(cfg, seeds, chunk, mesh)
+    train = _make_reqs(cfg, seeds, "train", chunk, mesh)
+    test = _make_reqs(cfg, seeds, "test", chunk, mesh)
     sub, pos, rep = _concat(subs)
     return Scenario(sub=sub, train=_concat(train), test=_concat(test), pos=pos, repair=rep,
                     overflow=jax.device_put(np.zeros(len(pos), bool)))
@@ -799,35 +866,45 @@ def trim_padding(sub: Substrate, edge_bucket: int = 1, degree_bucket: int = 1) -
         nbr_edge=cut(sub.nbr_edge, k))
 
 
-def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int]) -> Substrate:
+def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int], mesh="local") -> Substrate:
     """The substrates of ``seeds`` stacked, link and neighbour lists padded to the largest among
     them (as the simulator has always received them; ``make_scenarios`` keeps the static
     bounds)."""
-    return trim_padding(_concat([s for s, _, _ in _make_subs(cfg, seeds, MAX_CHUNK)]))
+    return trim_padding(_concat([s for s, _, _ in _make_subs(cfg, seeds, None, mesh)]))
 
 
-def make_requests(cfg: ScenarioConfig, seeds: Sequence[int], split: str) -> Requests:
+def make_requests(cfg: ScenarioConfig, seeds: Sequence[int], split: str,
+                  mesh="local") -> Requests:
     """The ``split`` ('train' or 'test') request sets of ``seeds``, stacked."""
-    return _concat(_make_reqs(cfg, seeds, split, MAX_CHUNK))
+    return _concat(_make_reqs(cfg, seeds, split, None, mesh))
 
 
-def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int = MAX_CHUNK) -> dict:
-    """Time ``make_scenarios``' compiled programs on ``n_seeds`` seeds, ``chunk`` per call:
-    -> {compile_s, run_s, per_seed_s, n_seeds, chunk}. Outputs are discarded chunk by chunk."""
+def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
+                    mesh="local") -> dict:
+    """Time ``make_scenarios``' compiled programs on ``n_seeds`` seeds, ``chunk`` per call, split
+    over ``mesh`` as ``make_scenarios`` splits them: -> {compile_s, run_s, per_seed_s, n_seeds,
+    chunk, devices}. The train and test sets share one program when their sizes are equal (as
+    in ``make_scenarios``). Outputs are discarded chunk by chunk. (Compiling the programs side
+    by side gains nothing on 2 cores: XLA already spreads each compile over both.)"""
     cfg.validate()
     plan, prm = _plan(cfg), _params(cfg)
-    keys = jax.vmap(jax.random.key)(jnp.arange(chunk, dtype=jnp.uint32))
+    mesh = _generation_mesh(mesh)
+    d = 1 if mesh is None else mesh.devices.size
+    chunk = _check_chunk(chunk, mesh)
+    chunk = -(-chunk // d) * d
+    keys = _key_data(np.arange(chunk), mesh)
     t0 = time.perf_counter()
-    progs = [_substrate_batch.lower(plan, prm, keys).compile(),
-             _requests_batch.lower(plan, prm, keys, cfg.n_train, 1).compile(),
-             _requests_batch.lower(plan, prm, keys, cfg.n_test, 2).compile()]
+    sub_prog = _substrate_batch.lower(plan, prm, keys, mesh).compile()
+    req_progs = {n: _requests_batch.lower(plan, prm, keys, n, 1, mesh).compile()
+                 for n in sorted({cfg.n_train, cfg.n_test})}
     compile_s = time.perf_counter() - t0
     n_chunks = -(-n_seeds // chunk)
     t0 = time.perf_counter()
     for c in range(n_chunks):
-        keys = jax.vmap(jax.random.key)(jnp.arange(c * chunk, (c + 1) * chunk, dtype=jnp.uint32))
-        outs = [progs[0](prm, keys), progs[1](prm, keys, 1), progs[2](prm, keys, 2)]
+        keys = _key_data(np.arange(c * chunk, (c + 1) * chunk), mesh)
+        outs = [sub_prog(prm, keys), req_progs[cfg.n_train](prm, keys, 1),
+                req_progs[cfg.n_test](prm, keys, 2)]
         jax.block_until_ready(outs)
     run_s = time.perf_counter() - t0
     return dict(compile_s=compile_s, run_s=run_s, per_seed_s=run_s / (n_chunks * chunk),
-                n_seeds=n_chunks * chunk, chunk=chunk)
+                n_seeds=n_chunks * chunk, chunk=chunk, devices=d)
