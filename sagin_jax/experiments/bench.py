@@ -234,6 +234,9 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
         return
     from sagin_jax.scenario.generate import time_generation
     from sagin_jax.scenario.numpy_generator import numpy_scenario
+    # the earlier sections generated their seeds with the same programs: drop JAX's in-memory
+    # caches so that compile_s is what a fresh process pays (with --no-compile-cache)
+    jax.clear_caches()
     t = time_generation(cfg, g["seeds"], g.get("chunk"))
     record(workload="generate-jax", loop="vmap", seeds=t["n_seeds"], compile_s=t["compile_s"],
            run_s=t["run_s"], embeddings_per_s=float("nan"), program_mib=float("nan"),
