@@ -227,8 +227,9 @@ def bench_scale(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
 
 def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     """Scenario generation: the JAX generator (``jit(vmap(generate))``, chunk by chunk, each chunk
-    split over this process's devices, compile apart) on ``generation.seeds`` paper scenarios against the numpy generator it replaced, one
-    seed at a time; each scenario is a substrate plus ``n_train`` + ``n_test`` requests."""
+    split over this process's devices, compile apart) on ``generation.seeds`` paper scenarios
+    against the numpy generator it replaced, one seed at a time; each scenario is a substrate
+    plus ``n_train`` + ``n_test`` requests."""
     g = spec.get("generation")
     if not g:
         return
@@ -251,7 +252,8 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
            run_s=np_s * n_np, embeddings_per_s=float("nan"), program_mib=float("nan"),
            per_seed_s=np_s)
     print(f"generation: {t['n_seeds']} scenarios in {t['compile_s'] + t['run_s']:.1f} s with "
-          f"JAX on {t['devices']} device(s) (compile {t['compile_s']:.1f} s); numpy {np_s * 1e3:.0f} ms per seed, "
+          f"JAX on {t['devices']} device(s) (compile {t['compile_s']:.1f} s); numpy "
+          f"{np_s * 1e3:.0f} ms per seed, "
           f"{np_s / t['per_seed_s']:.0f}x the JAX time per seed", flush=True)
 
 

@@ -705,6 +705,10 @@ def _generation_mesh(mesh):
     return seed_mesh(devices)
 
 
+def _n_devices(mesh) -> int:
+    return 1 if mesh is None else mesh.devices.size
+
+
 def _on_mesh(fn, mesh):
     """``fn(prm, key_data)`` with the seed axis of ``key_data`` split over ``mesh``: each device
     generates its own block of seeds (``shard_map``; no communication, the same bits)."""
@@ -754,8 +758,7 @@ def _key_data(seeds, mesh):
 def default_chunk(mesh=None) -> int:
     """Seeds per compiled generation call: ``CPU_CHUNK_PER_DEVICE`` per device on a CPU,
     ``MAX_CHUNK`` on an accelerator."""
-    d = 1 if mesh is None else mesh.devices.size
-    return CPU_CHUNK_PER_DEVICE * d if jax.default_backend() == "cpu" else MAX_CHUNK
+    return CPU_CHUNK_PER_DEVICE * _n_devices(mesh) if jax.default_backend() == "cpu" else MAX_CHUNK
 
 
 def _chunks(seeds: np.ndarray, chunk: int | None, mesh=None):
@@ -779,9 +782,8 @@ def _check_chunk(chunk: int | None, mesh) -> int:
 
 def _padded_size(n: int, chunk: int, mesh) -> int:
     """The seed-axis length a chunk of ``n`` real seeds is padded to."""
-    d = 1 if mesh is None else mesh.devices.size
     size = min(max(_MIN_BUCKET, 1 << (n - 1).bit_length()), chunk)
-    return -(-size // d) * d
+    return -(-size // _n_devices(mesh)) * _n_devices(mesh)
 
 
 def _host(tree, n):
@@ -835,9 +837,9 @@ def _make_reqs(cfg, seeds, split, chunk, mesh="local"):
 def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None = None,
                    mesh="local") -> Scenario:
     """The scenarios of ``seeds`` on a leading seed axis (``generate`` of ``seed_key(seed)``),
-    made ``chunk`` seeds per compiled call (None: ``default_chunk``), split over ``mesh`` (default ``"local"``: every
-    device of this process; None: one device); raises ValueError naming the first seed that
-    overflows a static bound and the config field to raise."""
+    made ``chunk`` seeds per compiled call (None: ``default_chunk``), split over ``mesh``
+    (default ``"local"``: every device of this process; None: one device); raises ValueError
+    naming the first seed that overflows a static bound and the config field to raise."""
     mesh = _generation_mesh(mesh)
     subs = _make_subs(cfg, seeds, chunk, mesh)
     train = _make_reqs(cfg, seeds, "train", chunk, mesh)
@@ -889,7 +891,7 @@ def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
     cfg.validate()
     plan, prm = _plan(cfg), _params(cfg)
     mesh = _generation_mesh(mesh)
-    d = 1 if mesh is None else mesh.devices.size
+    d = _n_devices(mesh)
     chunk = _check_chunk(chunk, mesh)
     chunk = -(-chunk // d) * d
     keys = _key_data(np.arange(chunk), mesh)
