@@ -13,7 +13,8 @@ import pytest
 
 from sagin_jax.cli import main
 from sagin_jax.compilation import CompileCounter
-from sagin_jax.experiments.reproduce import experiments_dir, reproduce
+from sagin_jax.experiments import reproduce as reproduce_module
+from sagin_jax.experiments.reproduce import experiments_dir, load_experiment, reproduce
 
 # Measured: 13 programs for experiments/small/fig5_7.json on 2 seeds (3 generator programs for
 # the one scenario config; init, epoch and greedy evaluation for each of DDRL-NRA and RLVNE; one
@@ -157,6 +158,38 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
                  "--resume"]) == 0
     assert "skipped" not in capsys.readouterr().out
     assert (out / "fig8.csv").read_text() != before["fig8.csv"]
+
+
+def test_a_shared_training_run_is_the_run_trained_afresh():
+    """`reproduce --full` trains DDRL-NRA at rate 0.005 on the paper scenario in Fig. 4, Figs.
+    5-7 and Fig. 8 and trains it once (``train_shared``). The reused run must be bit for bit the
+    run a fresh ``train_grid`` of that rate alone gives (here from another block of runs: 2
+    seeds x 4 rates, against 2 seeds x 1), and a rate not trained yet must not be reused."""
+    import numpy as np
+    import jax
+    from sagin_jax.training.run import train_grid
+
+    exp = load_experiment(experiments_dir() / "small" / "fig4.json", seeds=2)
+    cfg, tcfg, seeds, lrs = reproduce_module._fig4_setup(exp)
+    reproduce_module._TRAINED.clear()
+    try:
+        grid = reproduce_module.train_shared(exp, cfg, tcfg, seeds, lrs, False)
+        assert not grid.reused
+        again = reproduce_module.train_shared(exp, cfg, tcfg, seeds, [lrs[1]], False)
+        assert again.reused and again.run_s == 0.0
+        subs, train_reqs, _, table = reproduce_module.scenarios(cfg, tuple(seeds))
+        fresh = train_grid(cfg, tcfg, seeds, [lrs[1]], progress=False, subs=subs,
+                           train_reqs=train_reqs, max_active=table,
+                           **reproduce_module._batching(exp))
+        for got, want in zip(jax.tree_util.tree_leaves((again.params, again.curves)),
+                             jax.tree_util.tree_leaves((fresh.params, fresh.curves))):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        assert not np.array_equal(np.asarray(grid.curves.ar)[:, 0],
+                                  np.asarray(fresh.curves.ar)[:, 0])  # the rates differ
+        other = reproduce_module.train_shared(exp, cfg, tcfg, seeds, [0.02], False)
+        assert not other.reused
+    finally:
+        reproduce_module._TRAINED.clear()
 
 
 @pytest.mark.parametrize("bad,message", [
