@@ -24,8 +24,12 @@ def rlvne_features(ctx: NodeContext, columns=None) -> jax.Array:
     """f32[N, 4], each column min-max normalised over the substrate nodes."""
     sub = ctx.sub
     deg, inc_bw = static_columns(ctx) if columns is None else columns
-    used = ctx.used.astype(jnp.float32)
-    dst = (sub.hops.astype(jnp.float32) @ used) / (used.sum() + 1.0)
+    # Σ hops to the used hosts, gathered from their columns (ctx.hosts, at most M of them)
+    # instead of hops @ used over all N: the same integers, so the same f32 sum exactly
+    placed = ctx.hosts >= 0
+    cols = sub.hops[:, jnp.maximum(ctx.hosts, 0)].astype(jnp.float32)  # [N, M]
+    dst = (jnp.sum(jnp.where(placed[None, :], cols, 0.0), axis=1)
+           / (placed.sum().astype(jnp.float32) + 1.0))
     x = jnp.stack([ctx.res_cpu, deg, inc_bw, dst], axis=-1)
     lo, hi = x.min(axis=0), x.max(axis=0)
     span = hi - lo
