@@ -747,10 +747,12 @@ def _seed_array(seeds: Sequence[int]) -> np.ndarray:
 
 
 def _key_data(seeds, mesh):
-    """The raw key data [S, 2] of ``seed_key`` for each seed, split over ``mesh`` if any."""
-    data = jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32)))
+    """The raw key data [S, 2] of ``seed_key`` for each seed, made on the host (no program per
+    chunk) and placed on the device, or split over ``mesh`` if any."""
+    from sagin_jax.simulation.seed_axis import seed_key_data
+    data = seed_key_data(seeds)
     if mesh is None:
-        return data
+        return jax.device_put(data)
     from sagin_jax.simulation.sharding import seed_sharding
     return jax.device_put(data, seed_sharding(mesh))
 

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 
 
-def seed_keys(seeds: Sequence[int]) -> jax.Array:
-    """``jax.random.key(s)`` for every seed, built on the host (no compiled program).
+def seed_key_data(seeds: Sequence[int]) -> np.ndarray:
+    """u32[S, 2]: the key data of ``jax.random.key(s)`` for every seed, on the host.
 
     A threefry key of a seed below 2**32 is the pair ``(0, seed)``; a test checks this against
     ``jax.random.key``.
@@ -23,8 +23,12 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
     if s.size and (s.min() < 0 or s.max() >= 2 ** 32):
         bad = int(s[(s < 0) | (s >= 2 ** 32)][0])
         raise ValueError(f"seed must be an integer in [0, 2**32), got {bad}")
-    data = np.stack([np.zeros(s.shape, np.uint32), s.astype(np.uint32)], axis=-1)
-    return jax.random.wrap_key_data(jax.device_put(data), impl="threefry2x32")
+    return np.stack([np.zeros(s.shape, np.uint32), s.astype(np.uint32)], axis=-1)
+
+
+def seed_keys(seeds: Sequence[int]) -> jax.Array:
+    """``jax.random.key(s)`` for every seed, built on the host (no compiled program)."""
+    return jax.random.wrap_key_data(jax.device_put(seed_key_data(seeds)), impl="threefry2x32")
 
 
 def run_index(n_runs: int, mesh=None, multiple: int | None = None) -> np.ndarray:
