@@ -110,19 +110,14 @@ def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
 # --- training runs shared between experiments ------------------------------------------------
 
 _TRAINED: dict = {}
-"""Training runs of this process: (scenario config, static training config, traced settings,
-seeds, table size, batching) -> (params [S, ...], curves [S, E, B]). Filled by every
+"""Training runs of one ``reproduce`` call: (scenario config, training config, rate, seeds,
+seed loop) -> (params [S, ...], curves [S, E, B]). The scenarios (and so the table size) follow
+from the config and seeds, and the device mesh is the process's. Filled by every
 ``train_shared`` call, emptied by ``reproduce``."""
 
 
 def _run_key(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list, lr: float):
-    from sagin_jax.training.config import Hyper
-    b = _batching(exp)
-    hyper = Hyper.from_config(tcfg, lr=lr, xp=np)
-    hyper = tuple(float(x) for x in jax.tree_util.tree_leaves(hyper))
-    mesh = None if b["mesh"] is None else b["mesh"].devices.size
-    table = scenarios(cfg, tuple(seeds))[3]
-    return (cfg, tcfg.static(), hyper, tuple(seeds), table, b["seed_loop"], mesh)
+    return (cfg, tcfg, float(lr), tuple(seeds), exp.get("seed_loop"))
 
 
 def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list, lrs: list,
