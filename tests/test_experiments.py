@@ -16,9 +16,10 @@ from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments import reproduce as reproduce_module
 from sagin_jax.experiments.reproduce import experiments_dir, load_experiment, reproduce
 
-# Measured: 13 programs for experiments/small/fig5_7.json on 2 seeds (3 generator programs for
-# the one scenario config; init, epoch and greedy evaluation for each of DDRL-NRA and RLVNE; one
-# online pass per heuristic; a few small ones). 81 before the pipeline work of issue 9.
+# Measured: 11 programs for experiments/small/fig5_7.json on 2 seeds (the generator's substrate
+# and request programs for the one scenario config; init, epoch and greedy evaluation for each of
+# DDRL-NRA and RLVNE; one online pass per heuristic); 13 while the generator made its seed keys
+# with a small program. 81 before the pipeline work of issue 9.
 MAX_PROGRAMS_SMALL_FIG5_7 = 15
 
 SMALL = {"n_space": 4, "n_air": 6, "n_ground": 10, "n_train": 40, "n_test": 40}
