@@ -107,11 +107,21 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
         files[name] = exps / f"{name}.json"
         shutil.copy(experiments_dir() / "small" / f"{name}.json", files[name])
     out = tmp_path / "results"
-    phases = {}
+    phases, timing = {}, {}
     with CompileCounter() as cc:
         reproduce(config=str(files["fig5_7"]), out=str(out), seeds=2, progress=False,
-                  compiles=phases)
+                  compiles=phases, timing=timing)
     assert cc.stats.compiled + cc.stats.cache_hits <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
+    # where the time went: the parts are disjoint and cover the wall time; fig5_7 trains two
+    # agents and simulates five algorithms; its scenarios were generated in the ahead phase
+    parts = ("ahead", "train", "simulate", "generate", "other")
+    assert all(timing[k] >= 0 for k in parts), timing
+    assert sum(timing[k] for k in parts) == pytest.approx(timing["wall"], abs=0.05), timing
+    assert timing["train"] > 0 and timing["simulate"] > 0 and timing["generate"] == 0, timing
+    split = json.loads((out / ".done" / "fig5_7.json").read_text())["time_split_s"]
+    assert all(split[k] == timing[k] for k in ("train", "simulate", "generate")), (split, timing)
+    assert split["other"] <= timing["other"] + 1e-9, (split, timing)
+    assert f"{timing['wall']:.1f} s:" in (out / "README.md").read_text()
     assert phases["run"].compiled + phases["run"].cache_hits == 0, phases
     assert phases["ahead"].compiled + phases["ahead"].cache_hits >= 5, phases  # 5 algorithms
     for name in ("fig4", "fig8"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sagin_jax.experiments.stopwatch import SECTIONS, describe
 from sagin_jax.files import atomic_write_text
 
 # The paper's headline relative gains of DDRL-NRA (section V: +18.15% revenue, +8.35% acceptance),
@@ -85,8 +86,10 @@ def sweep_claim_rows(out: Path) -> list[str]:
     return rows
 
 
-def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
-    """(Re)write ``out/README.md`` from the completion markers in ``out/.done``."""
+def write_report(out: Path, platform: str, wall_s: float | None = None,
+                 timing: dict | None = None) -> Path:
+    """(Re)write ``out/README.md`` from the completion markers in ``out/.done``; ``timing``
+    (``reproduce``'s split of its wall time) adds a line on where this call's time went."""
     done = {}
     for f in sorted((out / ".done").glob("*.json")):
         d = json.loads(f.read_text())
@@ -189,14 +192,24 @@ def write_report(out: Path, platform: str, wall_s: float | None = None) -> Path:
               "falls over time, which suggests its AR was normalised differently (e.g. per "
               "arrival). Acceptance (Fig. 6) falls as the network fills, as in the paper.",
               "", "## Runs", "",
-              "| experiment | seeds | wall time (s) | config |", "|---|---|---|---|"]
+              "| experiment | seeds | wall time (s) | training / simulation / generation / "
+              "other (s) | config |", "|---|---|---|---|---|"]
     total = 0.0
     for kind, d in done.items():
         total += d["wall_s"]
-        lines.append(f"| {d['name']} ({kind}) | {d['seeds']} | {d['wall_s']:.1f} | "
+        split = d.get("time_split_s")
+        parts = (" / ".join(f"{split[k]:.1f}" for k in (*SECTIONS, "other")) if split
+                 else "–")
+        lines.append(f"| {d['name']} ({kind}) | {d['seeds']} | {d['wall_s']:.1f} | {parts} | "
                      f"`{json.dumps(d['config'], sort_keys=True)}` |")
     lines += ["", f"Total compute wall time of these experiments: {total:.1f} s on {platform} "
-              "(2 CPU cores for the committed results).", "",
+              "(2 CPU cores for the committed results)."]
+    if timing:
+        lines += ["", f"The `reproduce` call that wrote this file took {timing['wall']:.1f} s: "
+                  f"{timing['ahead']:.1f} s to get every program ready ahead (compiled, or "
+                  "loaded from the compilation cache, and their scenarios generated), then "
+                  f"{describe(timing)} (other: statistics, plots, files)."]
+    lines += ["",
               "Files: `fig4.csv` (training curves per learning rate and update), `fig5_7.csv` "
               "(test curves per algorithm over time, Figs. 5-7), `fig8.csv` (storage ranges); "
               "columns mean, ci_low, ci_high, n_seeds. One PNG per figure: `fig4.png`, "

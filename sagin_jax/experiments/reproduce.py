@@ -6,6 +6,7 @@ and a completion marker, so ``--resume`` skips finished ones and gives the same 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,6 +24,7 @@ from sagin_jax import validate
 from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments import plots
 from sagin_jax.experiments.stats import interval_bounds, mean_ci, on_time_grid, time_grid
+from sagin_jax.experiments.stopwatch import Stopwatch, describe
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.files import read_json, write_csv, write_json
 from sagin_jax.scenario.generate import make_scenarios, trim_padding
@@ -95,6 +97,15 @@ def _batching(exp: dict) -> dict:
 
 EDGE_BUCKET, DEGREE_BUCKET = 32, 4
 
+_WATCH: Stopwatch | None = None
+"""The running experiment's stopwatch (set by ``run_experiment``; None outside one, e.g. in the
+ahead phase, whose time ``reproduce`` reports on its own)."""
+
+
+def _section(name: str):
+    """Time a block as ``name`` on the running experiment's stopwatch, if any."""
+    return _WATCH.section(name) if _WATCH is not None else contextlib.nullcontext()
+
 
 @functools.lru_cache(maxsize=2)
 def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
@@ -102,8 +113,9 @@ def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
     the JAX generator (one compiled program per config) and shared by every algorithm and every
     experiment with the same config and seeds. Link and neighbour lists are cut to what the
     seeds use, rounded up to buckets, so experiments share compiled programs."""
-    scen = make_scenarios(cfg, list(seeds))
-    subs = trim_padding(scen.sub, EDGE_BUCKET, DEGREE_BUCKET)
+    with _section("generate"):  # (a cache hit does not get here)
+        scen = make_scenarios(cfg, list(seeds))
+        subs = trim_padding(scen.sub, EDGE_BUCKET, DEGREE_BUCKET)
     return subs, scen.train, scen.test, table_size(scen.train, scen.test)
 
 
@@ -140,8 +152,10 @@ def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
             curves=jax.tree_util.tree_map(stack, *[c for _, c in runs]),
             compile_s=0.0, run_s=0.0, reused=True)
     subs, train_reqs, _, table = scenarios(cfg, tuple(seeds))
-    res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, subs=subs, train_reqs=train_reqs,
-                     max_active=table, **_batching(exp))
+    with _section("train"):
+        res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, subs=subs,
+                         train_reqs=train_reqs, max_active=table, **_batching(exp))
+        jax.block_until_ready((res.params, res.curves))
     for j, k in enumerate(keys):
         _TRAINED[k] = jax.tree_util.tree_map(lambda x: np.asarray(x)[:, j],
                                              (res.params, res.curves))
@@ -210,14 +224,17 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
         if algo in TRAINED:
             tcfg, lr = _trained_setup(exp, algo)
             res = train_shared(exp, cfg, tcfg, seeds, [lr], progress)
-            o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
-                              **_batching(exp))
+            with _section("simulate"):
+                o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
+                                                        max_active=table, **_batching(exp)))
             per_algo[algo] = _outcome_metrics(o, lead=(0,))
             timing[algo] = {"compile_s": res.compile_s, "train_run_s": res.run_s,
                             "reused": res.reused}
         else:
-            _, o = simulate_seeds(BASELINES[algo], None, seeds, subs, test_reqs,
-                                  max_active=table, **_batching(exp))
+            with _section("simulate"):
+                _, o = jax.block_until_ready(simulate_seeds(BASELINES[algo], None, seeds, subs,
+                                                            test_reqs, max_active=table,
+                                                            **_batching(exp)))
             per_algo[algo] = _outcome_metrics(o)
         timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
     times = per_algo[algos[0]]["time"]
@@ -257,8 +274,9 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
     for rng, cfg in _storage_cfgs(exp).items():
         subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
         res = train_shared(exp, cfg, tcfg, seeds, [lr], progress)
-        o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table,
-                          **_batching(exp))
+        with _section("simulate"):
+            o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
+                                                    max_active=table, **_batching(exp)))
         m = _outcome_metrics(o, lead=(0,))
         m["O"] = objective(SimpleNamespace(ar=m["AR"], rc=m["RC"], acr=m["ACR"]), tcfg.ar_scale)
         per_range[f"U[{rng[0]},{rng[1]}]"] = m
@@ -353,7 +371,11 @@ def finished(exp: dict, out: Path) -> dict | None:
 
 
 def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
-                   written: list | None = None) -> dict:
+                   written: list | None = None, fresh: list | None = None) -> dict:
+    """Run one experiment (or, with ``resume``, return its marker if it is complete) and write
+    its files and completion marker; the marker of a run that did happen is appended to
+    ``fresh``."""
+    global _WATCH
     marker = out / ".done" / f"{exp['name']}.json"
     h = _config_hash(exp)
     if resume and (done := finished(exp, out)) is not None:
@@ -366,11 +388,14 @@ def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
+        _WATCH = Stopwatch()
         t0 = time.perf_counter()
         summary = RUNNERS[exp["kind"]](exp, stage, progress)
         wall = time.perf_counter() - t0
+        split = _WATCH.split(wall)
         done = {"name": exp["name"], "kind": exp["kind"], "hash": h, "seeds": exp["seeds"],
-                "wall_s": wall, "config": {k: v for k, v in exp.items() if not k.startswith("_")},
+                "wall_s": wall, "time_split_s": split,
+                "config": {k: v for k, v in exp.items() if not k.startswith("_")},
                 "summary": summary}
         marker.unlink(missing_ok=True)  # outputs change below: the old marker no longer holds
         for f in sorted(stage.iterdir()):
@@ -380,27 +405,33 @@ def run_experiment(exp: dict, out: Path, resume: bool, progress: bool,
         marker.parent.mkdir(parents=True, exist_ok=True)
         write_json(marker, done)
     finally:
+        _WATCH = None
         shutil.rmtree(stage, ignore_errors=True)
         try:
             (out / STAGING).rmdir()
         except OSError:
             pass
+    if fresh is not None:
+        fresh.append(done)
     if progress:
-        print(f"[{exp['name']}] done in {wall:.1f}s", flush=True)
+        print(f"[{exp['name']}] done in {wall:.1f}s: {describe(split)}", flush=True)
     return done
 
 
 def reproduce(config: str | None = None, full: bool = False, out: str = "results",
               resume: bool = False, seeds: int | None = None, progress: bool = True,
               written: list | None = None, ahead: bool = True,
-              compiles: dict | None = None) -> list:
+              compiles: dict | None = None, timing: dict | None = None) -> list:
     """Run one experiment file (``config``) or every file of the small/full set. Every file is
     read and checked, and ``out`` checked writable, before anything runs. The paths written are
     appended to ``written``.
 
     With ``ahead`` (the default) every program the experiments will call is compiled first, on
     all cores at once (``compile_ahead``); the runs then compile nothing. ``compiles`` receives
-    the ``CompileStats`` of both phases ("ahead", "run")."""
+    the ``CompileStats`` of both phases ("ahead", "run"); ``timing`` where the wall time went:
+    "wall", "ahead" (compiling or loading the programs, generating their scenarios) and the
+    experiments' sections summed ("train", "simulate", "generate", "other"; experiments skipped
+    by ``resume`` count nothing)."""
     if config is not None:
         files = [Path(config)]
     else:
@@ -423,17 +454,27 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
             if ahead:
                 todo = [e for e in exps if not (resume and finished(e, out_dir))]
                 _compile_all(todo, progress)
+        ahead_s = time.perf_counter() - t0
         with CompileCounter() as cc_run:
-            done = [run_experiment(e, out_dir, resume, progress, written) for e in exps]
+            fresh = []
+            done = [run_experiment(e, out_dir, resume, progress, written, fresh) for e in exps]
     wall = time.perf_counter() - t0
+    split = {"wall": wall, "ahead": ahead_s}
+    for key in ("train", "simulate", "generate", "other"):
+        split[key] = sum(d["time_split_s"][key] for d in fresh)
+    split["other"] += max(0.0, wall - ahead_s - sum(d["wall_s"] for d in fresh))
     _TRAINED.clear()
     if compiles is not None:
         compiles.update(ahead=cc_ahead.stats, run=cc_run.stats)
+    if timing is not None:
+        timing.update(split)
     from sagin_jax.experiments.report import write_report
-    report = write_report(out_dir, jax.devices()[0].platform, wall)
+    report = write_report(out_dir, jax.devices()[0].platform, wall, split)
     written.append(report)
     if progress:
-        print(f"reproduce: {wall:.1f} s wall; {cc.stats} (ahead: {cc_ahead.stats.compiled} "
+        print(f"reproduce: {wall:.1f} s wall: programs ready ahead {ahead_s:.1f} s, "
+              f"{describe(split)}", flush=True)
+        print(f"reproduce: {cc.stats} (ahead: {cc_ahead.stats.compiled} "
               f"compiled + {cc_ahead.stats.cache_hits} loaded; during the runs: "
               f"{cc_run.stats.compiled} + {cc_run.stats.cache_hits})", flush=True)
     return done
