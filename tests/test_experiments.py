@@ -121,6 +121,7 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
     split = json.loads((out / ".done" / "fig5_7.json").read_text())["time_split_s"]
     assert all(split[k] == timing[k] for k in ("train", "simulate", "generate")), (split, timing)
     assert split["other"] <= timing["other"] + 1e-9, (split, timing)
+    assert (timing["compiled"], timing["loaded"]) == (cc.stats.compiled, cc.stats.cache_hits)
     assert f"{timing['wall']:.1f} s:" in (out / "README.md").read_text()
     assert phases["run"].compiled + phases["run"].cache_hits == 0, phases
     assert phases["ahead"].compiled + phases["ahead"].cache_hits >= 5, phases  # 5 algorithms

@@ -206,8 +206,9 @@ def write_report(out: Path, platform: str, wall_s: float | None = None,
               "(2 CPU cores for the committed results)."]
     if timing:
         lines += ["", f"The `reproduce` call that wrote this file took {timing['wall']:.1f} s: "
-                  f"{timing['ahead']:.1f} s to get every program ready ahead (compiled, or "
-                  "loaded from the compilation cache, and their scenarios generated), then "
+                  f"{timing['ahead']:.1f} s to get every program ready ahead ({timing['compiled']} "
+                  f"compiled, {timing['loaded']} loaded from the compilation cache) and generate "
+                  "their scenarios, then "
                   f"{describe(timing)} (other: statistics, plots, files)."]
     lines += ["",
               "Files: `fig4.csv` (training curves per learning rate and update), `fig5_7.csv` "

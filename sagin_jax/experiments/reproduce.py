@@ -431,7 +431,7 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     the ``CompileStats`` of both phases ("ahead", "run"); ``timing`` where the wall time went:
     "wall", "ahead" (compiling or loading the programs, generating their scenarios) and the
     experiments' sections summed ("train", "simulate", "generate", "other"; experiments skipped
-    by ``resume`` count nothing)."""
+    by ``resume`` count nothing), and the programs "compiled" and "loaded" from the cache."""
     if config is not None:
         files = [Path(config)]
     else:
@@ -463,6 +463,7 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     for key in ("train", "simulate", "generate", "other"):
         split[key] = sum(d["time_split_s"][key] for d in fresh)
     split["other"] += max(0.0, wall - ahead_s - sum(d["wall_s"] for d in fresh))
+    split.update(compiled=cc.stats.compiled, loaded=cc.stats.cache_hits)
     _TRAINED.clear()
     if compiles is not None:
         compiles.update(ahead=cc_ahead.stats, run=cc_run.stats)
