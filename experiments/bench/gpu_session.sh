@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One GPU session's measurements (issues 9 and 10), each stage under its own time cap inside one
+# deadline (DEADLINE seconds), so that a slow stage costs only itself; run from the repository
+# root with the machine's own python3 and packages (PYTHONPATH, no install). Logs go to $OUT
+# (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
+# script can be checked on a CPU first (~4 minutes on 2 cores):
+#   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
+# Stages, most wanted first: reproduce --full cold (an empty compilation cache) and its CSVs
+# against results/; bench --accelerator with experiments/bench/gpu_width.json (1,024-16,384
+# seeds), gpu_latency.json (1 seed, loop trips, 16,384 scenarios generated, training memory) and
+# gpu_fig4.json (the Fig. 4 grid); reproduce --full warm; the equivalence tests; the raw cost of
+# one while_loop trip.
+set -u
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
+O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
+PY=${PY:-python3}; DEADLINE=${DEADLINE:-530}; SMOKE=${SMOKE:-0}
+FULL=--full; [ "$SMOKE" = 1 ] && FULL=""
+SJ=("$PY" -m sagin_jax.cli)
+stage() {  # stage NAME CAP_S CMD...: run CMD into $O/NAME.log for at most min(CAP, time left)
+  local name=$1 cap=$2; shift 2
+  local left=$((DEADLINE - SECONDS)); local t=$((cap < left ? cap : left))
+  if [ "$t" -lt 15 ]; then echo "== $name skipped ($left s left)" | tee -a "$O/env.txt"; return; fi
+  echo "== $name (cap $t s) starts at $SECONDS s" | tee -a "$O/env.txt"
+  local t0=$SECONDS
+  timeout -k 5 "$t" "$@" > "$O/$name.log" 2>&1
+  echo "== $name rc=$? took $((SECONDS - t0)) s" | tee -a "$O/env.txt"
+  tail -n 4 "$O/$name.log"
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv || true
+  "$PY" -c "import sys, jax, jaxlib, flax, optax, chex, numpy, networkx; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'chex', chex.__version__, 'numpy', numpy.__version__); print(jax.devices())"
+  git log --oneline -1 2>/dev/null || true; } >> "$O/env.txt" 2>&1
+cat "$O/env.txt"
+A=experiments/bench/gpu_latency.json; B=experiments/bench/gpu_width.json
+C=experiments/bench/gpu_fig4.json
+if [ "$SMOKE" = 1 ]; then  # the same stages, shrunk
+  S=$(mktemp -d); A=$S/a.json; B=$S/b.json; C=$S/c.json
+  echo '{"seeds": [1], "loops": ["vmap"], "reference_seeds": 1, "speedup_seeds": 1, "speedup_loop": "vmap", "fig4": null, "trip_seeds": 1, "generation": {"seeds": 64, "chunk": 32, "numpy_seeds": 1}, "train_memory_seeds": [64]}' > $A
+  echo '{"seeds": [2, 4], "loops": ["vmap"], "reference_seeds": 0, "fig4": null, "trip_seeds": 0, "generation": null, "train_memory_seeds": []}' > $B
+  echo '{"seeds": [1], "loops": ["vmap"], "reference_seeds": 0, "trip_seeds": 0, "generation": null, "fig4": {"seeds": 2, "lrs": [0.005, 0.01], "epochs": 1, "loop": "vmap"}, "train_memory_seeds": []}' > $C
+fi
+# 1: reproduce --full, cold (empty cache), then its CSVs against the committed CPU results
+SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold 190 "${SJ[@]}" reproduce $FULL --out /tmp/rep
+REF=results; [ "$SMOKE" = 1 ] && REF=/tmp/rep
+"$PY" experiments/bench/compare_results.py /tmp/rep $REF >> "$O/repro_cold.log" 2>&1
+grep -h "wall\|compiled" /tmp/rep/README.md | head -5 >> "$O/repro_cold.log" 2>&1
+# 2: seed width 1,024 / 4,096 / 16,384 (test passes and training)
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchB 130 "${SJ[@]}" bench --accelerator --config $B --out /tmp/bB
+# 3: one-seed latency, trips, generation of 16,384 scenarios, training memory
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchA 110 "${SJ[@]}" bench --accelerator --config $A --out /tmp/bA
+# 4: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchC 80 "${SJ[@]}" bench --accelerator --config $C --out /tmp/bC
+# 5: reproduce --full warm (the same cache, now filled)
+SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_warm 90 "${SJ[@]}" reproduce $FULL --out /tmp/rep2
+# 6: the equivalence tests on this backend, with what time is left
+stage tests 200 "$PY" -m pytest -p no:cacheprovider -n 0 -x tests/test_equivalence.py
+"$PY" - >> "$O/env.txt" 2>&1 <<'P'
+import jax, time  # the raw cost of one while_loop trip on this backend (10,000 trivial trips)
+f = jax.jit(lambda x: jax.lax.while_loop(lambda c: c[0] < 10000, lambda c: (c[0] + 1, c[1] * 1.0001), (0, x)))
+x = jax.numpy.ones(()); f(x)[1].block_until_ready(); t = time.perf_counter(); f(x)[1].block_until_ready()
+print("while_loop trip (us):", (time.perf_counter() - t) / 10000 * 1e6)
+P
+nvidia-smi --query-gpu=memory.used,clocks.sm --format=csv >> "$O/env.txt" 2>&1
+echo "done at $SECONDS s" | tee -a "$O/env.txt"
