@@ -84,6 +84,26 @@ def test_batched_equals_sequential():
     assert trips_per_request(out)[0] < trips_per_request(out_seq)[0]
 
 
+def test_link_windows_smaller_than_the_requests_give_the_same_result(monkeypatch):
+    """A round looks at ``LINK_WINDOW`` links; with a window of 2 most requests take several
+    windows, and every output still equals the sequential rule's."""
+    import sagin_jax.embedding.batched as batched
+    monkeypatch.setattr(batched, "LINK_WINDOW", 2)
+    subs, reqs, state, out = run.__wrapped__("saturated", NRMVNE, "batched")
+    _, _, state_seq, out_seq = run("saturated", NRMVNE, "sequential")
+    # the test means something only if accepted requests spanned several windows (an accepted
+    # request with more than 2 links took at least 2 rounds)
+    live = np.asarray(reqs.link_mask.sum(-1))
+    acc = np.asarray(out_seq.accepted)
+    assert (acc & (live > 2)).sum() >= 5
+    for a, b in zip(jax.tree_util.tree_leaves((out.accepted, out.hosts, out.value, out.metrics,
+                                               state)),
+                    jax.tree_util.tree_leaves((out_seq.accepted, out_seq.hosts, out_seq.value,
+                                               out_seq.metrics, state_seq))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(out.paths)[acc], np.asarray(out_seq.paths)[acc])
+
+
 def test_batched_training_policy_gives_the_same_log_probs_and_gradients():
     cfg = FAMILIES["ordinary"]
     sub = unstack(make_substrates(cfg, (4,)), 0)
