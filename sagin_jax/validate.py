@@ -283,6 +283,7 @@ def bench_config(doc, path) -> None:
         "train_memory_seeds": (lambda v: isinstance(v, list) and _int_list(v),
                                "a list of integers >= 1"),
         "sweep": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
+        "warmup": (lambda v: isinstance(v, bool), "true or false"),
     }
     for key, v in doc.items():
         if key not in checks:

@@ -299,3 +299,29 @@ def test_bench_sweep_rows_report_both_sides_and_their_ratio(monkeypatch, capsys)
     assert "ratio 2.50x" in capsys.readouterr().out
     bench_mod.bench_sweep_ratio({"sweep": None}, ScenarioConfig(), record)  # no section: no rows
     assert len(record.rows) == 2
+
+
+def test_bench_timing_calls_the_program_once_more_only_with_warmup(tmp_path, capsys):
+    """``_timed`` compiles ahead, then (warm-up) calls once untimed and once timed; with
+    ``"warmup": false`` (GPU sessions short of device time) only the timed call runs. A bench
+    config with a non-boolean ``warmup`` is refused before any compute."""
+    from sagin_jax.experiments.bench import _timed
+    calls = []
+
+    class Fake:  # stands in for a jitted function: lower -> compile -> callable
+        def lower(self, *args):
+            return self
+
+        def compile(self):
+            return lambda *args: calls.append(args) or 0
+
+    _timed(Fake(), 1, 2)
+    assert len(calls) == 2
+    calls.clear()
+    _timed(Fake(), 1, 2, warmup=False)
+    assert calls == [(1, 2)]
+    f = tmp_path / "bench.json"
+    f.write_text(json.dumps({"seeds": [1], "warmup": "no"}))
+    assert main(["bench", "--config", str(f), "--out", str(tmp_path / "out")]) == 2
+    assert "field 'warmup' must be true or false" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

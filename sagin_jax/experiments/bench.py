@@ -87,12 +87,14 @@ def _program_mib(compiled) -> float:
         return float("nan")
 
 
-def _timed(fn, *args):
-    """(compile s, run s, program MiB) of a jitted fn: AOT compile, one warm call, one timed."""
+def _timed(fn, *args, warmup: bool = True):
+    """(compile s, run s, program MiB) of a jitted fn: AOT compile, one warm call (unless
+    ``warmup`` is False: a GPU session short of time), one timed."""
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(*args))
+    if warmup:
+        jax.block_until_ready(compiled(*args))
     t0 = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     return compile_s, time.perf_counter() - t0, _program_mib(compiled)
@@ -147,6 +149,7 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
     seeds looped (``map``) and vectorised (``vmap``); -> the speedup over the reference at
     ``speedup_seeds`` seeds (map), if measured."""
     tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", "epochs": 1, **spec.get("train", {})})
+    warm = spec.get("warmup", True)  # false: time the first call after compiling (half the time)
     speedup = None
     for s in spec["seeds"]:
         seeds = list(range(s))
@@ -163,7 +166,7 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
         for loop in loops:
             fn = jax.jit(lambda k, sb, rq, loop=loop: simulate_batch(
                 BASELINES["nrmvne"], None, k, sb, rq, max_active=a, seed_loop=loop, mesh=mesh))
-            c, r, mib = _timed(fn, keys, subs_p, reqs_p)
+            c, r, mib = _timed(fn, keys, subs_p, reqs_p, warmup=warm)
             rate = s * reqs.n_requests / r
             record(workload="jax-nrmvne-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=rate, program_mib=mib)
@@ -171,13 +174,13 @@ def bench_simulator(spec: dict, cfg: ScenarioConfig, record: Recorder, mesh,
                     and ref_rate):
                 speedup = rate / ref_rate
             ev = jax.jit(over_seeds(make_evaluate(tcfg, a), loop, mesh))
-            c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p)
+            c, r, mib = _timed(ev, params_p, keys, subs_p, reqs_p, warmup=warm)
             record(workload="jax-ddrl-test", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=s * reqs.n_requests / r, program_mib=mib)
             trainer = make_train(tcfg, train_reqs.n_requests, a_train)
             lr = take_runs(np.full((pad,), 0.005, np.float32), np.arange(pad), mesh)
             tr = jax.jit(over_seeds(trainer.train, loop, mesh))
-            c, r, mib = _timed(tr, keys, lr, subs_p, tr_p)
+            c, r, mib = _timed(tr, keys, lr, subs_p, tr_p, warmup=warm)
             record(workload="jax-ddrl-train", loop=loop, seeds=s, compile_s=c, run_s=r,
                    embeddings_per_s=s * train_reqs.n_requests / r, program_mib=mib)
     return speedup
