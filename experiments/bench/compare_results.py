@@ -3,21 +3,36 @@ byte identity, and the largest absolute difference of each numeric column.
 
     python experiments/bench/compare_results.py NEW_DIR results
 """
-import csv, sys
+import csv
+import sys
 from pathlib import Path
-new, old = Path(sys.argv[1]), Path(sys.argv[2])
-for f in ("fig4.csv", "fig5_7.csv", "fig8.csv"):
-    if not (new / f).exists():
-        print(f, "missing"); continue
-    a = list(csv.DictReader(open(new / f))); b = list(csv.DictReader(open(old / f)))
-    same = (new / f).read_bytes() == (old / f).read_bytes()
-    print(f"{f}: rows {len(a)} vs {len(b)}, byte-identical {same}")
-    if len(a) != len(b): continue
-    for k in a[0]:
-        try:
-            d = [abs(float(x[k]) - float(y[k])) for x, y in zip(a, b)]
-            m = [abs(float(y[k])) for y in b]
-        except ValueError:
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def compare(new: Path, old: Path) -> None:
+    for name in ("fig4.csv", "fig5_7.csv", "fig8.csv"):
+        if not (new / name).exists():
+            print(name, "missing")
             continue
-        if max(d) > 0:
-            print(f"   {k}: max |diff| {max(d):.4g} (max |cpu value| {max(m):.4g}), rows differing {sum(x > 0 for x in d)}/{len(d)}")
+        a, b = rows(new / name), rows(old / name)
+        same = (new / name).read_bytes() == (old / name).read_bytes()
+        print(f"{name}: rows {len(a)} vs {len(b)}, byte-identical {same}")
+        if len(a) != len(b):
+            continue
+        for k in a[0]:
+            try:
+                diff = [abs(float(x[k]) - float(y[k])) for x, y in zip(a, b)]
+                size = max(abs(float(y[k])) for y in b)
+            except ValueError:  # a text column
+                continue
+            if max(diff) > 0:
+                print(f"   {k}: max |diff| {max(diff):.4g} (max |value| {size:.4g}), rows "
+                      f"differing {sum(d > 0 for d in diff)}/{len(diff)}")
+
+
+if __name__ == "__main__":
+    compare(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -6,9 +6,9 @@ demand, smallest-id parent on ties. Here the request's links are handled several
 rounds, each round over a window of the next ``LINK_WINDOW`` pending links in bandwidth order; a
 round is one ``while_loop`` trip (plus the BFS levels it needs):
 
-1. Each pending link of the window gets a candidate path under the residual at the round's start: the static
-   min-hop tree's path when all its links are eligible (no search), else a BFS run for all such
-   links together (a frontier [L, N], one level per trip).
+1. Each pending link of the window gets a candidate path under the residual at the round's
+   start: the static min-hop tree's path when all its links are eligible (no search), else a BFS
+   run for all such links together (a frontier [window, N], one level per trip).
 2. The candidates are checked in bandwidth order against the residual the sequential rule would
    see, i.e. the round's residual minus the demands of the earlier candidates (an exclusive
    cumulative sum). The leading run of candidates that stay eligible is committed.
