@@ -249,3 +249,27 @@ def test_request_connect_rule_matches_the_numpy_rule():
                 comp[find(v)] = find(0)
         want = np.array([(int(a), int(b)) in links for a, b in zip(pa, pb)])
         assert (got[k] == want).all(), k
+
+
+def test_two_digit_split_is_exact_for_every_small_span():
+    """``_divmod_small`` (f32, as XLA compiles it) equals integer divmod for every span that
+    packs two digits per word (1..256) and every 16-bit word value. ``floor(v / span)`` in f32
+    fails this for 38 spans (XLA multiplies by a rounded reciprocal), e.g. span 41."""
+    spans = np.arange(1, 257, dtype=np.int32)[:, None]
+    v = np.arange(1 << 16, dtype=np.int32)[None, :]
+    q, r = jax.jit(G._divmod_small)(jnp.asarray(v), jnp.asarray(spans))
+    np.testing.assert_array_equal(np.asarray(q), v // spans)
+    np.testing.assert_array_equal(np.asarray(r), v % spans)
+
+
+def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
+    """Spans 41, 47 and 55 (two digits per word) once drew ``hi + 1``: every drawn value lies
+    in its configured range and every value of the range occurs."""
+    cfg = small(req_cpu=(10, 50), req_sto=(1, 47), req_bw=(5, 59), n_train=400, n_test=1)
+    r = G.make_scenarios(cfg, range(4)).train
+    nm, lm = np.asarray(r.node_mask), np.asarray(r.link_mask)
+    for name, values, (lo, hi) in (("cpu", r.cpu, cfg.req_cpu), ("sto", r.sto, cfg.req_sto),
+                                   ("bw", r.link_bw, cfg.req_bw)):
+        x = np.asarray(values)[nm if name != "bw" else lm].astype(np.int64)
+        assert x.min() >= lo and x.max() <= hi, (name, x.min(), x.max())
+        assert set(np.unique(x)) == set(range(lo, hi + 1)), name

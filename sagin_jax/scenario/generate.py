@@ -278,6 +278,17 @@ class _Stream:
         self.offset += n
         return _mix(_mix(c ^ self.k0) + self.k1)
 
+    def words_by_column(self, lead: tuple, width: int, column):
+        """Word ``column`` of each row of a ``(*lead, width)`` block (the block's counters, as
+        ``words(*lead, width)`` numbers them), broadcast to ``(*lead, len(column))``: one
+        elementwise expression, so XLA fuses and vectorises it (a concatenate of two word blocks
+        does not vectorise and recomputes the hash per operand)."""
+        rows = int(np.prod(lead))
+        row = lax.iota(jnp.uint32, rows).reshape(*lead, 1) * jnp.uint32(width)
+        c = row + column.astype(jnp.uint32) + jnp.uint32(self.offset)
+        self.offset += rows * width
+        return _mix(_mix(c ^ self.k0) + self.k1)
+
     def uniform(self, *shape: int):
         """f32 uniform on [0, 1), 24-bit resolution."""
         return (self.words(*shape) >> 8).astype(jnp.float32) * jnp.float32(2.0 ** -24)
@@ -296,19 +307,36 @@ def _mulhi(w, span):
     return ((hi * span + ((lo * span) >> 16)) >> 16).astype(jnp.int32)
 
 
+def _divmod_small(v, span):
+    """(v // span, v % span) for int32 ``0 <= v < 2**16`` and ``1 <= span <= 2**16``, exactly.
+
+    In f32, ``(v + 0.5) / span`` lies at least ``1 / (2 span)`` inside an integer interval and
+    is computed to a relative error of ~2**-23 (XLA may multiply by a rounded reciprocal
+    instead of dividing), an absolute error below ``2**16 / span * 2**-22 < 1 / (2 span)``, so
+    the floor is exact. ``floor(v / span)`` is not: with the reciprocal it is one too small for
+    some multiples of span (38 spans in 1..256, e.g. 41)."""
+    spanf = jnp.asarray(span).astype(jnp.float32)
+    q = jnp.floor((v.astype(jnp.float32) + jnp.float32(0.5)) / spanf).astype(jnp.int32)
+    return q, v - q * jnp.asarray(span, jnp.int32)
+
+
 def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span):
-    """i32 uniform on [lo, lo + span), ``digits`` per word (2, 1, or 0 = exact randint)."""
+    """i32 uniform on [lo, lo + span), ``digits`` per word (2, 1, or 0 = exact randint).
+
+    Two digits: the ``half = ceil(last / 2)`` words of a row give the row's first ``half``
+    values as ``v % span`` and the rest as ``v // span`` (``v`` the word's uniform on
+    ``[0, span**2)``)."""
     if digits == 0:
         return stream.randint(shape, lo, span)
     if digits == 1:
         return lo + _mulhi(stream.words(*shape), span)
     *lead, last = shape
     half = (last + 1) // 2
-    v = _mulhi(stream.words(*lead, half), span * span)  # uniform on [0, span**2) < 2**16
-    spanf = jnp.asarray(span).astype(jnp.float32)
-    q = jnp.floor(v.astype(jnp.float32) / spanf).astype(jnp.int32)  # exact: v < 2**24
-    r = v - q * jnp.asarray(span, jnp.int32)
-    return lo + jnp.concatenate([r, q], axis=-1)[..., :last]
+    col = jnp.arange(last, dtype=jnp.int32)
+    low = col < half
+    w = stream.words_by_column(tuple(lead), half, jnp.where(low, col, col - half))
+    q, r = _divmod_small(_mulhi(w, span * span), span)  # v uniform on [0, span**2) < 2**16
+    return lo + jnp.where(low, r, q)
 
 
 def _bernoulli(stream: _Stream, bits: int, shape: tuple, threshold):
