@@ -273,3 +273,13 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
         x = np.asarray(values)[nm if name != "bw" else lm].astype(np.int64)
         assert x.min() >= lo and x.max() <= hi, (name, x.min(), x.max())
         assert set(np.unique(x)) == set(range(lo, hi + 1)), name
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 45, 99, 100, 101])
+def test_prefix_sums_equal_numpy_cumsum(length):
+    """Both unrolled prefix sums (whole row; blocks of ceil(sqrt(L))) equal numpy's cumsum,
+    whatever the row length (padding of a last, partial block included)."""
+    x = np.random.default_rng(length).integers(0, 5, (3, 4, length)).astype(np.int32)
+    want = np.cumsum(x, axis=-1)
+    np.testing.assert_array_equal(np.asarray(G._blocked_prefix_sum(jnp.asarray(x))), want)
+    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
