@@ -222,14 +222,15 @@ def test_request_connect_rule_matches_the_numpy_rule():
     numpy generator's sequential union-find rule, given the same uniform choices."""
     rng = np.random.default_rng(1)
     m = 10
-    pa, pb, _ = G._pair_tables(m)
+    pa, pb = G._pair_tables(m)
     r = 600
     n = rng.integers(2, m + 1, r)
     p = rng.choice([0.05, 0.2, 0.5], (r, 1))
     pairs = (rng.random((r, len(pa))) < p) & (pb[None, :] < n[:, None])
     words = rng.integers(0, 2 ** 32, (r, m - 1), dtype=np.uint64).astype(np.uint32)
-    got = np.asarray(G._connect_requests(jnp.asarray(pairs), jnp.asarray(n, jnp.int32),
-                                         jnp.asarray(words)))
+    up = G._connect_requests(G._upper_rows(jnp.asarray(pairs), m), jnp.asarray(n, jnp.int32),
+                             jnp.asarray(words))
+    got = (np.asarray(up)[:, pa] >> pb) & 1 == 1  # back to pair flags [R, L]
     for k in range(r):
         comp = list(range(n[k]))
 
@@ -277,9 +278,26 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 45, 99, 100, 101])
 def test_prefix_sums_equal_numpy_cumsum(length):
-    """Both unrolled prefix sums (whole row; blocks of ceil(sqrt(L))) equal numpy's cumsum,
-    whatever the row length (padding of a last, partial block included)."""
+    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum, whatever the
+    row length (padding of a last, partial block included)."""
     x = np.random.default_rng(length).integers(0, 5, (3, 4, length)).astype(np.int32)
     want = np.cumsum(x, axis=-1)
-    np.testing.assert_array_equal(np.asarray(G._blocked_prefix_sum(jnp.asarray(x))), want)
     np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 31])
+def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m):
+    """``_compact_links`` of the upper-row bitmasks equals numpy's list of the chosen pairs
+    (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes."""
+    rng = np.random.default_rng(m)
+    pa, pb = G._pair_tables(m)
+    r = 300
+    pairs = rng.random((r, len(pa))) < rng.choice([0.0, 0.1, 0.5, 1.0], (r, 1))
+    a, b, mask = (np.asarray(x) for x in G._compact_links(G._upper_rows(jnp.asarray(pairs), m)))
+    for k in range(r):
+        chosen = np.flatnonzero(pairs[k])
+        n = len(chosen)
+        assert (mask[k] == (np.arange(len(pa)) < n)).all(), k
+        np.testing.assert_array_equal(a[k, :n], pa[chosen])
+        np.testing.assert_array_equal(b[k, :n], pb[chosen])
+        assert (a[k, n:] == 0).all() and (b[k, n:] == 0).all()

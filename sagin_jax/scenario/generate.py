@@ -503,16 +503,16 @@ def _substrate(key, plan: _Plan, prm: dict):
 
     # canonical link order: row-major over the upper triangle = by (min id, max id)
     upper = jnp.triu(adj, 1)
-    row_prefix = _blocked_prefix_sum(upper)  # rank = the row-major prefix count over the triangle
+    row_prefix = _prefix_sum(upper)  # rank = the row-major prefix count over the triangle
     row_total = row_prefix[:, -1]
-    rank = (_blocked_prefix_sum(row_total) - row_total)[:, None] + row_prefix - 1
+    rank = (_prefix_sum(row_total) - row_total)[:, None] + row_prefix - 1
     n_edges = upper.sum()
     kept = upper & (rank < plan.max_edges)
     eid = jnp.where(kept, rank, -1)
     eid = jnp.maximum(eid, eid.T).astype(jnp.int32)
     deg = adj.sum(axis=1)
     k = plan.max_degree
-    slot = _blocked_prefix_sum(adj) - 1
+    slot = _prefix_sum(adj) - 1
     col = jnp.where(adj & (slot < k), slot, k)
     rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, n))
     cols = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
@@ -564,12 +564,9 @@ def _grid_links_plan(plan: _Plan) -> np.ndarray:
 
 
 def _pair_tables(m: int):
-    """Request link slots in lexicographic (a, b) order: a[L], b[L], index[M, M] (L off-pair)."""
+    """Request link slots in lexicographic (a, b) order: a[L], b[L]."""
     pa, pb = np.triu_indices(m, k=1)
-    index = np.full((m, m), len(pa), np.int32)
-    index[pa, pb] = np.arange(len(pa))
-    index[pb, pa] = np.arange(len(pa))
-    return pa.astype(np.int32), pb.astype(np.int32), index
+    return pa.astype(np.int32), pb.astype(np.int32)
 
 
 def _fixed_point_bits(count: int) -> int:
@@ -588,22 +585,11 @@ def _arrivals(gaps, count: int):
 
 
 def _prefix_sum(x):
-    """Inclusive int32 prefix sum over the (short, static) last axis, unrolled: XLA CPU's
-    cumsum (a reduce-window) costs ~5x more on rows this short (the request links), and so
-    does ``_blocked_prefix_sum`` there."""
-    x = x.astype(jnp.int32)
-    out = [x[..., 0]]
-    for i in range(1, x.shape[-1]):
-        out.append(out[-1] + x[..., i])
-    return jnp.stack(out, axis=-1)
-
-
-def _blocked_prefix_sum(x):
     """Inclusive int32 prefix sum over the last axis (length L), in blocks of
     ``b = ceil(sqrt(L))``: a prefix within each block and one over the block totals, both
     unrolled. Integer sums are exact, so the order does not change a bit; XLA CPU's cumsum (a
     reduce-window) costs ~4x more on the substrate's rows of 100, a prefix unrolled over all of
-    L ~2x more."""
+    L ~2x more (on rows of 45 too, as a request's links were once counted)."""
     x = x.astype(jnp.int32)
     *lead, length = x.shape
     b = math.isqrt(max(length - 1, 0)) + 1
@@ -620,32 +606,48 @@ def _blocked_prefix_sum(x):
     return total.reshape(*lead, nb * b)[..., :length]
 
 
-def _reach_bits(pairs, m: int, pidx):
+def _upper_rows(pairs, m: int):
+    """u32[..., M]: bit b of row a is set iff the pair (a, b), a < b, is chosen (``pairs``
+    [..., L] in lexicographic order). The request links travel as these bitmasks: the
+    connectivity rule and the compaction below work on them without gathers or scatters."""
+    pa, pb = _pair_tables(m)
+    u = pairs.astype(jnp.uint32)
+    rows = []
+    for a in range(m):
+        acc = jnp.zeros(u.shape[:-1], jnp.uint32)
+        for p in np.flatnonzero(pa == a):
+            acc = acc | (u[..., p] << int(pb[p]))
+        rows.append(acc)
+    return jnp.stack(rows, axis=-1)
+
+
+def _reach_bits(up):
     """u32[R, M]: bit w of ``[r, x]`` is set iff request node w is connected to x (transitive
-    closure of the pair flags [R, L] by Warshall's algorithm on bitmasks)."""
-    r = pairs.shape[0]
-    padded = jnp.concatenate([pairs, jnp.zeros((r, 1), bool)], axis=1)
-    adj = padded[:, jnp.asarray(pidx)]  # [R, M, M]
-    bit = jnp.uint32(1) << jnp.arange(m, dtype=jnp.uint32)
-    reach = (adj.astype(jnp.uint32) * bit).sum(axis=2, dtype=jnp.uint32) | bit
+    closure of the links, given as upper-row bitmasks, by Warshall's algorithm on bitmasks)."""
+    m = up.shape[-1]
+    cols = []
+    for x in range(m):  # row x of the symmetric adjacency, plus x itself
+        acc = up[:, x] | jnp.uint32(1 << x)
+        for a in range(x):
+            acc = acc | (((up[:, a] >> x) & 1) << a)
+        cols.append(acc)
+    reach = jnp.stack(cols, axis=1)
     for k in range(m):
         has = ((reach >> k) & 1).astype(bool)
         reach = reach | jnp.where(has, reach[:, k:k + 1], 0)
     return reach
 
 
-def _connect_requests(pairs, n_nodes, pick_words):
-    """The request links [R, L] after the connectivity rule of the numpy generator: for
-    v = 1..n-1 in order, a v outside the component of node 0 is linked to the
+def _connect_requests(up, n_nodes, pick_words):
+    """The request links (upper-row bitmasks u32[R, M]) after the connectivity rule of the numpy
+    generator: for v = 1..n-1 in order, a v outside the component of node 0 is linked to the
     ``floor(pick_words[v - 1] * c / 2**32)``-th (ascending) of the c nodes of that component.
 
     Whole components join, so "the component of node 0 when v's turn comes" is the set of nodes
     connected to some node < v: a prefix OR of the reachability bitmasks, no sequential loop."""
-    r, n_pairs = pairs.shape
-    m = (1 + math.isqrt(1 + 8 * n_pairs)) // 2
-    pa, pb, pidx = _pair_tables(m)
+    r, m = up.shape
     valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)  # [R] node bitmask
-    reach = _reach_bits(pairs, m, pidx) & valid[:, None]
+    reach = _reach_bits(up) & valid[:, None]
     # joined[v] = nodes connected to some node < v = the component of node 0 when v's turn comes
     joined = [reach[:, 0]]
     for x in range(1, m - 1):
@@ -663,13 +665,42 @@ def _connect_requests(pairs, n_nodes, pick_words):
         seen = seen + member
     lo_end = jnp.minimum(u, v.astype(jnp.int32))
     hi_end = jnp.maximum(u, v.astype(jnp.int32)).astype(jnp.uint32)
-    rows = jnp.zeros((r, m), jnp.uint32)  # added links as upper-row bitmasks
+    rows = up
     node = jnp.arange(m)[None, :]
     for i in range(m - 1):
         rows = rows | jnp.where((node == lo_end[:, i:i + 1]) & event[:, i:i + 1],
                                 jnp.uint32(1) << hi_end[:, i:i + 1], jnp.uint32(0))
-    added = ((rows[:, jnp.asarray(pa)] >> jnp.asarray(pb, jnp.uint32)) & 1).astype(bool)
-    return pairs | added
+    return rows
+
+
+def _compact_links(up):
+    """(link_a, link_b, link_mask) [R, L] from the upper-row bitmasks u32[R, M]: slot j holds
+    the (j+1)-th chosen pair in lexicographic order.
+
+    Slot j lies in the last row a whose first slot (the number of links in rows < a) is <= j,
+    at the (j - first)-th set bit of that row: selects over the M rows and M bits, elementwise
+    over [R, L] (XLA CPU's scatter, the direct way, costs ~5 ns per element)."""
+    r, m = up.shape
+    n_pairs = m * (m - 1) // 2
+    count = lax.population_count(up).astype(jnp.int32)  # links per row
+    first = [jnp.zeros((r,), jnp.int32)]
+    for a in range(1, m):
+        first.append(first[-1] + count[:, a - 1])
+    total = first[-1] + count[:, -1]
+    j = jnp.arange(n_pairs, dtype=jnp.int32)[None, :]
+    row = jnp.zeros((r, n_pairs), jnp.int32)
+    start = jnp.zeros((r, n_pairs), jnp.int32)
+    bits = jnp.broadcast_to(up[:, :1], (r, n_pairs))
+    for a in range(1, m - 1):  # the last row has no pair (a, b > a)
+        hit = first[a][:, None] <= j
+        row = jnp.where(hit, a, row)
+        start = jnp.where(hit, first[a][:, None], start)
+        bits = jnp.where(hit, up[:, a:a + 1], bits)
+    for t in range(m - 2):  # drop the (j - start) lowest set bits (a row has at most M-1)
+        bits = jnp.where(t < j - start, bits & (bits - 1), bits)
+    col = lax.population_count((bits & (~bits + jnp.uint32(1))) - jnp.uint32(1))
+    mask = j < total[:, None]
+    return jnp.where(mask, row, 0), jnp.where(mask, col.astype(jnp.int32), 0), mask
 
 
 def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
@@ -680,8 +711,8 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     of that component. Since whole components join, this links the smallest node v of each other
     component (in increasing v) to a member of {w : the smallest node of w's component < v}."""
     m, r = plan.m, count
-    pa, pb, pidx = _pair_tables(m)
-    n_pairs = len(pa)
+    _, pb = _pair_tables(m)
+    n_pairs = len(pb)
     st = _Stream(key)
     dig_cpu, dig_sto, dig_bw, dig_dom = plan.req_digits
     lo, span = prm["req_lo"], prm["req_span"]
@@ -698,15 +729,8 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
 
     pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
     pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
-    links = _connect_requests(pairs, n_nodes, st.words(r, m - 1))
-    # compact in lexicographic order: slot j holds the (j+1)-th chosen pair
-    csum = _prefix_sum(links)
-    dest = jnp.where(links, csum - 1, n_pairs)
-    src = jax.vmap(lambda d: jnp.zeros(n_pairs + 1, jnp.int32).at[d].set(
-        jnp.arange(n_pairs, dtype=jnp.int32)))(dest)[:, :n_pairs]
-    link_mask = jnp.arange(n_pairs)[None, :] < csum[:, -1:]
-    link_a = jnp.where(link_mask, jnp.asarray(pa)[src], 0)
-    link_b = jnp.where(link_mask, jnp.asarray(pb)[src], 0)
+    up = _connect_requests(_upper_rows(pairs, m), n_nodes, st.words(r, m - 1))
+    link_a, link_b, link_mask = _compact_links(up)
     bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
