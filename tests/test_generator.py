@@ -301,3 +301,21 @@ def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m):
         np.testing.assert_array_equal(a[k, :n], pa[chosen])
         np.testing.assert_array_equal(b[k, :n], pb[chosen])
         assert (a[k, n:] == 0).all() and (b[k, n:] == 0).all()
+
+
+def test_hop_counts_match_networkx_with_unreachable_pairs():
+    """``_hops_bitset`` (bit-sliced level counters) against networkx on a small graph of
+    three components, one a single node: hop counts, 0 on the diagonal, -1 between components."""
+    g = nx.Graph([(0, 1), (1, 2), (2, 6), (6, 7), (4, 5)])
+    g.add_nodes_from(range(9))  # 3 and 8 isolated
+    n, k = g.number_of_nodes(), 3
+    nbr = np.full((n, k), -1, np.int32)
+    for v in range(n):
+        adj = sorted(g.neighbors(v))
+        nbr[v, :len(adj)] = adj
+    got = np.asarray(G._hops_bitset(jnp.asarray(nbr), n))
+    want = np.full((n, n), -1)
+    for s, dist in nx.all_pairs_shortest_path_length(g):
+        for v, d in dist.items():
+            want[s, v] = d
+    np.testing.assert_array_equal(got, want)

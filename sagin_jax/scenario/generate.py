@@ -424,27 +424,39 @@ def _components_repair(adj, dist):
 
 def _hops_bitset(nbr_node, n: int):
     """All-pairs hop distance by BFS over the neighbour lists, all sources at once, the visited
-    sets as bitsets: i32[N, N], -1 = unreachable."""
+    sets as bitsets: i32[N, N], -1 = unreachable.
+
+    Each level adds one to a bit-sliced counter of every (node, source) pair not yet reached
+    (``bit_length(N - 1)`` planes of [N, W] words), so a level touches N W words, not N N
+    entries; the hop count of a reached pair is that count + 1, read out once at the end."""
     w = -(-n // 32)
+    n_planes = max(1, (n - 1).bit_length())
     ids = jnp.arange(n)
     vis = jnp.zeros((n + 1, w), jnp.uint32).at[ids, ids // 32].set(
         jnp.uint32(1) << (ids % 32).astype(jnp.uint32))
     nbr = jnp.where(nbr_node < 0, n, nbr_node)
-    col_word = ids // 32
-    col_bit = (ids % 32).astype(jnp.uint32)
-    hops = jnp.where(jnp.eye(n, dtype=bool), 0, -1).astype(jnp.int32)
 
     def step(state):
-        vis, hops, level, _ = state
+        vis, planes, _ = state
         nb = jnp.bitwise_or.reduce(vis[nbr], axis=1)  # [N, W]
         new = nb & ~vis[:n]
-        bits = ((new[:, col_word] >> col_bit[None, :]) & 1).astype(bool)  # [N, N]
-        hops = jnp.where(bits, level, hops)
-        return vis.at[:n].set(vis[:n] | new), hops, level + 1, jnp.any(new != 0)
+        vis = vis.at[:n].set(vis[:n] | new)
+        carry = ~vis[:n]  # still unreached after this level: one more level to count
+        counted = []
+        for b in range(n_planes):
+            counted.append(planes[b] ^ carry)
+            carry = planes[b] & carry
+        return vis, jnp.stack(counted), jnp.any(new != 0)
 
-    _, hops, _, _ = lax.while_loop(lambda s: s[3], step, (vis, hops, jnp.int32(1),
-                                                           jnp.bool_(True)))
-    return hops
+    vis, planes, _ = lax.while_loop(lambda s: s[2], step, (
+        vis, jnp.zeros((n_planes, n, w), jnp.uint32), jnp.bool_(True)))
+    col_word = ids // 32
+    col_bit = (ids % 32).astype(jnp.uint32)
+    count = jnp.zeros((n, n), jnp.int32)
+    for b in range(n_planes):
+        count = count | (((planes[b][:, col_word] >> col_bit[None, :]) & 1).astype(jnp.int32) << b)
+    reached = ((vis[:n][:, col_word] >> col_bit[None, :]) & 1).astype(bool)
+    return jnp.where(reached, jnp.where(jnp.eye(n, dtype=bool), 0, count + 1), -1)
 
 
 def _tree_parents(hops, nbr_node):
