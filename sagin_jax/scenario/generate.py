@@ -276,6 +276,10 @@ class _Stream:
         n = int(np.prod(shape))
         c = lax.iota(jnp.uint32, n).reshape(shape) + jnp.uint32(self.offset)
         self.offset += n
+        return self._word(c)
+
+    def _word(self, c):
+        """The word of counter(s) ``c``."""
         return _mix(_mix(c ^ self.k0) + self.k1)
 
     def words_by_column(self, lead: tuple, width: int, column):
@@ -287,7 +291,7 @@ class _Stream:
         row = lax.iota(jnp.uint32, rows).reshape(*lead, 1) * jnp.uint32(width)
         c = row + column.astype(jnp.uint32) + jnp.uint32(self.offset)
         self.offset += rows * width
-        return _mix(_mix(c ^ self.k0) + self.k1)
+        return self._word(c)
 
     def uniform(self, *shape: int):
         """f32 uniform on [0, 1), 24-bit resolution."""
@@ -308,7 +312,8 @@ def _mulhi(w, span):
 
 
 def _divmod_small(v, span):
-    """(v // span, v % span) for int32 ``0 <= v < 2**16`` and ``1 <= span <= 2**16``, exactly.
+    """(v // span, v % span) for int32 ``0 <= v < 2**16`` and ``1 <= span <= 256`` (the spans
+    that pack two digits per word; tested for every one), exactly.
 
     In f32, ``(v + 0.5) / span`` lies at least ``1 / (2 span)`` inside an integer interval and
     is computed to a relative error of ~2**-23 (XLA may multiply by a rounded reciprocal
@@ -603,7 +608,7 @@ def _prefix_sum(x):
     ``b = ceil(sqrt(L))``: a prefix within each block and one over the block totals, both
     unrolled. Integer sums are exact, so the order does not change a bit; XLA CPU's cumsum (a
     reduce-window) costs ~4x more on the substrate's rows of 100, a prefix unrolled over all of
-    L ~2x more (on rows of 45 too, as a request's links were once counted)."""
+    L ~2x more."""
     x = x.astype(jnp.int32)
     *lead, length = x.shape
     b = math.isqrt(max(length - 1, 0)) + 1
