@@ -185,3 +185,54 @@ def test_request_step_compiles_to_one_small_loop():
     scan = [line for line in text.splitlines()
             if "xla_cpu_small_call" in line and "f32[50]" in line]
     assert scan, "the request scan was not compiled as a small loop"
+
+
+@pytest.mark.parametrize("levels_per_trip", [1, 3])
+def test_bfs_many_finds_the_reference_paths_for_every_row(levels_per_trip, monkeypatch):
+    """The batched link stage's BFS (all of a round's links at once, one eligibility mask per
+    row, several levels per loop trip): every needed row's path equals the networkx
+    reference's, unreachable rows find none, and the trips are the deepest needed row's levels
+    (to its destination, or one past its component when the destination is unreachable) over
+    the levels run per trip."""
+    from sagin_jax.embedding import batched as B
+    monkeypatch.setattr(B, "BFS_LEVELS_PER_TRIP", levels_per_trip)
+    rng = np.random.default_rng(11)
+    fn = jax.jit(lambda sub, elig, s, d, need: B.bfs_many(sub, elig, s, d, need))
+    paths = jax.jit(B.path_links)
+    rows, seen_unreachable, seen_long = 6, 0, 0
+    for cfg, seed in [(ScenarioConfig(), 0), (small(), 1)]:
+        sub = generate_substrate(cfg, seed)
+        g = _graph(sub)
+        u, v = np.asarray(sub.edge_u), np.asarray(sub.edge_v)
+        for _ in range(12):
+            res = rng.integers(0, 100, (rows, sub.n_edges)).astype(np.float32)
+            demand = rng.integers(0, 80, rows).astype(np.float32)
+            src = rng.integers(0, sub.n_nodes, rows)
+            dst = rng.integers(0, sub.n_nodes, rows)
+            need = rng.random(rows) < 0.8
+            elig = (res >= demand[:, None]) & np.asarray(sub.edge_mask)[None]
+            dist, parent, trips = fn(sub, jnp.asarray(elig), jnp.asarray(src, jnp.int32),
+                                     jnp.asarray(dst, jnp.int32), jnp.asarray(need))
+            hops = np.maximum(np.asarray(dist)[np.arange(rows), dst], 0)
+            mask = np.asarray(paths(sub, parent, dist, jnp.asarray(dst, jnp.int32),
+                                    jnp.asarray(hops, jnp.int32)))
+            deepest = 0
+            for r in np.flatnonzero(need):
+                residual = {(int(a), int(b)): float(x) for a, b, x in zip(u, v, res[r])}
+                want = bfs_path(g, residual, int(src[r]), int(dst[r]), float(demand[r]))
+                eg = nx.Graph()
+                eg.add_nodes_from(g.nodes)
+                eg.add_edges_from((int(a), int(b)) for a, b, ok in zip(u, v, elig[r]) if ok)
+                if want is None:
+                    assert hops[r] == 0 and not mask[r].any()
+                    ecc = max(nx.single_source_shortest_path_length(eg, int(src[r])).values())
+                    deepest = max(deepest, ecc + 1)
+                    seen_unreachable += 1
+                    continue
+                want_links = {(min(a, b), max(a, b)) for a, b in zip(want, want[1:])}
+                got = {(int(u[e]), int(v[e])) for e in np.flatnonzero(mask[r])}
+                assert hops[r] == len(want) - 1 and got == want_links, (r, want)
+                deepest = max(deepest, len(want) - 1)
+                seen_long += len(want) > 4
+            assert int(trips) == -(-deepest // levels_per_trip)
+    assert seen_unreachable >= 3 and seen_long >= 3

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from sagin_jax.embedding import batched as B
 from sagin_jax.embedding import links as L
 from sagin_jax.policies.baselines import NRMVNE
 from sagin_jax.scenario.build import build_requests, build_substrate
@@ -42,8 +43,9 @@ REQUESTS = [
     _req(22, 1, [(1, 0), (1, 1), (1, 2)], [(0, 1, 6), (0, 2, 6)]),
 ]
 SEQUENTIAL_TRIPS = [5, 11, 3, 1, 14]
-# batched: no release or node trips; one trip per link round plus its BFS levels
-BATCHED_TRIPS = [1, 1 + 3, 0, 0, 1 + (1 + 3)]
+# batched: no release or node trips; one trip per link round plus its BFS trips, run here with
+# 2 BFS levels per trip (``BFS_LEVELS_PER_TRIP``): the 3-level BFS takes 2 trips
+BATCHED_TRIPS = [1, 1 + 2, 0, 0, 1 + (1 + 2)]
 
 
 @pytest.mark.parametrize("strategy,layout", [("sequential", "bitset"), ("sequential", "edges"),
@@ -51,6 +53,7 @@ BATCHED_TRIPS = [1, 1 + 3, 0, 0, 1 + (1 + 3)]
 def test_trip_count_of_hand_worked_requests(strategy, layout, monkeypatch):
     if layout == "edges":
         monkeypatch.setattr(L, "BITSET_MAX_NODES", 0)
+    monkeypatch.setattr(B, "BFS_LEVELS_PER_TRIP", 2)
     u, v = zip(*LINKS)
     sub = build_substrate([10.0] * 5, [10.0] * 5, [2] * 5, list(range(5)), u, v, [10.0] * 5)
     reqs = build_requests(REQUESTS, 5, 3)

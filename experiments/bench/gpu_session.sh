@@ -5,11 +5,14 @@
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
 # script can be checked on a CPU first (~4 minutes on 2 cores):
 #   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
-# Stages, most wanted first: reproduce --full cold (an empty compilation cache) and its CSVs
+# Stages, most wanted first: where a wide request step's time goes (gpu_profile.py: step time by
+# seed width and by link window / BFS levels per trip, one width traced); reproduce --full cold (an empty compilation cache) and its CSVs
 # against results/; bench --accelerator with experiments/bench/gpu_width.json (1,024-16,384
 # seeds), gpu_latency.json (1 seed, loop trips, 16,384 scenarios generated, training memory) and
 # gpu_fig4.json (the Fig. 4 grid); reproduce --full warm; the equivalence tests; the raw cost of
-# one while_loop trip.
+# one while_loop trip. Each stage's cap (CAP_PROFILE, CAP_REPRO, CAP_FIG4, CAP_LATENCY,
+# CAP_WIDTH, CAP_WARM) and the latency and width configs (LATENCY_CONFIG, WIDTH_CONFIG) can be
+# set from the environment, to fit what device time is left.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
@@ -30,7 +33,7 @@ stage() {  # stage NAME CAP_S CMD...: run CMD into $O/NAME.log for at most min(C
   "$PY" -c "import sys, jax, jaxlib, flax, optax, chex, numpy, networkx; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'chex', chex.__version__, 'numpy', numpy.__version__); print(jax.devices())"
   git log --oneline -1 2>/dev/null || true; } >> "$O/env.txt" 2>&1
 cat "$O/env.txt"
-A=experiments/bench/gpu_latency.json; B=experiments/bench/gpu_width.json
+A=${LATENCY_CONFIG:-experiments/bench/gpu_latency.json}; B=${WIDTH_CONFIG:-experiments/bench/gpu_width.json}
 C=experiments/bench/gpu_fig4.json
 if [ "$SMOKE" = 1 ]; then  # the same stages, shrunk
   S=$(mktemp -d); A=$S/a.json; B=$S/b.json; C=$S/c.json
@@ -38,19 +41,24 @@ if [ "$SMOKE" = 1 ]; then  # the same stages, shrunk
   echo '{"seeds": [2, 4], "loops": ["vmap"], "reference_seeds": 0, "fig4": null, "trip_seeds": 0, "generation": null, "train_memory_seeds": []}' > $B
   echo '{"seeds": [1], "loops": ["vmap"], "reference_seeds": 0, "trip_seeds": 0, "generation": null, "fig4": {"seeds": 2, "lrs": [0.005, 0.01], "epochs": 1, "loop": "vmap"}, "train_memory_seeds": []}' > $C
 fi
+# 0: where a wide request step's time goes (step time by seed width, one width traced)
+W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
+stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \
+  --trace-width $TW --variants ${PROFILE_VARIANTS:-} --variant-widths $VW --out /tmp/gprof
+cp /tmp/gprof/profile.txt "$O/profile.txt" 2>/dev/null
 # 1: reproduce --full, cold (empty cache), then its CSVs against the committed CPU results
-SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold 190 "${SJ[@]}" reproduce $FULL --out /tmp/rep
+SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold ${CAP_REPRO:-190} "${SJ[@]}" reproduce $FULL --out /tmp/rep
 REF=results; [ "$SMOKE" = 1 ] && REF=/tmp/rep
 "$PY" experiments/bench/compare_results.py /tmp/rep $REF >> "$O/repro_cold.log" 2>&1
 grep -h "wall\|compiled" /tmp/rep/README.md | head -5 >> "$O/repro_cold.log" 2>&1
-# 2: seed width 1,024 / 4,096 / 16,384 (test passes and training)
-SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchB 130 "${SJ[@]}" bench --accelerator --config $B --out /tmp/bB
+# 2: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchC ${CAP_FIG4:-80} "${SJ[@]}" bench --accelerator --config $C --out /tmp/bC
 # 3: one-seed latency, trips, generation of 16,384 scenarios, training memory
-SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchA 110 "${SJ[@]}" bench --accelerator --config $A --out /tmp/bA
-# 4: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
-SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchC 80 "${SJ[@]}" bench --accelerator --config $C --out /tmp/bC
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchA ${CAP_LATENCY:-110} "${SJ[@]}" bench --accelerator --config $A --out /tmp/bA
+# 4: seed width 1,024 / 4,096 / 16,384 (test passes and training)
+SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchB ${CAP_WIDTH:-130} "${SJ[@]}" bench --accelerator --config $B --out /tmp/bB
 # 5: reproduce --full warm (the same cache, now filled)
-SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_warm 90 "${SJ[@]}" reproduce $FULL --out /tmp/rep2
+SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_warm ${CAP_WARM:-90} "${SJ[@]}" reproduce $FULL --out /tmp/rep2
 # 6: the equivalence tests on this backend, with what time is left
 stage tests 200 "$PY" -m pytest -p no:cacheprovider -n 0 -x tests/test_equivalence.py
 "$PY" - >> "$O/env.txt" 2>&1 <<'P'

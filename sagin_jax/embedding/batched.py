@@ -8,7 +8,8 @@ round is one ``while_loop`` trip (plus the BFS levels it needs):
 
 1. Each pending link of the window gets a candidate path under the residual at the round's
    start: the static min-hop tree's path when all its links are eligible (no search), else a BFS
-   run for all such links together (a frontier [window, N], one level per trip).
+   run for all such links together (``bfs_many``: bitset frontiers [window, ceil(N/32)],
+   ``BFS_LEVELS_PER_TRIP`` levels per trip).
 2. The candidates are checked in bandwidth order against the residual the sequential rule would
    see, i.e. the round's residual minus the demands of the earlier candidates (an exclusive
    cumulative sum). The leading run of candidates that stay eligible is committed.
@@ -31,7 +32,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from sagin_jax.embedding.links import LinkEmbedding, link_keys
+from sagin_jax.embedding.links import LinkEmbedding, eligible_adjacency, link_keys
 from sagin_jax.features import rank_order
 from sagin_jax.scenario.types import Requests, Substrate
 
@@ -82,36 +83,57 @@ def path_node_lists(parent: jax.Array, dst: jax.Array, hops: jax.Array) -> jax.A
     return jnp.where(pos <= hops[:, None], nodes, -1)
 
 
+BFS_LEVELS_PER_TRIP = 2
+"""BFS levels ``bfs_many`` runs per ``while_loop`` trip (unrolled): more levels, fewer trips (host
+round trips on a GPU) for some wasted levels once every row is done."""
+
+
 def bfs_many(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
              need: jax.Array):
-    """Level-synchronous BFS from every ``src[L]`` over its own ``eligible[L, E]`` links, one level
-    per loop trip for all rows, until every ``need`` row has reached its ``dst`` or stalled.
+    """Level-synchronous BFS from every ``src[L]`` over its own ``eligible[L, E]`` links, for all
+    rows at once, until every ``need`` row has reached its ``dst`` or stalled.
 
-    Returns ``(dist[L, N], parent[L, N], levels)`` with ``links.bfs_tree``'s rule: a node's
-    parent is its smallest-id neighbour one level closer to the source.
+    Returns ``(dist[L, N], parent[L, N], trips)`` with ``links.bfs_tree``'s rule: a node's
+    parent is its smallest-id neighbour one level closer to the source. Each row's eligible
+    adjacency is packed into ceil(N/32) words per node once (``links.eligible_adjacency``), so a
+    level is a few word operations per node and row, not a gather over every neighbour slot.
+    ``trips`` counts the loop trips (``BFS_LEVELS_PER_TRIP`` levels each).
     """
-    n = sub.n_nodes
+    n, rows = sub.n_nodes, src.shape[0]
+    words = -(-n // 32)
+    adj = jax.vmap(lambda e: eligible_adjacency(sub, e, words))(eligible)  # [L, N, words]
+    lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
     ids = jnp.arange(n, dtype=jnp.int32)
-    nbr = jnp.maximum(sub.nbr_node, 0)  # [N, K]
-    slot_ok = (sub.nbr_edge >= 0)[None] & eligible[:, jnp.maximum(sub.nbr_edge, 0)]  # [L, N, K]
-    rows = jnp.arange(src.shape[0])
+    row = jnp.arange(rows)
 
-    def cond(c):
-        dist, _, _, grew = c
-        return jnp.any(need & (dist[rows, dst] < 0) & grew)
+    def pack(mask):  # bool[L, N] -> u32[L, words]
+        m = jnp.pad(mask, ((0, 0), (0, words * 32 - n))).reshape(rows, words, 32)
+        return jnp.where(m, lane, jnp.uint32(0)).sum(axis=-1, dtype=jnp.uint32)
+
+    def level_step(c):
+        dist, parent, level, frontier, live = c
+        best = jnp.full((rows, n), -1, jnp.int32)
+        for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
+            x = adj[:, :, w] & frontier[:, w, None]
+            lowest = x & (~x + jnp.uint32(1))
+            best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
+        new = (dist < 0) & (best >= 0)
+        dist, parent = jnp.where(new, level + 1, dist), jnp.where(new, best, parent)
+        frontier = pack(new)
+        live = live & (dist[row, dst] < 0) & (frontier != 0).any(axis=-1)
+        return dist, parent, level + 1, frontier, live
 
     def body(c):
-        dist, parent, level, _ = c
-        at_level = (dist == level)[:, nbr]  # [L, N, K]: neighbour k of node x is on the frontier
-        best = jnp.min(jnp.where(slot_ok & at_level, nbr[None], n), axis=-1)
-        new = (dist < 0) & (best < n)
-        return (jnp.where(new, level + 1, dist), jnp.where(new, best, parent), level + 1,
-                new.any(axis=-1))
+        *c, trips = c
+        for _ in range(BFS_LEVELS_PER_TRIP):
+            c = level_step(tuple(c))
+        return (*c, trips + 1)
 
     dist0 = jnp.where(ids[None, :] == src[:, None], 0, -1).astype(jnp.int32)
-    init = (dist0, jnp.full(dist0.shape, -1, jnp.int32), jnp.int32(0), need & (src != dst))
-    dist, parent, levels, _ = jax.lax.while_loop(cond, body, init)
-    return dist, parent, levels
+    init = (dist0, jnp.full(dist0.shape, -1, jnp.int32), jnp.int32(0), pack(dist0 == 0),
+            need & (src != dst), jnp.int32(0))
+    dist, parent, _, _, _, trips = jax.lax.while_loop(lambda c: jnp.any(c[4]), body, init)
+    return dist, parent, trips
 
 
 LINK_WINDOW = 4
@@ -154,24 +176,28 @@ def embed_links_batched(sub: Substrate, res_bw: jax.Array, req: Requests, hosts:
         d, s, t = window(demand, start), window(src, start), window(dst, start)
         pending = start + local < n_live
         # (the tables may be stored narrower: ``compact_substrate``)
-        static_parent = sub.tree_parent[s].astype(jnp.int32)  # [w, N]
-        static_depth = sub.hops[s].astype(jnp.int32)
-        static_hops = sub.hops[s, t].astype(jnp.int32)
-        static_mask = path_links(sub, static_parent, static_depth, t, static_hops)
-        eligible = sub.edge_mask[None] & (bw_left[None] >= d[:, None])  # [w, E]
-        static_ok = ~jnp.any(static_mask & ~eligible, axis=-1)
-        need = pending & ~static_ok
+        with jax.named_scope("static_paths"):
+            static_parent = sub.tree_parent[s].astype(jnp.int32)  # [w, N]
+            static_depth = sub.hops[s].astype(jnp.int32)
+            static_hops = sub.hops[s, t].astype(jnp.int32)
+            static_mask = path_links(sub, static_parent, static_depth, t, static_hops)
+            eligible = sub.edge_mask[None] & (bw_left[None] >= d[:, None])  # [w, E]
+            static_ok = ~jnp.any(static_mask & ~eligible, axis=-1)
+            need = pending & ~static_ok
 
         def search():
-            dist, parent, levels = bfs_many(sub, eligible, s, t, need)
-            found_hops = jnp.maximum(dist[local, t], 0)
-            return found_hops, path_links(sub, parent, dist, t, found_hops), parent, levels
+            with jax.named_scope("bfs"):
+                dist, parent, bfs_trips = bfs_many(sub, eligible, s, t, need)
+            with jax.named_scope("bfs_paths"):
+                found_hops = jnp.maximum(dist[local, t], 0)
+                found_mask = path_links(sub, parent, dist, t, found_hops)
+            return found_hops, found_mask, parent, bfs_trips
 
         def no_search():
             return (jnp.zeros_like(static_hops), jnp.zeros_like(static_mask), static_parent,
                     jnp.int32(0))
 
-        bfs_hops, bfs_mask, bfs_parent, levels = jax.lax.cond(need.any(), search, no_search)
+        bfs_hops, bfs_mask, bfs_parent, bfs_trips = jax.lax.cond(need.any(), search, no_search)
         cand_hops = jnp.where(static_ok, static_hops, bfs_hops)
         cand_mask = jnp.where(static_ok[:, None], static_mask, bfs_mask)
         found = cand_hops > 0
@@ -192,7 +218,7 @@ def embed_links_batched(sub: Substrate, res_bw: jax.Array, req: Requests, hosts:
             paths = jax.lax.dynamic_update_slice_in_dim(
                 paths, jnp.where(keep, lists, window(paths, start)), start, 0)
         return (jnp.minimum(start + first_bad, n_live), bw_left - taken, usage + taken, hops,
-                ok & ~failed, trips + 1 + levels, paths)
+                ok & ~failed, trips + 1 + bfs_trips, paths)
 
     init = (jnp.int32(0), res_bw, jnp.zeros_like(res_bw), jnp.zeros((l_max + w,), jnp.int32),
             jnp.bool_(True), jnp.int32(0),

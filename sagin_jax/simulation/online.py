@@ -152,12 +152,15 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
     now = req.arrival
     batched = request_step_strategy(strategy) == "batched"
     active_before = state.slot_active.sum(dtype=jnp.int32)
-    state = (release_expired_batched if batched else release_expired)(state, now)
+    with jax.named_scope("release"):
+        state = (release_expired_batched if batched else release_expired)(state, now)
     # the sequential release loop takes one trip per departure; the batched release none
     release_trips = 0 if batched else active_before - state.slot_active.sum(dtype=jnp.int32)
-    nodes = map_nodes(policy, params, key, sub, state, req, unrolled=batched)
-    links = (embed_links_batched if batched else embed_links)(
-        sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
+    with jax.named_scope("map_nodes"):
+        nodes = map_nodes(policy, params, key, sub, state, req, unrolled=batched)
+    with jax.named_scope("embed_links"):
+        links = (embed_links_batched if batched else embed_links)(
+            sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
     free = ~state.slot_active[:-1]
     has_free = free.any()
     slot = jnp.where(has_free, jnp.argmax(free), free.shape[0])  # the scratch row when full
