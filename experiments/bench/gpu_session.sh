@@ -5,14 +5,15 @@
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
 # script can be checked on a CPU first (~4 minutes on 2 cores):
 #   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
-# Stages, most wanted first: where a wide request step's time goes (gpu_profile.py: step time by
-# seed width and by link window / BFS levels per trip, one width traced); reproduce --full cold (an empty compilation cache) and its CSVs
-# against results/; bench --accelerator with experiments/bench/gpu_width.json (1,024-16,384
-# seeds), gpu_latency.json (1 seed, loop trips, 16,384 scenarios generated, training memory) and
-# gpu_fig4.json (the Fig. 4 grid); reproduce --full warm; the equivalence tests; the raw cost of
-# one while_loop trip. Each stage's cap (CAP_PROFILE, CAP_REPRO, CAP_FIG4, CAP_LATENCY,
-# CAP_WIDTH, CAP_WARM) and the latency and width configs (LATENCY_CONFIG, WIDTH_CONFIG) can be
-# set from the environment, to fit what device time is left.
+# Stages, in this order: where a wide request step's time goes (gpu_profile.py: step time by
+# seed width and by link window / BFS levels per trip, one width traced); reproduce --full cold
+# (an empty compilation cache) and its CSVs against results/; bench --accelerator with
+# gpu_fig4.json (the Fig. 4 grid), gpu_latency.json (1 seed, loop trips, 16,384 scenarios
+# generated, training memory) and gpu_width.json (1,024-16,384 seeds); reproduce --full warm;
+# the equivalence tests; the raw cost of one while_loop trip. Each stage's cap (CAP_PROFILE,
+# CAP_REPRO, CAP_FIG4, CAP_LATENCY, CAP_WIDTH, CAP_WARM), the profile's widths and variants
+# (PROFILE_WIDTHS, PROFILE_VARIANTS) and the latency and width configs (LATENCY_CONFIG,
+# WIDTH_CONFIG) can be set from the environment, to fit what device time is left.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
