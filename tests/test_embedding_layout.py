@@ -187,15 +187,17 @@ def test_request_step_compiles_to_one_small_loop():
     assert scan, "the request scan was not compiled as a small loop"
 
 
-@pytest.mark.parametrize("levels_per_trip", [1, 3])
-def test_bfs_many_finds_the_reference_paths_for_every_row(levels_per_trip, monkeypatch):
+@pytest.mark.parametrize("layout,levels_per_trip", [("bitset", 1), ("bitset", 3), ("slots", 2)])
+def test_bfs_many_finds_the_reference_paths_for_every_row(layout, levels_per_trip, monkeypatch):
     """The batched link stage's BFS (all of a round's links at once, one eligibility mask per
-    row, several levels per loop trip): every needed row's path equals the networkx
-    reference's, unreachable rows find none, and the trips are the deepest needed row's levels
-    (to its destination, or one past its component when the destination is unreachable) over
-    the levels run per trip."""
+    row, several levels per loop trip; bitset words, or neighbour slots above
+    ``BITSET_MAX_NODES``): every needed row's path equals the networkx reference's, unreachable
+    rows find none, and the trips are the deepest needed row's levels (to its destination, or
+    one past its component when the destination is unreachable) over the levels run per
+    trip."""
     from sagin_jax.embedding import batched as B
     monkeypatch.setattr(B, "BFS_LEVELS_PER_TRIP", levels_per_trip)
+    monkeypatch.setattr(L, "BITSET_MAX_NODES", 512 if layout == "bitset" else 0)
     rng = np.random.default_rng(11)
     fn = jax.jit(lambda sub, elig, s, d, need: B.bfs_many(sub, elig, s, d, need))
     paths = jax.jit(B.path_links)

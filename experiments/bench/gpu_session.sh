@@ -45,7 +45,7 @@ fi
 # 0: where a wide request step's time goes (step time by seed width, one width traced)
 W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
 stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \
-  --trace-width $TW --variants ${PROFILE_VARIANTS:-} --variant-widths $VW --out /tmp/gprof
+  --trace-width $TW --variants ${PROFILE_VARIANTS:-} --variant-widths $VW --no-warmup --out /tmp/gprof
 cp /tmp/gprof/profile.txt "$O/profile.txt" 2>/dev/null
 # 1: reproduce --full, cold (empty cache), then its CSVs against the committed CPU results
 SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold ${CAP_REPRO:-190} "${SJ[@]}" reproduce $FULL --out /tmp/rep
