@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from sagin_jax.embedding import links
-from sagin_jax.embedding.links import LinkEmbedding, eligible_adjacency, link_keys
+from sagin_jax.embedding.links import (LinkEmbedding, eligible_adjacency, frontier_parents,
+                                       link_keys, pack_bits)
 from sagin_jax.features import rank_order
 from sagin_jax.scenario.types import Requests, Substrate
 
@@ -89,6 +90,19 @@ BFS_LEVELS_PER_TRIP = 2
 round trips on a GPU) for some wasted levels once every row is done."""
 
 
+def _run_levels(level_step, carry):
+    """``level_step`` on ``carry`` (its last element: bool[L], the rows still searching),
+    ``BFS_LEVELS_PER_TRIP`` levels per ``while_loop`` trip until no row searches;
+    -> (carry, trips)."""
+    def body(c):
+        carry, trips = c
+        for _ in range(BFS_LEVELS_PER_TRIP):
+            carry = level_step(carry)
+        return carry, trips + 1
+
+    return jax.lax.while_loop(lambda c: jnp.any(c[0][-1]), body, (carry, jnp.int32(0)))
+
+
 def bfs_many(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
              need: jax.Array):
     """Level-synchronous BFS from every ``src[L]`` over its own ``eligible[L, E]`` links, for all
@@ -97,80 +111,48 @@ def bfs_many(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array
     Returns ``(dist[L, N], parent[L, N], trips)`` with ``links.bfs_tree``'s rule: a node's
     parent is its smallest-id neighbour one level closer to the source. Each row's eligible
     adjacency is packed into ceil(N/32) words per node once (``links.eligible_adjacency``), so a
-    level is a few word operations per node and row, not a gather over every neighbour slot.
-    ``trips`` counts the loop trips (``BFS_LEVELS_PER_TRIP`` levels each). Above
-    ``links.BITSET_MAX_NODES`` nodes the words would cost N^2/32 per row, so each level reads the
-    frontier through the neighbour lists instead (``_bfs_many_slots``, the same tree).
+    level is a few word operations per node and row (``links.frontier_parents``), not a gather
+    over every neighbour slot. ``trips`` counts the loop trips (``BFS_LEVELS_PER_TRIP`` levels
+    each). Above ``links.BITSET_MAX_NODES`` nodes the words would cost N^2/32 per row, so each
+    level reads the frontier through the neighbour lists instead (the same tree).
     """
-    if sub.n_nodes > links.BITSET_MAX_NODES:
-        return _bfs_many_slots(sub, eligible, src, dst, need)
-    n, rows = sub.n_nodes, src.shape[0]
-    words = -(-n // 32)
-    adj = jax.vmap(lambda e: eligible_adjacency(sub, e, words))(eligible)  # [L, N, words]
-    lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
-    ids = jnp.arange(n, dtype=jnp.int32)
-    row = jnp.arange(rows)
-
-    def pack(mask):  # bool[L, N] -> u32[L, words]
-        m = jnp.pad(mask, ((0, 0), (0, words * 32 - n))).reshape(rows, words, 32)
-        return jnp.where(m, lane, jnp.uint32(0)).sum(axis=-1, dtype=jnp.uint32)
-
-    def level_step(c):
-        dist, parent, level, frontier, live = c
-        best = jnp.full((rows, n), -1, jnp.int32)
-        for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
-            x = adj[:, :, w] & frontier[:, w, None]
-            lowest = x & (~x + jnp.uint32(1))
-            best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
-        new = (dist < 0) & (best >= 0)
-        dist, parent = jnp.where(new, level + 1, dist), jnp.where(new, best, parent)
-        frontier = pack(new)
-        live = live & (dist[row, dst] < 0) & (frontier != 0).any(axis=-1)
-        return dist, parent, level + 1, frontier, live
-
-    def body(c):
-        *c, trips = c
-        for _ in range(BFS_LEVELS_PER_TRIP):
-            c = level_step(tuple(c))
-        return (*c, trips + 1)
-
-    dist0 = jnp.where(ids[None, :] == src[:, None], 0, -1).astype(jnp.int32)
-    init = (dist0, jnp.full(dist0.shape, -1, jnp.int32), jnp.int32(0), pack(dist0 == 0),
-            need & (src != dst), jnp.int32(0))
-    dist, parent, _, _, _, trips = jax.lax.while_loop(lambda c: jnp.any(c[4]), body, init)
-    return dist, parent, trips
-
-
-
-def _bfs_many_slots(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
-                    need: jax.Array):
-    """``bfs_many`` for large substrates: per level, a min over each node's neighbour slots of
-    the neighbours on the frontier ([L, N, K] reads; no N^2/32 words per row)."""
     n = sub.n_nodes
     ids = jnp.arange(n, dtype=jnp.int32)
-    nbr = jnp.maximum(sub.nbr_node, 0)  # [N, K]
-    slot_ok = (sub.nbr_edge >= 0)[None] & eligible[:, jnp.maximum(sub.nbr_edge, 0)]  # [L, N, K]
     row = jnp.arange(src.shape[0])
-
-    def level_step(c):
-        dist, parent, level, live = c
-        at_level = (dist == level)[:, nbr]  # [L, N, K]: neighbour k of node x is on the frontier
-        best = jnp.min(jnp.where(slot_ok & at_level, nbr[None], n), axis=-1)
-        new = (dist < 0) & (best < n)
-        dist, parent = jnp.where(new, level + 1, dist), jnp.where(new, best, parent)
-        return dist, parent, level + 1, live & (dist[row, dst] < 0) & new.any(axis=-1)
-
-    def body(c):
-        *c, trips = c
-        for _ in range(BFS_LEVELS_PER_TRIP):
-            c = level_step(tuple(c))
-        return (*c, trips + 1)
-
     dist0 = jnp.where(ids[None, :] == src[:, None], 0, -1).astype(jnp.int32)
-    init = (dist0, jnp.full(dist0.shape, -1, jnp.int32), jnp.int32(0), need & (src != dst),
-            jnp.int32(0))
-    dist, parent, _, _, trips = jax.lax.while_loop(lambda c: jnp.any(c[3]), body, init)
+    parent0 = jnp.full(dist0.shape, -1, jnp.int32)
+    live0 = need & (src != dst)
+
+    if n <= links.BITSET_MAX_NODES:
+        words = -(-n // 32)
+        adj = jax.vmap(lambda e: eligible_adjacency(sub, e, words))(eligible)  # [L, N, words]
+
+        def level_step(c):
+            dist, parent, level, frontier, live = c
+            best = frontier_parents(adj, frontier)
+            new = (dist < 0) & (best >= 0)
+            dist, parent = jnp.where(new, level + 1, dist), jnp.where(new, best, parent)
+            frontier = pack_bits(new, words)
+            live = live & (dist[row, dst] < 0) & (frontier != 0).any(axis=-1)
+            return dist, parent, level + 1, frontier, live
+
+        carry = (dist0, parent0, jnp.int32(0), pack_bits(dist0 == 0, words), live0)
+    else:
+        nbr = jnp.maximum(sub.nbr_node, 0)  # [N, K]
+        slot_ok = (sub.nbr_edge >= 0)[None] & eligible[:, jnp.maximum(sub.nbr_edge, 0)]
+
+        def level_step(c):
+            dist, parent, level, live = c
+            at_level = (dist == level)[:, nbr]  # [L, N, K]: neighbour k of x on the frontier
+            best = jnp.min(jnp.where(slot_ok & at_level, nbr[None], n), axis=-1)
+            new = (dist < 0) & (best < n)
+            dist, parent = jnp.where(new, level + 1, dist), jnp.where(new, best, parent)
+            return dist, parent, level + 1, live & (dist[row, dst] < 0) & new.any(axis=-1)
+
+        carry = (dist0, parent0, jnp.int32(0), live0)
+    (dist, parent, *_), trips = _run_levels(level_step, carry)
     return dist, parent, trips
+
 
 LINK_WINDOW = 4
 """Links a round of ``embed_links_batched`` looks at: the next ``LINK_WINDOW`` pending links in

@@ -47,32 +47,43 @@ def eligible_adjacency(sub: Substrate, eligible: jax.Array, words: int) -> jax.A
                               dtype=jnp.uint32) for w in range(words)], axis=-1)
 
 
+def frontier_parents(adj: jax.Array, frontier: jax.Array) -> jax.Array:
+    """i32[..., N]: each node's smallest-id neighbour on the frontier (-1: none), from the
+    eligible adjacency words u32[..., N, W] and the frontier's words u32[..., W]."""
+    words = adj.shape[-1]
+    best = jnp.full(adj.shape[:-1], -1, jnp.int32)
+    for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
+        x = adj[..., w] & frontier[..., None, w]
+        lowest = x & (~x + jnp.uint32(1))
+        best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
+    return best
+
+
+def pack_bits(mask: jax.Array, words: int) -> jax.Array:
+    """bool[..., N] -> u32[..., words]: bit j of word w is ``mask[..., 32 w + j]``."""
+    *lead, n = mask.shape
+    lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
+    m = jnp.pad(mask, [(0, 0)] * len(lead) + [(0, words * 32 - n)]).reshape(*lead, words, 32)
+    return jnp.where(m, lane, jnp.uint32(0)).sum(axis=-1, dtype=jnp.uint32)
+
+
 def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
     n = sub.n_nodes
     words = -(-n // 32)
     adj = eligible_adjacency(sub, eligible, words)  # adj[t, w] bit j: eligible t -> 32 w + j
-    lane = jnp.left_shift(jnp.uint32(1), jnp.arange(32, dtype=jnp.uint32))
     ids = jnp.arange(n, dtype=jnp.int32)
-
-    def pack(mask):  # bool[N] -> u32[words]
-        m = jnp.pad(mask, (0, words * 32 - n)).reshape(words, 32)
-        return jnp.where(m, lane, jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
     def body(c):
         tree, level, frontier, _ = c  # tree = [dist, parent]; one array, one write per level
         dist, parent = tree[0], tree[1]
-        best = jnp.full((n,), -1, jnp.int32)
-        for w in reversed(range(words)):  # the lowest word with a frontier neighbour wins
-            x = adj[:, w] & frontier[w]
-            lowest = x & (~x + jnp.uint32(1))
-            best = jnp.where(x != 0, w * 32 + 31 - jax.lax.clz(lowest).astype(jnp.int32), best)
+        best = frontier_parents(adj, frontier)
         new = (dist < 0) & (best >= 0)
         tree = jnp.stack([jnp.where(new, level + 1, dist), jnp.where(new, best, parent)])
-        frontier = pack(new)
+        frontier = pack_bits(new, words)
         return tree, level + 1, frontier, (tree[0, dst] < 0) & (frontier != 0).any()
 
     tree0 = jnp.stack([jnp.where(ids == src, 0, -1), jnp.full((n,), -1)]).astype(jnp.int32)
-    init = (tree0, jnp.int32(0), pack(ids == src), src != dst)
+    init = (tree0, jnp.int32(0), pack_bits(ids == src, words), src != dst)
     tree, levels, _, _ = jax.lax.while_loop(lambda c: c[3], body, init)
     return tree[0], tree[1], levels
 
