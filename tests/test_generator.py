@@ -285,15 +285,19 @@ def test_prefix_sums_equal_numpy_cumsum(length):
     np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
 
 
-@pytest.mark.parametrize("m", [2, 3, 10, 31])
-def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m):
+@pytest.mark.parametrize("m, pinned", [(2, False), (3, False), (10, True), (31, False),
+                                       (31, True)])
+def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned):
     """``_compact_links`` of the upper-row bitmasks equals numpy's list of the chosen pairs
-    (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes."""
+    (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes
+    (M = 31: 465 pairs over 15 mask words), with and without the ``_pin`` barriers."""
     rng = np.random.default_rng(m)
     pa, pb = G._pair_tables(m)
     r = 300
     pairs = rng.random((r, len(pa))) < rng.choice([0.0, 0.1, 0.5, 1.0], (r, 1))
-    a, b, mask = (np.asarray(x) for x in G._compact_links(G._upper_rows(jnp.asarray(pairs), m)))
+    up = G._upper_rows(jnp.asarray(pairs), m)
+    compact = jax.jit(G._compact_links) if pinned else G._compact_links
+    a, b, mask = (np.asarray(x) for x in compact(up, jnp.int32(1) if pinned else None))
     for k in range(r):
         chosen = np.flatnonzero(pairs[k])
         n = len(chosen)
@@ -301,6 +305,32 @@ def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m):
         np.testing.assert_array_equal(a[k, :n], pa[chosen])
         np.testing.assert_array_equal(b[k, :n], pb[chosen])
         assert (a[k, n:] == 0).all() and (b[k, n:] == 0).all()
+
+
+def test_select_bit_finds_the_kth_set_bit():
+    """``_select_bit(x, k)`` is the k-th (from 0) entry of numpy's list of the set bits of x,
+    for every k < popcount(x), on random words of every density and the extreme ones."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(0, 2 ** 32, (3, 400), dtype=np.uint64)
+    x = np.where(rng.random(400) < 0.5, w[0] & w[1], w[0] | w[2])  # sparse and dense words
+    x = np.concatenate([x, [1, 2 ** 31, 2 ** 32 - 1, 0x80000001]]).astype(np.uint32)
+    bits = [np.flatnonzero((int(w) >> np.arange(32)) & 1) for w in x]
+    xs = np.repeat(x, [len(b) for b in bits])
+    ks = np.concatenate([np.arange(len(b)) for b in bits]).astype(np.int32)
+    got = np.asarray(G._select_bit(jnp.asarray(xs), jnp.asarray(ks)))
+    np.testing.assert_array_equal(got, np.concatenate(bits))
+
+
+def test_pin_returns_its_inputs_and_stays_a_loop():
+    """``_pin`` changes no bit (every dtype the generator pins) and, with a traced trip count,
+    survives XLA's optimisations as a while loop (the fusion barrier it exists for)."""
+    xs = (jnp.asarray([0, 1, 2 ** 32 - 1], jnp.uint32), jnp.asarray([-5, 0, 7], jnp.int32))
+    got = jax.jit(G._pin)(jnp.int32(1), *xs)
+    for g, x in zip(got, xs):
+        assert g.dtype == x.dtype
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(x))
+    hlo = jax.jit(G._pin).lower(jnp.int32(1), *xs).compile().as_text()
+    assert " while(" in hlo
 
 
 def test_hop_counts_match_networkx_with_unreachable_pairs():

@@ -243,6 +243,7 @@ def _params(cfg: ScenarioConfig) -> dict:
         link_threshold=np.uint32(min(round(cfg.req_link_prob * (1 << k)), 1 << k)),
         alpha=np.float32(cfg.waxman_alpha), beta=np.float32(cfg.waxman_beta),
         gap_scale=np.float32(1.0 / cfg.arrival_rate), mean_lifetime=np.float32(cfg.mean_lifetime),
+        one=np.int32(1),  # the trip count of ``_pin``'s loop: traced, so XLA cannot drop it
     )
 
 
@@ -692,34 +693,83 @@ def _connect_requests(up, n_nodes, pick_words):
     return rows
 
 
-def _compact_links(up):
-    """(link_a, link_b, link_mask) [R, L] from the upper-row bitmasks u32[R, M]: slot j holds
-    the (j+1)-th chosen pair in lexicographic order.
+def _pin(one, *xs):
+    """``xs`` unchanged, computed once: a fusion barrier for XLA CPU.
 
-    Slot j lies in the last row a whose first slot (the number of links in rows < a) is <= j,
-    at the (j - first)-th set bit of that row: selects over the M rows and M bits, elementwise
-    over [R, L] (XLA CPU's scatter, the direct way, costs ~5 ns per element)."""
+    XLA CPU copies a chain of cheap elementwise ops into every fusion that reads it, once per
+    element read: the [R, L] link fusions recomputed the request rows (a chain over all M rows)
+    for each of the L slots. A while loop whose trip count ``one`` (= 1) is a traced value
+    cannot be unrolled or removed, so its results are materialised buffers. ``one=None``
+    (a direct call outside the generator) returns ``xs`` as they are."""
+    if one is None:
+        return xs if len(xs) > 1 else xs[0]
+
+    def body(c):
+        zero = (c[0] >= one).astype(jnp.uint32)  # 0 inside the loop; XLA cannot fold it
+        return (c[0] + 1,) + tuple(x ^ zero.astype(x.dtype) for x in c[1:])
+    out = lax.while_loop(lambda c: c[0] < one, body, (jnp.int32(0),) + xs)[1:]
+    return out if len(xs) > 1 else out[0]
+
+
+def _pair_words(up):
+    """The chosen pairs as a bitmask over the lexicographic pair index p: u32[R] words, bit
+    ``p % 32`` of word ``p // 32``. Row a's pairs (a, b > a) are the consecutive indices from
+    ``a (M - 1) - a (a - 1) / 2``, so each row is one shifted copy of its bits b > a."""
+    r, m = up.shape
+    words = [jnp.zeros((r,), jnp.uint32) for _ in range(-(-(m * (m - 1) // 2) // 32))]
+    for a in range(m - 1):
+        seg = up[:, a] >> (a + 1)  # bit b - a - 1 = pair (a, b)
+        k, off = divmod(a * (m - 1) - a * (a - 1) // 2, 32)
+        words[k] = words[k] | (seg << off)
+        if off + (m - 1 - a) > 32:
+            words[k + 1] = words[k + 1] | (seg >> (32 - off))
+    return words
+
+
+def _select_bit(x, k):
+    """The position of the k-th (from 0) set bit of u32 ``x`` (k < popcount(x)): a binary
+    search over halves, quarters, ... of the word by popcount, no loop over the bits."""
+    pos = jnp.zeros_like(k)
+    for w in (16, 8, 4, 2, 1):
+        c = lax.population_count(x & jnp.uint32((1 << w) - 1)).astype(jnp.int32)
+        up = k >= c
+        k = jnp.where(up, k - c, k)
+        x = jnp.where(up, x >> w, x)
+        pos = jnp.where(up, pos + w, pos)
+    return pos
+
+
+def _compact_links(up, one=None):
+    """(link_a, link_b, link_mask) [R, L] from the upper-row bitmasks u32[R, M]: slot j holds
+    the (j+1)-th chosen pair in lexicographic order, i.e. the pair at the (j+1)-th set bit of
+    the pair mask (``_pair_words``).
+
+    The mask words and their popcounts are made once per request (``_pin``); per slot, the
+    word holding the bit is chosen by the running popcounts and the bit by ``_select_bit``;
+    the pair index p becomes (a, b) by counting the rows that start at or before p (elementwise
+    over [R, L]; XLA CPU's scatter, the direct way, costs ~5 ns per element)."""
     r, m = up.shape
     n_pairs = m * (m - 1) // 2
-    count = lax.population_count(up).astype(jnp.int32)  # links per row
-    first = [jnp.zeros((r,), jnp.int32)]
-    for a in range(1, m):
-        first.append(first[-1] + count[:, a - 1])
-    total = first[-1] + count[:, -1]
+    words = _pair_words(up)
+    counts = [lax.population_count(w).astype(jnp.int32) for w in words]
+    pinned = _pin(one, *words, *counts)
+    words, counts = pinned[:len(words)], pinned[len(words):]
     j = jnp.arange(n_pairs, dtype=jnp.int32)[None, :]
-    row = jnp.zeros((r, n_pairs), jnp.int32)
-    start = jnp.zeros((r, n_pairs), jnp.int32)
-    bits = jnp.broadcast_to(up[:, :1], (r, n_pairs))
-    for a in range(1, m - 1):  # the last row has no pair (a, b > a)
-        hit = first[a][:, None] <= j
-        row = jnp.where(hit, a, row)
-        start = jnp.where(hit, first[a][:, None], start)
-        bits = jnp.where(hit, up[:, a:a + 1], bits)
-    for t in range(m - 2):  # drop the (j - start) lowest set bits (a row has at most M-1)
-        bits = jnp.where(t < j - start, bits & (bits - 1), bits)
-    col = lax.population_count((bits & (~bits + jnp.uint32(1))) - jnp.uint32(1))
-    mask = j < total[:, None]
-    return jnp.where(mask, row, 0), jnp.where(mask, col.astype(jnp.int32), 0), mask
+    k = jnp.broadcast_to(j, (r, n_pairs))  # rank of the wanted bit within the current word
+    x = jnp.broadcast_to(words[0][:, None], (r, n_pairs))
+    cur = jnp.zeros((r, n_pairs), jnp.int32)  # the current word
+    for i in range(1, len(words)):
+        on = (cur == i - 1) & (k >= counts[i - 1][:, None])
+        x = jnp.where(on, words[i][:, None], x)
+        k = jnp.where(on, k - counts[i - 1][:, None], k)
+        cur = jnp.where(on, i, cur)
+    mask = j < sum(counts)[:, None]
+    p = _pin(one, jnp.where(mask, 32 * cur + _select_bit(x, k), 0))
+    a = jnp.zeros_like(p)
+    for row in range(1, m - 1):  # the last row has no pair (a, b > a)
+        a = a + (p >= row * (m - 1) - row * (row - 1) // 2).astype(jnp.int32)
+    b = a + 1 + p - (a * (m - 1) - ((a * (a - 1)) >> 1))
+    return jnp.where(mask, a, 0), jnp.where(mask, b, 0), mask
 
 
 def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
@@ -749,7 +799,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
     pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
     up = _connect_requests(_upper_rows(pairs, m), n_nodes, st.words(r, m - 1))
-    link_a, link_b, link_mask = _compact_links(up)
+    link_a, link_b, link_mask = _compact_links(up, prm["one"])
     bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
