@@ -711,15 +711,21 @@ def _pin(one, *xs):
     return out if len(xs) > 1 else out[0]
 
 
+def _row_start(a, m: int):
+    """The lexicographic index of pair (a, a + 1), the first of row a: the M - 1 - a' pairs of
+    each row a' < a come before it (a Python int or an int array)."""
+    return a * (m - 1) - ((a * (a - 1)) >> 1)
+
+
 def _pair_words(up):
     """The chosen pairs as a bitmask over the lexicographic pair index p: u32[R] words, bit
     ``p % 32`` of word ``p // 32``. Row a's pairs (a, b > a) are the consecutive indices from
-    ``a (M - 1) - a (a - 1) / 2``, so each row is one shifted copy of its bits b > a."""
+    ``_row_start(a)``, so each row is one shifted copy of its bits b > a."""
     r, m = up.shape
     words = [jnp.zeros((r,), jnp.uint32) for _ in range(-(-(m * (m - 1) // 2) // 32))]
     for a in range(m - 1):
         seg = up[:, a] >> (a + 1)  # bit b - a - 1 = pair (a, b)
-        k, off = divmod(a * (m - 1) - a * (a - 1) // 2, 32)
+        k, off = divmod(_row_start(a, m), 32)
         words[k] = words[k] | (seg << off)
         if off + (m - 1 - a) > 32:
             words[k + 1] = words[k + 1] | (seg >> (32 - off))
@@ -767,8 +773,8 @@ def _compact_links(up, one=None):
     p = _pin(one, jnp.where(mask, 32 * cur + _select_bit(x, k), 0))
     a = jnp.zeros_like(p)
     for row in range(1, m - 1):  # the last row has no pair (a, b > a)
-        a = a + (p >= row * (m - 1) - row * (row - 1) // 2).astype(jnp.int32)
-    b = a + 1 + p - (a * (m - 1) - ((a * (a - 1)) >> 1))
+        a = a + (p >= _row_start(row, m)).astype(jnp.int32)
+    b = a + 1 + p - _row_start(a, m)
     return jnp.where(mask, a, 0), jnp.where(mask, b, 0), mask
 
 
