@@ -217,20 +217,41 @@ def test_bounds_formula_and_overrides():
     assert isinstance(ScenarioConfig.from_dict({"max_edges": 300}).max_edges, int)
 
 
-def test_request_connect_rule_matches_the_numpy_rule():
-    """``_connect_requests`` (prefix-OR of reachability bitmasks, no loop over v) equals the
-    numpy generator's sequential union-find rule, given the same uniform choices."""
-    rng = np.random.default_rng(1)
-    m = 10
+def _pack_pairs(flags):
+    """Pair flags bool[R, L] (lexicographic pairs) -> the generator's pair words, numpy: bit
+    p % 32 of word p // 32."""
+    r, n_pairs = flags.shape
+    padded = np.zeros((r, -(-n_pairs // 32) * 32), np.uint64)
+    padded[:, :n_pairs] = flags
+    weights = np.uint64(1) << np.arange(32, dtype=np.uint64)
+    words = (padded.reshape(r, -1, 32) * weights).sum(axis=2).astype(np.uint32)
+    return [jnp.asarray(words[:, i]) for i in range(words.shape[1])]
+
+
+def _unpack_pairs(words, n_pairs):
+    w = np.stack([np.asarray(x) for x in words], axis=1).astype(np.uint64)
+    bits = (w[:, :, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)
+    return bits.reshape(len(w), -1)[:, :n_pairs] == 1
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 31])
+def test_request_connect_rule_matches_the_numpy_rule(m):
+    """``_upper_rows`` then ``_connect_requests`` (Warshall on bitmask rows, then a prefix OR
+    of the reachability rows, no loop over v) equal the numpy generator's sequential union-find
+    rule, given the same draws and uniform choices: pairs reaching a node >= n are dropped, and
+    each v outside the component of node 0 gets one link. M = 31: pair words straddled by rows,
+    an odd number of Warshall steps."""
+    rng = np.random.default_rng(m)
     pa, pb = G._pair_tables(m)
-    r = 600
-    n = rng.integers(2, m + 1, r)
-    p = rng.choice([0.05, 0.2, 0.5], (r, 1))
-    pairs = (rng.random((r, len(pa))) < p) & (pb[None, :] < n[:, None])
+    r = 600 if m < 31 else 200
+    n = rng.integers(min(2, m), m + 1, r)
+    p = rng.choice([0.0, 0.05, 0.2, 0.5], (r, 1))
+    drawn = rng.random((r, len(pa))) < p  # before masking by n
     words = rng.integers(0, 2 ** 32, (r, m - 1), dtype=np.uint64).astype(np.uint32)
-    up = G._connect_requests(G._upper_rows(jnp.asarray(pairs), m), jnp.asarray(n, jnp.int32),
-                             jnp.asarray(words))
-    got = (np.asarray(up)[:, pa] >> pb) & 1 == 1  # back to pair flags [R, L]
+    nj = jnp.asarray(n, jnp.int32)
+    up = jax.jit(G._upper_rows, static_argnums=2)(_pack_pairs(drawn), nj, m)
+    out = jax.jit(G._connect_requests)(up, nj, jnp.asarray(words))
+    got = _unpack_pairs(out, len(pa))
     for k in range(r):
         comp = list(range(n[k]))
 
@@ -239,7 +260,7 @@ def test_request_connect_rule_matches_the_numpy_rule():
                 x = comp[x]
             return x
 
-        links = {(int(pa[i]), int(pb[i])) for i in np.flatnonzero(pairs[k])}
+        links = {(int(pa[i]), int(pb[i])) for i in np.flatnonzero(drawn[k]) if pb[i] < n[k]}
         for a, b in links:
             comp[find(a)] = find(b)
         for v in range(1, n[k]):
@@ -250,6 +271,24 @@ def test_request_connect_rule_matches_the_numpy_rule():
                 comp[find(v)] = find(0)
         want = np.array([(int(a), int(b)) in links for a, b in zip(pa, pb)])
         assert (got[k] == want).all(), k
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25, 0.375, 0.5, 0.2, 1.0])
+def test_pair_draws_are_the_digits_below_the_threshold(p):
+    """``_pair_bernoulli``: pair i is drawn iff digit ``i % (32 // k)`` of random word
+    ``i // (32 // k)`` is below ``round(p * 2**k)`` (numpy, on the same stream's words), for
+    1, 2, 3 and 16 bits per draw; M = 31 (465 pairs, 15 pair words)."""
+    m, r = 31, 64
+    cfg = ScenarioConfig(req_link_prob=p, max_req_nodes=m, req_nodes=(2, m))
+    bits, thr = G._bern_bits(p), int(G._params(cfg)["link_threshold"])
+    n_pairs, per = m * (m - 1) // 2, 32 // bits
+    key = jax.random.key(7)
+    got = _unpack_pairs(G._pair_bernoulli(G._Stream(key), bits, r, m, jnp.uint32(thr)), n_pairs)
+    w = np.asarray(G._Stream(key).words(r, -(-n_pairs // per))).astype(np.int64)
+    i = np.arange(n_pairs)
+    digit = (w[:, i // per] >> ((i % per) * bits)) & ((1 << bits) - 1)
+    np.testing.assert_array_equal(got, digit < thr)
+    assert abs(got.mean() - p) < 0.03
 
 
 def test_two_digit_split_is_exact_for_every_small_span():
@@ -288,16 +327,16 @@ def test_prefix_sums_equal_numpy_cumsum(length):
 @pytest.mark.parametrize("m, pinned", [(2, False), (3, False), (10, True), (31, False),
                                        (31, True)])
 def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned):
-    """``_compact_links`` of the upper-row bitmasks equals numpy's list of the chosen pairs
+    """``_compact_links`` of the pair words equals numpy's list of the chosen pairs
     (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes
-    (M = 31: 465 pairs over 15 mask words), with and without the ``_pin`` barriers."""
+    (M = 31: 465 pairs over 15 pair words), with and without the ``_pin`` barriers."""
     rng = np.random.default_rng(m)
     pa, pb = G._pair_tables(m)
     r = 300
     pairs = rng.random((r, len(pa))) < rng.choice([0.0, 0.1, 0.5, 1.0], (r, 1))
-    up = G._upper_rows(jnp.asarray(pairs), m)
-    compact = jax.jit(G._compact_links) if pinned else G._compact_links
-    a, b, mask = (np.asarray(x) for x in compact(up, jnp.int32(1) if pinned else None))
+    compact = jax.jit(G._compact_links, static_argnums=1) if pinned else G._compact_links
+    out = compact(_pack_pairs(pairs), m, jnp.int32(1) if pinned else None)
+    a, b, mask = (np.asarray(x) for x in out)
     for k in range(r):
         chosen = np.flatnonzero(pairs[k])
         n = len(chosen)

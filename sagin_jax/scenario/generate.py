@@ -345,16 +345,6 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span):
     return lo + jnp.where(low, r, q)
 
 
-def _bernoulli(stream: _Stream, bits: int, shape: tuple, threshold):
-    """bool Bernoulli(threshold / 2**bits), ``32 // bits`` draws per word."""
-    *lead, last = shape
-    per = 32 // bits
-    w = stream.words(*lead, -(-last // per))
-    shifts = jnp.arange(per, dtype=jnp.uint32) * jnp.uint32(bits)
-    d = (w[..., :, None] >> shifts) & jnp.uint32((1 << bits) - 1)
-    return (d < threshold).reshape(*lead, -1)[..., :last]
-
-
 # --------------------------------------------------------------------------------------------
 # the substrate
 
@@ -626,73 +616,6 @@ def _prefix_sum(x):
     return total.reshape(*lead, nb * b)[..., :length]
 
 
-def _upper_rows(pairs, m: int):
-    """u32[..., M]: bit b of row a is set iff the pair (a, b), a < b, is chosen (``pairs``
-    [..., L] in lexicographic order). The request links travel as these bitmasks: the
-    connectivity rule and the compaction below work on them without gathers or scatters."""
-    pa, pb = _pair_tables(m)
-    u = pairs.astype(jnp.uint32)
-    rows = []
-    for a in range(m):
-        acc = jnp.zeros(u.shape[:-1], jnp.uint32)
-        for p in np.flatnonzero(pa == a):
-            acc = acc | (u[..., p] << int(pb[p]))
-        rows.append(acc)
-    return jnp.stack(rows, axis=-1)
-
-
-def _reach_bits(up):
-    """u32[R, M]: bit w of ``[r, x]`` is set iff request node w is connected to x (transitive
-    closure of the links, given as upper-row bitmasks, by Warshall's algorithm on bitmasks)."""
-    m = up.shape[-1]
-    cols = []
-    for x in range(m):  # row x of the symmetric adjacency, plus x itself
-        acc = up[:, x] | jnp.uint32(1 << x)
-        for a in range(x):
-            acc = acc | (((up[:, a] >> x) & 1) << a)
-        cols.append(acc)
-    reach = jnp.stack(cols, axis=1)
-    for k in range(m):
-        has = ((reach >> k) & 1).astype(bool)
-        reach = reach | jnp.where(has, reach[:, k:k + 1], 0)
-    return reach
-
-
-def _connect_requests(up, n_nodes, pick_words):
-    """The request links (upper-row bitmasks u32[R, M]) after the connectivity rule of the numpy
-    generator: for v = 1..n-1 in order, a v outside the component of node 0 is linked to the
-    ``floor(pick_words[v - 1] * c / 2**32)``-th (ascending) of the c nodes of that component.
-
-    Whole components join, so "the component of node 0 when v's turn comes" is the set of nodes
-    connected to some node < v: a prefix OR of the reachability bitmasks, no sequential loop."""
-    r, m = up.shape
-    valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)  # [R] node bitmask
-    reach = _reach_bits(up) & valid[:, None]
-    # joined[v] = nodes connected to some node < v = the component of node 0 when v's turn comes
-    joined = [reach[:, 0]]
-    for x in range(1, m - 1):
-        joined.append(joined[-1] | reach[:, x])
-    joined = jnp.stack(joined, axis=1)  # [R, M-1] for v = 1..M-1
-    v = jnp.arange(1, m, dtype=jnp.uint32)
-    event = (((joined >> v) & 1) == 0) & (v[None, :] < n_nodes[:, None].astype(jnp.uint32))
-    size0 = lax.population_count(joined).astype(jnp.int32)
-    pick = _mulhi(pick_words, jnp.maximum(size0, 1))
-    u = jnp.zeros_like(pick)
-    seen = jnp.zeros_like(pick)
-    for w in range(m):  # u = the pick-th member (ascending) of joined
-        member = ((joined >> w) & 1).astype(jnp.int32)
-        u = jnp.where((member == 1) & (seen == pick), w, u)
-        seen = seen + member
-    lo_end = jnp.minimum(u, v.astype(jnp.int32))
-    hi_end = jnp.maximum(u, v.astype(jnp.int32)).astype(jnp.uint32)
-    rows = up
-    node = jnp.arange(m)[None, :]
-    for i in range(m - 1):
-        rows = rows | jnp.where((node == lo_end[:, i:i + 1]) & event[:, i:i + 1],
-                                jnp.uint32(1) << hi_end[:, i:i + 1], jnp.uint32(0))
-    return rows
-
-
 def _pin(one, *xs):
     """``xs`` unchanged, computed once: a fusion barrier for XLA CPU.
 
@@ -717,18 +640,109 @@ def _row_start(a, m: int):
     return a * (m - 1) - ((a * (a - 1)) >> 1)
 
 
+def _pair_bernoulli(stream: _Stream, bits: int, count: int, m: int, threshold):
+    """The request link draws as pair words: u32[R] words, bit ``p % 32`` of word ``p // 32``
+    set iff the lexicographic pair p is drawn, Bernoulli(threshold / 2**bits) each.
+
+    Pair p is the k-bit digit ``p % (32 // k)`` of random word ``p // (32 // k)`` (k = bits),
+    drawn iff the digit is below ``threshold``. With one bit per draw (p = 0.5, the paper's) a
+    random word is its pair word: the pair is drawn iff its bit is 0. Bits past the last pair
+    are unspecified (``_upper_rows`` reads only the pairs)."""
+    n_pairs = m * (m - 1) // 2
+    per = 32 // bits
+    w = stream.words(count, -(-n_pairs // per))
+    cols = [w[:, i] for i in range(w.shape[1])]
+    if bits == 1:
+        thr = jnp.asarray(threshold).astype(jnp.uint32)
+        full = jnp.uint32(0xFFFFFFFF)
+        out = [jnp.where(thr >= 2, full, jnp.where(thr == 1, ~c, jnp.uint32(0))) for c in cols]
+    else:
+        out = [jnp.zeros((count,), jnp.uint32) for _ in range(-(-n_pairs // 32))]
+        digit_mask = jnp.uint32((1 << bits) - 1)
+        for p in range(n_pairs):
+            word, field = divmod(p, per)
+            hit = ((cols[word] >> (field * bits)) & digit_mask) < threshold
+            out[p // 32] = out[p // 32] | (hit.astype(jnp.uint32) << (p % 32))
+    return out
+
+
+def _upper_rows(words, n_nodes, m: int):
+    """u32[M, R] from pair words: bit b of row a is set iff the pair (a, b), a < b < n_nodes,
+    is drawn. Row a's pairs are the consecutive indices from ``_row_start(a)``, so each row is
+    one shifted segment of the words (two words where it straddles one)."""
+    valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)  # [R] nodes < n
+    rows = []
+    for a in range(m):
+        width = m - 1 - a
+        if width == 0:
+            rows.append(jnp.zeros_like(valid))
+            continue
+        k, off = divmod(_row_start(a, m), 32)
+        seg = words[k] >> off
+        if off + width > 32:
+            seg = seg | (words[k + 1] << (32 - off))
+        seg = seg & jnp.uint32((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
+        rows.append((seg << (a + 1)) & valid)
+    return jnp.stack(rows)
+
+
 def _pair_words(up):
-    """The chosen pairs as a bitmask over the lexicographic pair index p: u32[R] words, bit
-    ``p % 32`` of word ``p // 32``. Row a's pairs (a, b > a) are the consecutive indices from
-    ``_row_start(a)``, so each row is one shifted copy of its bits b > a."""
-    r, m = up.shape
+    """The pairs of upper rows u32[M, R] as pair words (the inverse of ``_upper_rows``)."""
+    m, r = up.shape
     words = [jnp.zeros((r,), jnp.uint32) for _ in range(-(-(m * (m - 1) // 2) // 32))]
     for a in range(m - 1):
-        seg = up[:, a] >> (a + 1)  # bit b - a - 1 = pair (a, b)
+        seg = up[a] >> (a + 1)  # bit b - a - 1 = pair (a, b)
         k, off = divmod(_row_start(a, m), 32)
         words[k] = words[k] | (seg << off)
         if off + (m - 1 - a) > 32:
             words[k + 1] = words[k + 1] | (seg >> (32 - off))
+    return words
+
+
+def _reach_rows(up):
+    """u32[M, R]: bit w of row x is set iff request node w is connected to x (transitive
+    closure of the links, given as upper rows, by Warshall's algorithm on bitmasks).
+
+    Node-major rows keep each step one pass over contiguous [R] vectors. The steps run in a
+    loop, two per trip: unrolled, XLA fuses them into one expression whose pivot rows it
+    recomputes for every row (exponentially in the steps)."""
+    m = up.shape[0]
+    x = jnp.arange(m, dtype=jnp.uint32)[:, None]
+    reach = up | (jnp.uint32(1) << x)
+    for a in range(m - 1):  # the symmetric half: bit a of row x for each link (a, x)
+        reach = reach | (((up[a][None, :] >> x) & jnp.uint32(1)) << a)
+
+    def step(k, reach):
+        pivot = lax.dynamic_index_in_dim(reach, k, 0, keepdims=True)
+        has = (reach >> k.astype(jnp.uint32)) & jnp.uint32(1)
+        return reach | ((jnp.uint32(0) - has) & pivot)
+
+    reach = lax.fori_loop(0, m // 2, lambda i, r: step(2 * i + 1, step(2 * i, r)), reach)
+    return step(jnp.int32(m - 1), reach) if m % 2 else reach
+
+
+def _connect_requests(up, n_nodes, pick_words):
+    """The pair words after the connectivity rule of the numpy generator, from the drawn links
+    as upper rows u32[M, R]: for v = 1..n-1 in order, a v outside the component of node 0 is
+    linked to the ``floor(pick_words[v - 1] * c / 2**32)``-th (ascending) of the c nodes of that
+    component (``pick_words`` u32[R, M-1]).
+
+    Whole components join, so "the component of node 0 when v's turn comes" is the set of nodes
+    connected to some node < v: a prefix OR of the reachability rows, no sequential loop."""
+    m, r = up.shape
+    valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)
+    reach = _reach_rows(up) & valid[None, :]
+    words = _pair_words(up)
+    joined = reach[0]  # nodes connected to some node < v
+    for v in range(1, m):
+        event = (((joined >> v) & 1) == 0) & (v < n_nodes)
+        size0 = lax.population_count(joined).astype(jnp.int32)
+        u = _select_bit(joined, _mulhi(pick_words[:, v - 1], jnp.maximum(size0, 1)))
+        lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
+        p = _row_start(lo, m) + hi - lo - 1
+        bit = jnp.where(event, jnp.uint32(1) << (p & 31).astype(jnp.uint32), jnp.uint32(0))
+        words = [w | jnp.where((p >> 5) == i, bit, jnp.uint32(0)) for i, w in enumerate(words)]
+        joined = joined | reach[v]
     return words
 
 
@@ -745,18 +759,17 @@ def _select_bit(x, k):
     return pos
 
 
-def _compact_links(up, one=None):
-    """(link_a, link_b, link_mask) [R, L] from the upper-row bitmasks u32[R, M]: slot j holds
-    the (j+1)-th chosen pair in lexicographic order, i.e. the pair at the (j+1)-th set bit of
-    the pair mask (``_pair_words``).
+def _compact_links(words, m: int, one=None):
+    """(link_a, link_b, link_mask) [R, L] from the pair words of requests of M = ``m`` nodes
+    (list of u32[R]): slot j holds the (j+1)-th chosen pair in lexicographic order, i.e. the
+    pair at the (j+1)-th set bit.
 
-    The mask words and their popcounts are made once per request (``_pin``); per slot, the
+    The words and their popcounts are made once per request (``_pin``); per slot, the
     word holding the bit is chosen by the running popcounts and the bit by ``_select_bit``;
     the pair index p becomes (a, b) by counting the rows that start at or before p (elementwise
     over [R, L]; XLA CPU's scatter, the direct way, costs ~5 ns per element)."""
-    r, m = up.shape
+    r = words[0].shape[0]
     n_pairs = m * (m - 1) // 2
-    words = _pair_words(up)
     counts = [lax.population_count(w).astype(jnp.int32) for w in words]
     pinned = _pin(one, *words, *counts)
     words, counts = pinned[:len(words)], pinned[len(words):]
@@ -802,10 +815,10 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1]), 0)
     dom = jnp.where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains), 0)
 
-    pairs = _bernoulli(st, plan.bern_bits, (r, n_pairs), prm["link_threshold"])
-    pairs = pairs & (jnp.asarray(pb)[None, :] < n_nodes[:, None])
-    up = _connect_requests(_upper_rows(pairs, m), n_nodes, st.words(r, m - 1))
-    link_a, link_b, link_mask = _compact_links(up, prm["one"])
+    drawn = _pair_bernoulli(st, plan.bern_bits, r, m, prm["link_threshold"])
+    up = _pin(prm["one"], _upper_rows(drawn, n_nodes, m))
+    words = _connect_requests(up, n_nodes, st.words(r, m - 1))
+    link_a, link_b, link_mask = _compact_links(words, m, prm["one"])
     bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
