@@ -316,12 +316,15 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 45, 99, 100, 101])
-def test_prefix_sums_equal_numpy_cumsum(length):
-    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum, whatever the
-    row length (padding of a last, partial block included)."""
-    x = np.random.default_rng(length).integers(0, 5, (3, 4, length)).astype(np.int32)
-    want = np.cumsum(x, axis=-1)
-    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_prefix_sums_equal_numpy_cumsum(length, axis):
+    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum over any axis,
+    whatever its length (padding of a last, partial block included)."""
+    shape = [3, 4, 5]
+    shape[axis] = length
+    x = np.random.default_rng(length).integers(0, 5, shape).astype(np.int32)
+    want = np.cumsum(x, axis=axis)
+    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x), axis)), want)
 
 
 @pytest.mark.parametrize("m, pinned", [(2, False), (3, False), (10, True), (31, False),
@@ -344,6 +347,47 @@ def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned
         np.testing.assert_array_equal(a[k, :n], pa[chosen])
         np.testing.assert_array_equal(b[k, :n], pb[chosen])
         assert (a[k, n:] == 0).all() and (b[k, n:] == 0).all()
+
+
+def test_argmin_last_takes_the_first_minimum():
+    """``_argmin_last`` (a min, then the smallest index holding it) equals numpy's argmin on
+    rows full of ties, with infinities, and on a row of only infinities."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, (200, 37)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = np.inf
+    x[0] = np.inf
+    np.testing.assert_array_equal(np.asarray(jax.jit(G._argmin_last)(jnp.asarray(x))),
+                                  np.argmin(x, axis=1))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 9])
+def test_near_links_pick_each_rows_k_nearest_seen_from_both_sides(k):
+    """``_near_links``: row i of a block links its k nearest columns (ties by smaller column,
+    numpy's stable sort), and the mirrored block holds the same links transposed, read from the
+    mirrored distances of a symmetric matrix (no transpose in the code)."""
+    rng = np.random.default_rng(k)
+    n, r0, c0, rows, cols = 30, 4, 15, 11, 9
+    d = rng.integers(0, 6, (n, n)).astype(np.float32)  # many ties
+    d = np.minimum(d, d.T)
+    block, mirror = d[r0:r0 + rows, c0:c0 + cols], d[c0:c0 + cols, r0:r0 + rows]
+    fwd, bwd = jax.jit(G._near_links, static_argnums=2)(jnp.asarray(block), jnp.asarray(mirror), k)
+    want = np.zeros((rows, cols), bool)
+    for i in range(rows):
+        want[i, np.argsort(block[i], kind="stable")[:k]] = True
+    np.testing.assert_array_equal(np.asarray(fwd), want)
+    np.testing.assert_array_equal(np.asarray(bwd), want.T)
+
+
+def test_symmetric_uniform_mirrors_the_upper_triangle_of_the_plain_draw():
+    """``_Stream.symmetric_uniform(n)`` is ``uniform(n, n)`` on and above the diagonal and its
+    mirror below, and it takes the same counters (the next draw is the same)."""
+    key = jax.random.key(11)
+    a, b = G._Stream(key), G._Stream(key)
+    plain, sym = np.asarray(a.uniform(13, 13)), np.asarray(b.symmetric_uniform(13))
+    upper = np.triu(np.ones((13, 13), bool))
+    np.testing.assert_array_equal(sym[upper], plain[upper])
+    np.testing.assert_array_equal(sym, sym.T)
+    np.testing.assert_array_equal(np.asarray(a.words(5)), np.asarray(b.words(5)))
 
 
 def test_select_bit_finds_the_kth_set_bit():

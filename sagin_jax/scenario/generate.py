@@ -283,6 +283,15 @@ class _Stream:
         """The word of counter(s) ``c``."""
         return _mix(_mix(c ^ self.k0) + self.k1)
 
+    def symmetric_uniform(self, n: int):
+        """f32[n, n]: entry (i, j) is ``uniform(n, n)[min(i, j), max(i, j)]`` of the same
+        counters (a symmetric matrix whose upper triangle is the plain draw)."""
+        i = lax.broadcasted_iota(jnp.uint32, (n, n), 0)
+        j = lax.broadcasted_iota(jnp.uint32, (n, n), 1)
+        c = jnp.minimum(i, j) * jnp.uint32(n) + jnp.maximum(i, j) + jnp.uint32(self.offset)
+        self.offset += n * n
+        return (self._word(c) >> 8).astype(jnp.float32) * jnp.float32(2.0 ** -24)
+
     def words_by_column(self, lead: tuple, width: int, column):
         """Word ``column`` of each row of a ``(*lead, width)`` block (the block's counters, as
         ``words(*lead, width)`` numbers them), broadcast to ``(*lead, len(column))``: one
@@ -349,15 +358,46 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span):
 # the substrate
 
 
-def _k_nearest(d, k: int):
-    """bool mask of each row's k smallest entries (ties by smaller column index)."""
+def _argmin_last(x):
+    """``jnp.argmin(x, axis=-1)`` (the first of equal minima; no NaN in x) as two plain
+    reductions, a min and a min of the indices that hold it: XLA CPU vectorises those, not the
+    (value, index) pair reduction of argmin (~3x slower on the substrate's [N, N] arrays)."""
+    idx = lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    low = x.min(axis=-1, keepdims=True)
+    return jnp.where(x == low, idx, x.shape[-1]).min(axis=-1)
+
+
+def _kth_nearest(d, k: int):
+    """The k-th smallest (value, column) of each row of d in (value, column) order, i.e. the
+    last of k argmin picks: f32[R], i32[R]; (-inf, -1) for k = 0. Entry (i, j) is among row
+    i's k nearest (ties by smaller column) iff ``_within(d[i, j], j, value[i], column[i])``."""
+    if k == 0:
+        return jnp.full(d.shape[:1], -jnp.inf), jnp.full(d.shape[:1], -1, jnp.int32)
+    idx = lax.broadcasted_iota(jnp.int32, d.shape, 1)
+
     def pick(_, carry):
-        chosen, dd = carry
-        j = jnp.argmin(dd, axis=1)
-        hit = jnp.arange(dd.shape[1])[None, :] == j[:, None]
-        return chosen | hit, jnp.where(hit, jnp.inf, dd)
-    chosen, _ = lax.fori_loop(0, k, pick, (jnp.zeros(d.shape, bool), d))
-    return chosen
+        dd, _, _ = carry
+        low = dd.min(axis=1)  # argmin as two plain reductions (see _argmin_last)
+        j = jnp.where(dd == low[:, None], idx, d.shape[1]).min(axis=1)
+        return jnp.where(idx == j[:, None], jnp.inf, dd), low, j
+    _, value, column = lax.fori_loop(0, k, pick, (d, d[:, 0], jnp.zeros(d.shape[:1], jnp.int32)))
+    return value, column
+
+
+def _within(v, j, value, column):
+    """(v, j) <= (value, column) in (value, column) order."""
+    return (v < value) | ((v == value) & (j <= column))
+
+
+def _near_links(d, d_mirror, k: int):
+    """The k-nearest links of block d [R, C] (each row picks its k nearest columns) and the
+    same links seen from the other side, [C, R], read from ``d_mirror`` = the distance block
+    at the mirrored position (the distance matrix is exactly symmetric): no transpose."""
+    value, column = _kth_nearest(d, k)
+    col = lax.broadcasted_iota(jnp.int32, d.shape, 1)
+    row = lax.broadcasted_iota(jnp.int32, d_mirror.shape, 0)
+    return (_within(d, col, value[:, None], column[:, None]),
+            _within(d_mirror, row, value[None, :], column[None, :]))
 
 
 def _domains(plan: _Plan, x):
@@ -394,7 +434,9 @@ def _components_repair(adj, dist):
 
     def spread(state):
         lab, _ = state
-        nb = jnp.min(jnp.where(adj, lab[None, :], big), axis=1)
+        # min label over each node's neighbours, reduced down the columns (adj is symmetric):
+        # XLA CPU vectorises a reduction over the major axis; over rows it splits it in two
+        nb = jnp.min(jnp.where(adj, lab[:, None], big), axis=0)
         new = jnp.minimum(lab, nb)
         new = new[new]  # pointer jumping: a label is a node of the same component
         return new, jnp.any(new != lab)
@@ -406,10 +448,10 @@ def _components_repair(adj, dist):
         a_mat, rep, lab = state
         in0 = lab == 0
         masked = jnp.where(in0[:, None] & ~in0[None, :], dist, jnp.inf)
-        flat = jnp.argmin(masked.reshape(-1))
+        flat = _argmin_last(masked.reshape(-1))
         a, b = flat // n, flat % n
-        hit = ((jnp.arange(n)[:, None] == a) & (jnp.arange(n)[None, :] == b))
-        hit = hit | hit.T
+        rows, cols = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
+        hit = ((rows == a) & (cols == b)) | ((rows == b) & (cols == a))
         lab = jnp.where(lab == lab[b], 0, lab)
         return a_mat | hit, rep | hit, lab
 
@@ -493,34 +535,46 @@ def _substrate(key, plan: _Plan, prm: dict):
     dx = pos[:, None, 0] - pos[None, :, 0]
     dy = pos[:, None, 1] - pos[None, :, 1]
     dist = jnp.sqrt(dx * dx + dy * dy)  # (a sum over a length-2 axis becomes a slow custom call)
-    adj = np.zeros((n, n), bool)
+    # the adjacency, symmetric block by block (no [N, N] transpose)
     grid = _grid_links_plan(plan)
-    adj[grid[:, 0], grid[:, 1]] = True
-    adj = jnp.asarray(adj)
+    ss = np.zeros((ns, ns), bool)
+    ss[grid[:, 0], grid[:, 1]] = ss[grid[:, 1], grid[:, 0]] = True
     a0, g0 = ns, ns + na
     if plan.k_air:
         d_air = dist[a0:g0, a0:g0] + jnp.where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
-        adj = adj.at[a0:g0, a0:g0].set(_k_nearest(d_air, plan.k_air))
-    adj = adj.at[a0:g0, g0:].set(_k_nearest(dist[a0:g0, g0:], min(plan.u2g, ng)))
-    adj = adj.at[:ns, a0:g0].set(_k_nearest(dist[:ns, a0:g0], min(plan.s2u, na)))
+        fwd, bwd = _near_links(d_air, d_air, plan.k_air)  # d_air is symmetric too
+        aa = fwd | bwd
+    else:
+        aa = jnp.zeros((na, na), bool)
+    ag, ga = _near_links(dist[a0:g0, g0:], dist[g0:, a0:g0], min(plan.u2g, ng))
+    sa, as_ = _near_links(dist[:ns, a0:g0], dist[a0:g0, :ns], min(plan.s2u, na))
     dg = dist[g0:, g0:]
     big_l = jnp.maximum(dg.max(), 1e-9)
     prob = prm["alpha"] * jnp.exp(-dg / (prm["beta"] * big_l))
-    wax = jnp.triu(st.uniform(ng, ng) < prob, 1)
-    adj = adj.at[g0:, g0:].set(wax)
-    adj = adj | adj.T
+    gg = (st.symmetric_uniform(ng) < prob) & ~jnp.eye(ng, dtype=bool)
+    adj = np.zeros((n, n), bool)
+    adj[:ns, :ns] = ss
+    adj = jnp.asarray(adj)  # blocks written in place (a concatenate of them costs ~3x more)
+    for r0, c0, block in ((0, a0, sa), (a0, 0, as_), (a0, a0, aa), (a0, g0, ag), (g0, a0, ga),
+                          (g0, g0, gg)):
+        adj = lax.dynamic_update_slice(adj, block, (r0, c0))
     adj, rep = _components_repair(adj, dist)
 
     # canonical link order: row-major over the upper triangle = by (min id, max id)
+    # rank of link (i < j) = the row-major prefix count over the upper triangle; entry (j, i)
+    # of the lower triangle holds the same rank, counted down column i (adj is symmetric):
+    # #{c in (i, j] : adj[i, c]} = #{c in (i, j] : adj[c, i]}, a prefix sum over rows
     upper = jnp.triu(adj, 1)
-    row_prefix = _prefix_sum(upper)  # rank = the row-major prefix count over the triangle
+    lower = jnp.tril(adj, -1)
+    row_prefix = _prefix_sum(upper)
     row_total = row_prefix[:, -1]
-    rank = (_prefix_sum(row_total) - row_total)[:, None] + row_prefix - 1
+    first = _prefix_sum(row_total) - row_total  # rank of row i's first link
+    rank_up = first[:, None] + row_prefix - 1
+    rank_low = first[None, :] + _prefix_sum(lower, axis=0) - 1
     n_edges = upper.sum()
-    kept = upper & (rank < plan.max_edges)
-    eid = jnp.where(kept, rank, -1)
-    eid = jnp.maximum(eid, eid.T).astype(jnp.int32)
-    deg = adj.sum(axis=1)
+    eid = jnp.where(upper & (rank_up < plan.max_edges), rank_up,
+                    jnp.where(lower & (rank_low < plan.max_edges), rank_low, -1))
+    deg = adj.sum(axis=0)  # = the row sums (symmetric), reduced the cheap way
     k = plan.max_degree
     slot = _prefix_sum(adj) - 1
     col = jnp.where(adj & (slot < k), slot, k)
@@ -594,26 +648,34 @@ def _arrivals(gaps, count: int):
     return t.astype(jnp.float32)
 
 
-def _prefix_sum(x):
-    """Inclusive int32 prefix sum over the last axis (length L), in blocks of
+def _prefix_sum(x, axis: int = -1):
+    """Inclusive int32 prefix sum over ``axis`` (length L), in blocks of
     ``b = ceil(sqrt(L))``: a prefix within each block and one over the block totals, both
     unrolled. Integer sums are exact, so the order does not change a bit; XLA CPU's cumsum (a
     reduce-window) costs ~4x more on the substrate's rows of 100, a prefix unrolled over all of
-    L ~2x more."""
+    L ~2x more. Over a leading axis each step adds whole rows (no transpose)."""
     x = x.astype(jnp.int32)
-    *lead, length = x.shape
+    axis = axis % x.ndim
+    length = x.shape[axis]
     b = math.isqrt(max(length - 1, 0)) + 1
     nb = -(-length // b)
-    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * b - length)]).reshape(*lead, nb, b)
-    cols = [x[..., 0]]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, nb * b - length)
+    x = jnp.pad(x, pad).reshape(*x.shape[:axis], nb, b, *x.shape[axis + 1:])
+
+    def at(y, i, dim):
+        return lax.index_in_dim(y, i, dim, keepdims=False)
+    cols = [at(x, 0, axis + 1)]
     for i in range(1, b):
-        cols.append(cols[-1] + x[..., i])
-    within = jnp.stack(cols, axis=-1)  # [..., nb, b]
-    offs = [jnp.zeros_like(within[..., 0, -1])]
+        cols.append(cols[-1] + at(x, i, axis + 1))
+    within = jnp.stack(cols, axis=axis + 1)  # [..., nb, b, ...]
+    last = at(within, b - 1, axis + 1)  # block totals [..., nb, ...]
+    offs = [jnp.zeros_like(at(last, 0, axis))]
     for k in range(1, nb):
-        offs.append(offs[-1] + within[..., k - 1, -1])
-    total = within + jnp.stack(offs, axis=-1)[..., None]
-    return total.reshape(*lead, nb * b)[..., :length]
+        offs.append(offs[-1] + at(last, k - 1, axis))
+    total = within + jnp.expand_dims(jnp.stack(offs, axis=axis), axis + 1)
+    total = total.reshape(*x.shape[:axis], nb * b, *x.shape[axis + 2:])
+    return lax.slice_in_dim(total, 0, length, axis=axis)
 
 
 def _pin(one, *xs):
