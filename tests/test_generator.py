@@ -316,15 +316,12 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 45, 99, 100, 101])
-@pytest.mark.parametrize("axis", [0, 1, -1])
-def test_prefix_sums_equal_numpy_cumsum(length, axis):
-    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum over any axis,
-    whatever its length (padding of a last, partial block included)."""
-    shape = [3, 4, 5]
-    shape[axis] = length
-    x = np.random.default_rng(length).integers(0, 5, shape).astype(np.int32)
-    want = np.cumsum(x, axis=axis)
-    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x), axis)), want)
+def test_prefix_sums_equal_numpy_cumsum(length):
+    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum, whatever the
+    row length (padding of a last, partial block included)."""
+    x = np.random.default_rng(length).integers(0, 5, (3, 4, length)).astype(np.int32)
+    want = np.cumsum(x, axis=-1)
+    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
 
 
 @pytest.mark.parametrize("m, pinned", [(2, False), (3, False), (10, True), (31, False),
@@ -388,6 +385,31 @@ def test_symmetric_uniform_mirrors_the_upper_triangle_of_the_plain_draw():
     np.testing.assert_array_equal(sym[upper], plain[upper])
     np.testing.assert_array_equal(sym, sym.T)
     np.testing.assert_array_equal(np.asarray(a.words(5)), np.asarray(b.words(5)))
+
+
+@pytest.mark.parametrize("n, p, max_edges, max_degree", [(7, 0.5, 21, 6), (40, 0.3, 300, 39),
+                                                        (100, 0.1, 400, 30), (100, 0.2, 300, 12)])
+def test_link_ranks_number_the_upper_triangle_and_list_neighbours(n, p, max_edges, max_degree):
+    """``_link_ranks`` against numpy on random symmetric graphs (1 to 4 bit words per row):
+    link (i < j) has its row-major rank over the upper triangle at (i, j) and (j, i), -1 past
+    ``max_edges`` (the last two cases cut both lists) and off the links; each node's
+    neighbours in ascending order, -1 padded and cut at ``max_degree``; the degrees."""
+    rng = np.random.default_rng(n)
+    upper = np.triu(rng.random((n, n)) < p, 1)
+    adj = upper | upper.T
+    eid, n_edges, nbr, deg = jax.jit(G._link_ranks, static_argnums=(1, 2))(
+        jnp.asarray(adj), max_edges, max_degree, jnp.int32(1))
+    iu, ju = np.nonzero(upper)  # row-major order = the rank order
+    want = -np.ones((n, n), np.int64)
+    keep = np.arange(len(iu)) < max_edges
+    want[iu[keep], ju[keep]] = want[ju[keep], iu[keep]] = np.arange(len(iu))[keep]
+    np.testing.assert_array_equal(np.asarray(eid), want)
+    assert int(n_edges) == len(iu)
+    np.testing.assert_array_equal(np.asarray(deg), adj.sum(axis=1))
+    for i in range(n):
+        row = np.flatnonzero(adj[i])[:max_degree]
+        want_row = np.concatenate([row, -np.ones(max_degree - len(row), np.int64)])
+        np.testing.assert_array_equal(np.asarray(nbr)[i], want_row)
 
 
 def test_select_bit_finds_the_kth_set_bit():

@@ -514,6 +514,73 @@ def _tree_parents(hops, nbr_node):
     return lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32)).T
 
 
+def _pack_columns(adj):
+    """bool[N, N] -> u32[W, N]: bit b of word [w, j] is ``adj[32 w + b, j]`` (a reduction over
+    the major axis, which XLA CPU vectorises). For a symmetric adjacency, column j's words are
+    row j's: ``words[:, i]`` are node i's links."""
+    n = adj.shape[0]
+    w = -(-n // 32)
+    lane = jnp.uint32(1) << jnp.arange(32, dtype=jnp.uint32)
+    x = jnp.pad(adj, [(0, w * 32 - n), (0, 0)]).reshape(w, 32, n)
+    return jnp.where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
+
+
+def _count_through(words, before, pos):
+    """The set bits at positions <= pos of a bit line given as its words (list, each
+    broadcastable against pos) and the set bits before each word (``before``, same form)."""
+    x, c = words[0], before[0]
+    for i in range(1, len(words)):
+        on = (pos >> 5) == i
+        x, c = jnp.where(on, words[i], x), jnp.where(on, before[i], c)
+    through = (jnp.uint32(2) << (pos & 31).astype(jnp.uint32)) - jnp.uint32(1)
+    return c + lax.population_count(x & through).astype(jnp.int32)
+
+
+def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
+    """From a symmetric adjacency bool[N, N]: (edge_id i32[N, N], n_edges, nbr_node i32[N, K],
+    deg i32[N]). Link (i, j), i < j, is numbered by its row-major rank over the upper triangle
+    (-1 past ``max_edges``, and off the links); ``nbr_node[i]`` lists i's neighbours in
+    ascending order, -1 padded (cut at K = ``max_degree``).
+
+    All from the adjacency packed into bit words (``_pack_columns``) and popcounts, elementwise
+    (no prefix sum over [N, N], no scatter): the rank of (i, j) counts row i's bits through j,
+    and entry (j, i) of the lower triangle counts the same bits down column i (by symmetry
+    column i's words are row i's), so neither needs a transpose. The per-node counts are
+    pinned (``_pin``): XLA CPU would recompute them for every entry of the [N, N] ranks."""
+    n = adj.shape[0]
+    bits = _pack_columns(adj)
+    pc = lax.population_count(bits).astype(jnp.int32)  # [W, N]
+    words = [bits[i] for i in range(bits.shape[0])]
+    before = [jnp.zeros((n,), jnp.int32)]
+    for i in range(1, len(words)):
+        before.append(before[-1] + pc[i - 1])
+    deg = before[-1] + pc[-1]
+    ids = jnp.arange(n, dtype=jnp.int32)
+    low = _count_through(words, before, ids)  # node i's links to nodes <= i
+    up = deg - low  # links (i, j > i)
+    first = _prefix_sum(up) - up  # rank of row i's first link
+    pinned = _pin(one, *words, *before, low, first)
+    words, before = list(pinned[:len(words)]), list(pinned[len(words):2 * len(words)])
+    low, first = pinned[-2:]
+    row_through = _count_through([x[:, None] for x in words], [x[:, None] for x in before],
+                                 ids[None, :])  # [i, j]: row i's bits through j
+    col_through = _count_through([x[None, :] for x in words], [x[None, :] for x in before],
+                                 ids[:, None])  # [i, j]: column j's bits through i
+    rank_up = first[:, None] + row_through - low[:, None] - 1
+    rank_low = first[None, :] + col_through - low[None, :] - 1
+    i, j = ids[:, None], ids[None, :]
+    eid = jnp.where(adj & (j > i) & (rank_up < max_edges), rank_up,
+                    jnp.where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
+    t = jnp.arange(max_degree, dtype=jnp.int32)[None, :]  # the t-th neighbour: its word, bit
+    x, c, word = words[0][:, None], before[0][:, None], jnp.zeros((n, max_degree), jnp.int32)
+    for w in range(1, len(words)):
+        on = before[w][:, None] <= t
+        x, c, word = (jnp.where(on, words[w][:, None], x), jnp.where(on, before[w][:, None], c),
+                      jnp.where(on, w, word))
+    nbr = jnp.where(t < deg[:, None], 32 * word + _select_bit(x, t - c), -1)
+    return eid, up.sum(), nbr, deg
+
+
 def _substrate(key, plan: _Plan, prm: dict):
     """-> (Substrate, pos, repair[E], edge overflow, degree overflow)."""
     ns, na, ng = plan.ns, plan.na, plan.ng
@@ -561,32 +628,15 @@ def _substrate(key, plan: _Plan, prm: dict):
     adj, rep = _components_repair(adj, dist)
 
     # canonical link order: row-major over the upper triangle = by (min id, max id)
-    # rank of link (i < j) = the row-major prefix count over the upper triangle; entry (j, i)
-    # of the lower triangle holds the same rank, counted down column i (adj is symmetric):
-    # #{c in (i, j] : adj[i, c]} = #{c in (i, j] : adj[c, i]}, a prefix sum over rows
-    upper = jnp.triu(adj, 1)
-    lower = jnp.tril(adj, -1)
-    row_prefix = _prefix_sum(upper)
-    row_total = row_prefix[:, -1]
-    first = _prefix_sum(row_total) - row_total  # rank of row i's first link
-    rank_up = first[:, None] + row_prefix - 1
-    rank_low = first[None, :] + _prefix_sum(lower, axis=0) - 1
-    n_edges = upper.sum()
-    eid = jnp.where(upper & (rank_up < plan.max_edges), rank_up,
-                    jnp.where(lower & (rank_low < plan.max_edges), rank_low, -1))
-    deg = adj.sum(axis=0)  # = the row sums (symmetric), reduced the cheap way
+    eid, n_edges, nbr_node, deg = _link_ranks(adj, plan.max_edges, plan.max_degree, prm["one"])
     k = plan.max_degree
-    slot = _prefix_sum(adj) - 1
-    col = jnp.where(adj & (slot < k), slot, k)
-    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, n))
-    cols = jnp.broadcast_to(jnp.arange(n)[None, :], (n, n))
-    nbr_node = jnp.full((n, k + 1), -1, jnp.int32).at[rows, col].set(cols)[:, :k]
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
     nbr_edge = jnp.where(nbr_node < 0, -1,
                          jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
     e = plan.max_edges
     own = (nbr_node > jnp.arange(n)[:, None]) & (nbr_edge >= 0)
     dest = jnp.where(own, nbr_edge, e)
-    edge_u = jnp.zeros(e + 1, jnp.int32).at[dest].set(rows[:, :k])[:e]
+    edge_u = jnp.zeros(e + 1, jnp.int32).at[dest].set(rows)[:e]
     edge_v = jnp.zeros(e + 1, jnp.int32).at[dest].set(nbr_node)[:e]
     edge_mask = jnp.arange(e) < jnp.minimum(n_edges, e)
     etype = jnp.where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
@@ -648,34 +698,26 @@ def _arrivals(gaps, count: int):
     return t.astype(jnp.float32)
 
 
-def _prefix_sum(x, axis: int = -1):
-    """Inclusive int32 prefix sum over ``axis`` (length L), in blocks of
+def _prefix_sum(x):
+    """Inclusive int32 prefix sum over the last axis (length L), in blocks of
     ``b = ceil(sqrt(L))``: a prefix within each block and one over the block totals, both
     unrolled. Integer sums are exact, so the order does not change a bit; XLA CPU's cumsum (a
     reduce-window) costs ~4x more on the substrate's rows of 100, a prefix unrolled over all of
-    L ~2x more. Over a leading axis each step adds whole rows (no transpose)."""
+    L ~2x more."""
     x = x.astype(jnp.int32)
-    axis = axis % x.ndim
-    length = x.shape[axis]
+    *lead, length = x.shape
     b = math.isqrt(max(length - 1, 0)) + 1
     nb = -(-length // b)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, nb * b - length)
-    x = jnp.pad(x, pad).reshape(*x.shape[:axis], nb, b, *x.shape[axis + 1:])
-
-    def at(y, i, dim):
-        return lax.index_in_dim(y, i, dim, keepdims=False)
-    cols = [at(x, 0, axis + 1)]
+    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * b - length)]).reshape(*lead, nb, b)
+    cols = [x[..., 0]]
     for i in range(1, b):
-        cols.append(cols[-1] + at(x, i, axis + 1))
-    within = jnp.stack(cols, axis=axis + 1)  # [..., nb, b, ...]
-    last = at(within, b - 1, axis + 1)  # block totals [..., nb, ...]
-    offs = [jnp.zeros_like(at(last, 0, axis))]
+        cols.append(cols[-1] + x[..., i])
+    within = jnp.stack(cols, axis=-1)  # [..., nb, b]
+    offs = [jnp.zeros_like(within[..., 0, -1])]
     for k in range(1, nb):
-        offs.append(offs[-1] + at(last, k - 1, axis))
-    total = within + jnp.expand_dims(jnp.stack(offs, axis=axis), axis + 1)
-    total = total.reshape(*x.shape[:axis], nb * b, *x.shape[axis + 2:])
-    return lax.slice_in_dim(total, 0, length, axis=axis)
+        offs.append(offs[-1] + within[..., k - 1, -1])
+    total = within + jnp.stack(offs, axis=-1)[..., None]
+    return total.reshape(*lead, nb * b)[..., :length]
 
 
 def _pin(one, *xs):
