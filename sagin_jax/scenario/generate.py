@@ -447,10 +447,15 @@ def _components_repair(adj, dist):
     def join(state):
         a_mat, rep, lab = state
         in0 = lab == 0
-        masked = jnp.where(in0[:, None] & ~in0[None, :], dist, jnp.inf)
-        flat = _argmin_last(masked.reshape(-1))
-        a, b = flat // n, flat % n
-        rows, cols = jnp.arange(n)[:, None], jnp.arange(n)[None, :]
+        # the first (a, b) in row-major order at the least distance from component 0 (a) to
+        # another (b): each a's nearest outsider reduced down the columns (dist is symmetric),
+        # then the smallest such a and, in its row, the smallest b at that distance
+        near = jnp.where(in0, jnp.min(jnp.where(in0[:, None], jnp.inf, dist), axis=0), jnp.inf)
+        low = near.min()
+        ids = jnp.arange(n)
+        a = jnp.where(near == low, ids, n).min()
+        b = jnp.where(~in0 & (lax.dynamic_index_in_dim(dist, a, 0, False) == low), ids, n).min()
+        rows, cols = ids[:, None], ids[None, :]
         hit = ((rows == a) & (cols == b)) | ((rows == b) & (cols == a))
         lab = jnp.where(lab == lab[b], 0, lab)
         return a_mat | hit, rep | hit, lab
@@ -913,7 +918,8 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     gaps = -jnp.log1p(-u_gap) * prm["gap_scale"]
     lifetime = jnp.maximum(1.0, jnp.round(-jnp.log1p(-u_life) * prm["mean_lifetime"]))
     arrival = _arrivals(gaps, r)
-    n_nodes = lo[3] + _mulhi(st.words(r), span[3])
+    n_nodes = _pin(prm["one"], lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
+    #                                         recomputed for every entry of the [R, M] draws)
     node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
     cpu = jnp.where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0]), 0)
     sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1]), 0)
