@@ -399,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from sagin_jax import validate
         validate.cli_args(args)
+        from sagin_jax.host_memory import tune_malloc
+        tune_malloc()  # reuse freed memory for XLA's output buffers (no page faults per call)
         if args.host_devices is not None:
             set_host_devices(args.host_devices)
         if not args.no_compile_cache:
