@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import NamedTuple, Sequence
 
@@ -1175,9 +1176,11 @@ def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
     chunk = -(-chunk // d) * d
     keys = _key_data(np.arange(chunk), mesh)
     t0 = time.perf_counter()
-    sub_prog = _substrate_batch.lower(plan, prm, keys, mesh).compile()
-    req_progs = {n: _requests_batch.lower(plan, prm, keys, n, 1, mesh).compile()
-                 for n in sorted({cfg.n_train, cfg.n_test})}
+    with ThreadPoolExecutor(1) as pool:  # compile one program while tracing the next
+        sub_prog = pool.submit(_substrate_batch.lower(plan, prm, keys, mesh).compile)
+        req_progs = {n: _requests_batch.lower(plan, prm, keys, n, 1, mesh).compile()
+                     for n in sorted({cfg.n_train, cfg.n_test})}
+        sub_prog = sub_prog.result()
     compile_s = time.perf_counter() - t0
     n_chunks = -(-n_seeds // chunk)
     t0 = time.perf_counter()
