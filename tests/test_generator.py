@@ -315,15 +315,6 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
         assert set(np.unique(x)) == set(range(lo, hi + 1)), name
 
 
-@pytest.mark.parametrize("length", [1, 2, 3, 7, 45, 99, 100, 101])
-def test_prefix_sums_equal_numpy_cumsum(length):
-    """The blocked prefix sum (blocks of ceil(sqrt(L))) equals numpy's cumsum, whatever the
-    row length (padding of a last, partial block included)."""
-    x = np.random.default_rng(length).integers(0, 5, (3, 4, length)).astype(np.int32)
-    want = np.cumsum(x, axis=-1)
-    np.testing.assert_array_equal(np.asarray(G._prefix_sum(jnp.asarray(x))), want)
-
-
 @pytest.mark.parametrize("m, pinned", [(2, False), (3, False), (10, True), (31, False),
                                        (31, True)])
 def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned):

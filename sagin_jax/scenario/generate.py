@@ -565,7 +565,7 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     ids = jnp.arange(n, dtype=jnp.int32)
     low = _count_through(words, before, ids)  # node i's links to nodes <= i
     up = deg - low  # links (i, j > i)
-    first = _prefix_sum(up) - up  # rank of row i's first link
+    first = jnp.cumsum(up) - up  # rank of row i's first link
     pinned = _pin(one, *words, *before, low, first)
     words, before = list(pinned[:len(words)]), list(pinned[len(words):2 * len(words)])
     low, first = pinned[-2:]
@@ -703,28 +703,6 @@ def _arrivals(gaps, count: int):
     t_frac = jnp.cumsum(frac)
     t = t_int + (t_frac >> f) + ((t_frac & ((1 << f) - 1)) >= (1 << (f - 1)))
     return t.astype(jnp.float32)
-
-
-def _prefix_sum(x):
-    """Inclusive int32 prefix sum over the last axis (length L), in blocks of
-    ``b = ceil(sqrt(L))``: a prefix within each block and one over the block totals, both
-    unrolled. Integer sums are exact, so the order does not change a bit; XLA CPU's cumsum (a
-    reduce-window) costs ~4x more on the substrate's rows of 100, a prefix unrolled over all of
-    L ~2x more."""
-    x = x.astype(jnp.int32)
-    *lead, length = x.shape
-    b = math.isqrt(max(length - 1, 0)) + 1
-    nb = -(-length // b)
-    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nb * b - length)]).reshape(*lead, nb, b)
-    cols = [x[..., 0]]
-    for i in range(1, b):
-        cols.append(cols[-1] + x[..., i])
-    within = jnp.stack(cols, axis=-1)  # [..., nb, b]
-    offs = [jnp.zeros_like(within[..., 0, -1])]
-    for k in range(1, nb):
-        offs.append(offs[-1] + within[..., k - 1, -1])
-    total = within + jnp.stack(offs, axis=-1)[..., None]
-    return total.reshape(*lead, nb * b)[..., :length]
 
 
 def _pin(one, *xs):
