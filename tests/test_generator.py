@@ -337,15 +337,16 @@ def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned
         assert (a[k, n:] == 0).all() and (b[k, n:] == 0).all()
 
 
-def test_argmin_last_takes_the_first_minimum():
-    """``_argmin_last`` (a min, then the smallest index holding it) equals numpy's argmin on
-    rows full of ties, with infinities, and on a row of only infinities."""
+def test_min_first_takes_the_first_minimum():
+    """``_min_first`` (a min, then the smallest index holding it) equals numpy's min and
+    argmin on rows full of ties, with infinities, and on a row of only infinities."""
     rng = np.random.default_rng(3)
     x = rng.integers(0, 4, (200, 37)).astype(np.float32)
     x[rng.random(x.shape) < 0.3] = np.inf
     x[0] = np.inf
-    np.testing.assert_array_equal(np.asarray(jax.jit(G._argmin_last)(jnp.asarray(x))),
-                                  np.argmin(x, axis=1))
+    low, first = jax.jit(G._min_first)(jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(low), x.min(axis=1))
+    np.testing.assert_array_equal(np.asarray(first), np.argmin(x, axis=1))
 
 
 @pytest.mark.parametrize("k", [0, 1, 3, 9])

@@ -360,13 +360,13 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span):
 # the substrate
 
 
-def _argmin_last(x):
-    """``jnp.argmin(x, axis=-1)`` (the first of equal minima; no NaN in x) as two plain
-    reductions, a min and a min of the indices that hold it: XLA CPU vectorises those, not the
-    (value, index) pair reduction of argmin (~3x slower on the substrate's [N, N] arrays)."""
+def _min_first(x):
+    """(min, ``jnp.argmin``) over the last axis (the first of equal minima; no NaN in x) as
+    two plain reductions, a min and a min of the indices that hold it: XLA CPU vectorises those,
+    not the (value, index) pair reduction of argmin (~3x slower on the substrate's arrays)."""
     idx = lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
-    low = x.min(axis=-1, keepdims=True)
-    return jnp.where(x == low, idx, x.shape[-1]).min(axis=-1)
+    low = x.min(axis=-1)
+    return low, jnp.where(x == low[..., None], idx, x.shape[-1]).min(axis=-1)
 
 
 def _kth_nearest(d, k: int):
@@ -379,8 +379,7 @@ def _kth_nearest(d, k: int):
 
     def pick(_, carry):
         dd, _, _ = carry
-        low = dd.min(axis=1)  # argmin as two plain reductions (see _argmin_last)
-        j = jnp.where(dd == low[:, None], idx, d.shape[1]).min(axis=1)
+        low, j = _min_first(dd)
         return jnp.where(idx == j[:, None], jnp.inf, dd), low, j
     _, value, column = lax.fori_loop(0, k, pick, (d, d[:, 0], jnp.zeros(d.shape[:1], jnp.int32)))
     return value, column
@@ -888,8 +887,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     of that component. Since whole components join, this links the smallest node v of each other
     component (in increasing v) to a member of {w : the smallest node of w's component < v}."""
     m, r = plan.m, count
-    _, pb = _pair_tables(m)
-    n_pairs = len(pb)
+    n_pairs = m * (m - 1) // 2
     st = _Stream(key)
     dig_cpu, dig_sto, dig_bw, dig_dom = plan.req_digits
     lo, span = prm["req_lo"], prm["req_span"]
