@@ -250,7 +250,7 @@ def test_request_connect_rule_matches_the_numpy_rule(m):
     words = rng.integers(0, 2 ** 32, (r, m - 1), dtype=np.uint64).astype(np.uint32)
     nj = jnp.asarray(n, jnp.int32)
     up = jax.jit(G._upper_rows, static_argnums=2)(_pack_pairs(drawn), nj, m)
-    out = jax.jit(G._connect_requests)(up, nj, jnp.asarray(words))
+    out = jax.jit(G._connect_requests)(up, nj, jnp.asarray(words.T))
     got = _unpack_pairs(out, len(pa))
     for k in range(r):
         comp = list(range(n[k]))
@@ -402,6 +402,22 @@ def test_link_ranks_number_the_upper_triangle_and_list_neighbours(n, p, max_edge
         row = np.flatnonzero(adj[i])[:max_degree]
         want_row = np.concatenate([row, -np.ones(max_degree - len(row), np.int64)])
         np.testing.assert_array_equal(np.asarray(nbr)[i], want_row)
+
+
+@pytest.mark.parametrize("n, sizes", [(7, (3, 4)), (100, (10, 40, 25, 25, 0)),
+                                      (70, (1, 33, 36)), (33, (33,))])
+def test_domain_lists_are_each_domains_ids_ascending(n, sizes):
+    """``_domain_lists`` against numpy on shuffled domain assignments (1 to 4 bit words, an
+    empty domain, domains straddling words): each domain's node ids ascending, -1 padded to
+    the largest."""
+    rng = np.random.default_rng(n)
+    domain = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
+    got = np.asarray(jax.jit(lambda d: G._domain_lists(d, np.array(sizes)))(
+        jnp.asarray(domain, jnp.int32)))
+    assert got.shape == (len(sizes), max(sizes))
+    for u, size in enumerate(sizes):
+        want = np.concatenate([np.flatnonzero(domain == u), -np.ones(max(sizes) - size)])
+        np.testing.assert_array_equal(got[u], want)
 
 
 def test_select_bit_finds_the_kth_set_bit():

@@ -281,6 +281,13 @@ class _Stream:
         self.offset += n
         return self._word(c)
 
+    def words_transposed(self, rows: int, cols: int):
+        """``words(rows, cols).T``, the same counters laid out [cols, rows] (no transpose)."""
+        c = (lax.broadcasted_iota(jnp.uint32, (cols, rows), 1) * jnp.uint32(cols)
+             + lax.broadcasted_iota(jnp.uint32, (cols, rows), 0) + jnp.uint32(self.offset))
+        self.offset += rows * cols
+        return self._word(c)
+
     def _word(self, c):
         """The word of counter(s) ``c``."""
         return _mix(_mix(c ^ self.k0) + self.k1)
@@ -517,17 +524,20 @@ def _tree_parents(hops, nbr_node):
         closer = (u[:, None] >= 0) & (hops[jnp.maximum(u, 0)] == hops - 1) & (parent < 0)
         return jnp.where(closer, u[:, None], parent)
 
-    return lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32)).T
+    parent = lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32))
+    # the transpose inside an elementwise fusion (XLA's copy for a bare one costs ~50 ms more to
+    # compile); the values stay: parent is -1 where hops is 0 (v == s) or -1 (unreachable)
+    return jnp.where(hops > 0, parent.T, -1)
 
 
 def _pack_columns(adj):
-    """bool[N, N] -> u32[W, N]: bit b of word [w, j] is ``adj[32 w + b, j]`` (a reduction over
+    """bool[N, C] -> u32[W, C]: bit b of word [w, j] is ``adj[32 w + b, j]`` (a reduction over
     the major axis, which XLA CPU vectorises). For a symmetric adjacency, column j's words are
     row j's: ``words[:, i]`` are node i's links."""
-    n = adj.shape[0]
+    n, cols = adj.shape
     w = -(-n // 32)
     lane = jnp.uint32(1) << jnp.arange(32, dtype=jnp.uint32)
-    x = jnp.pad(adj, [(0, w * 32 - n), (0, 0)]).reshape(w, 32, n)
+    x = jnp.pad(adj, [(0, w * 32 - n), (0, 0)]).reshape(w, 32, cols)
     return jnp.where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
 
@@ -577,14 +587,34 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     i, j = ids[:, None], ids[None, :]
     eid = jnp.where(adj & (j > i) & (rank_up < max_edges), rank_up,
                     jnp.where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
-    t = jnp.arange(max_degree, dtype=jnp.int32)[None, :]  # the t-th neighbour: its word, bit
-    x, c, word = words[0][:, None], before[0][:, None], jnp.zeros((n, max_degree), jnp.int32)
+    nbr = _nth_set_bits(words, before, deg, max_degree)
+    return eid, up.sum(), nbr, deg
+
+
+def _nth_set_bits(words, before, count, width: int):
+    """i32[R, width]: entry [r, t] is the position of the t-th (from 0) set bit of bit line r,
+    -1 from t = ``count[r]`` on. A line is given by its words (list of [R], word i holding
+    positions 32 i .. 32 i + 31) and the set bits before each word (``before``, same form)."""
+    t = jnp.arange(width, dtype=jnp.int32)[None, :]  # the t-th bit: its word, then its position
+    x, c, word = words[0][:, None], before[0][:, None], jnp.zeros((1, width), jnp.int32)
     for w in range(1, len(words)):
         on = before[w][:, None] <= t
         x, c, word = (jnp.where(on, words[w][:, None], x), jnp.where(on, before[w][:, None], c),
                       jnp.where(on, w, word))
-    nbr = jnp.where(t < deg[:, None], 32 * word + _select_bit(x, t - c), -1)
-    return eid, up.sum(), nbr, deg
+    return jnp.where(t < count[:, None], 32 * word + _select_bit(x, t - c), -1)
+
+
+def _domain_lists(domain, sizes: np.ndarray):
+    """i32[U, D] (D = the largest of ``sizes``): each domain's node ids ascending, -1 padded,
+    from the membership bit lines (``_pack_columns``, ``_nth_set_bits``), no sort."""
+    u = len(sizes)
+    member = _pack_columns(domain[:, None] == jnp.arange(u, dtype=domain.dtype)[None, :])
+    pc = lax.population_count(member).astype(jnp.int32)  # [W, U]
+    before = [jnp.zeros((u,), jnp.int32)]
+    for i in range(1, member.shape[0]):
+        before.append(before[-1] + pc[i - 1])
+    words = [member[i] for i in range(member.shape[0])]
+    return _nth_set_bits(words, before, jnp.asarray(sizes, jnp.int32), int(sizes.max()))
 
 
 def _substrate(key, plan: _Plan, prm: dict):
@@ -656,12 +686,7 @@ def _substrate(key, plan: _Plan, prm: dict):
     hops = _hops_bitset(nbr_node, n)
     domain = _domains(plan, pos[:, 0])
     sizes = _domain_sizes(plan)
-    order = jnp.argsort(domain * n + jnp.arange(n))  # node ids grouped by domain, ascending
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    dmax = int(sizes.max())
-    j = np.arange(dmax)
-    take = np.where(j[None, :] < sizes[:, None], starts[:, None] + j[None, :], 0)
-    domain_nodes = jnp.where(jnp.asarray(j[None, :] < sizes[:, None]), order[take], -1)
+    domain_nodes = _domain_lists(domain, sizes)
     same = domain[:, None] == domain[None, :]
     ad = (jnp.where(same, hops, 0).sum(axis=1).astype(jnp.float32)
           / jnp.asarray(sizes, jnp.float32)[domain])
@@ -809,29 +834,37 @@ def _reach_rows(up):
     return step(jnp.int32(m - 1), reach) if m % 2 else reach
 
 
-def _connect_requests(up, n_nodes, pick_words):
+def _connect_requests(up, n_nodes, pick_words, one=None):
     """The pair words after the connectivity rule of the numpy generator, from the drawn links
     as upper rows u32[M, R]: for v = 1..n-1 in order, a v outside the component of node 0 is
     linked to the ``floor(pick_words[v - 1] * c / 2**32)``-th (ascending) of the c nodes of that
-    component (``pick_words`` u32[R, M-1]).
+    component (``pick_words`` u32[M-1, R]).
 
     Whole components join, so "the component of node 0 when v's turn comes" is the set of nodes
-    connected to some node < v: a prefix OR of the reachability rows, no sequential loop."""
+    connected to some node < v: a prefix OR of the reachability rows. No v depends on another,
+    so all M - 1 of them are one elementwise pass over [M-1, R] (with v unrolled, XLA fused the
+    whole chain into the expression of each pair word: ~0.2 s more LLVM time, same run time)."""
     m, r = up.shape
     valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)
     reach = _reach_rows(up) & valid[None, :]
-    words = _pair_words(up)
-    joined = reach[0]  # nodes connected to some node < v
-    for v in range(1, m):
-        event = (((joined >> v) & 1) == 0) & (v < n_nodes)
-        size0 = lax.population_count(joined).astype(jnp.int32)
-        u = _select_bit(joined, _mulhi(pick_words[:, v - 1], jnp.maximum(size0, 1)))
-        lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
-        p = _row_start(lo, m) + hi - lo - 1
-        bit = jnp.where(event, jnp.uint32(1) << (p & 31).astype(jnp.uint32), jnp.uint32(0))
-        words = [w | jnp.where((p >> 5) == i, bit, jnp.uint32(0)) for i, w in enumerate(words)]
-        joined = joined | reach[v]
-    return words
+    joined = [reach[0]]  # joined[v - 1]: the nodes connected to some node < v
+    for v in range(2, m):
+        joined.append(joined[-1] | reach[v - 1])
+    joined = jnp.stack(joined)
+    v = jnp.arange(1, m, dtype=jnp.int32)[:, None]
+    event = (((joined >> v.astype(jnp.uint32)) & 1) == 0) & (v < n_nodes[None, :])
+    size0 = lax.population_count(joined).astype(jnp.int32)
+    u = _select_bit(joined, _mulhi(pick_words, jnp.maximum(size0, 1)))
+    lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
+    p = _row_start(lo, m) + hi - lo - 1
+    p = _pin(one, jnp.where(event, p, 32 * m * m))  # the new link's pair, or none (a single
+    #                                       array: XLA would recompute the chain for each output)
+    out = _pair_words(up)
+    for i in range(len(out)):
+        for v in range(m - 1):
+            bit = jnp.uint32(1) << (p[v] & 31).astype(jnp.uint32)
+            out[i] = out[i] | jnp.where((p[v] >> 5) == i, bit, jnp.uint32(0))
+    return out
 
 
 def _select_bit(x, k):
@@ -905,7 +938,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
 
     drawn = _pair_bernoulli(st, plan.bern_bits, r, m, prm["link_threshold"])
     up = _pin(prm["one"], _upper_rows(drawn, n_nodes, m))
-    words = _connect_requests(up, n_nodes, st.words(r, m - 1))
+    words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), prm["one"])
     link_a, link_b, link_mask = _compact_links(words, m, prm["one"])
     bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
     return Requests(
