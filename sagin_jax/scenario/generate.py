@@ -782,21 +782,28 @@ def _pair_bernoulli(stream: _Stream, bits: int, count: int, m: int, threshold):
 def _upper_rows(words, n_nodes, m: int):
     """u32[M, R] from pair words: bit b of row a is set iff the pair (a, b), a < b < n_nodes,
     is drawn. Row a's pairs are the consecutive indices from ``_row_start(a)``, so each row is
-    one shifted segment of the words (two words where it straddles one)."""
+    one shifted segment of the words (two words where it straddles one): one elementwise pass
+    over [M, R] with the rows' word, offset and width as constants (a row at a time, XLA
+    compiled M kernels, ~0.15 s of LLVM time)."""
     valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)  # [R] nodes < n
-    rows = []
-    for a in range(m):
-        width = m - 1 - a
-        if width == 0:
-            rows.append(jnp.zeros_like(valid))
-            continue
-        k, off = divmod(_row_start(a, m), 32)
-        seg = words[k] >> off
-        if off + width > 32:
-            seg = seg | (words[k + 1] << (32 - off))
-        seg = seg & jnp.uint32((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
-        rows.append((seg << (a + 1)) & valid)
-    return jnp.stack(rows)
+    a = np.arange(m)
+    width = m - 1 - a
+    k, off = np.divmod(_row_start(a, m), 32)
+    straddle = off + width > 32
+
+    def col(x, dtype=np.uint32):  # a per-row constant, broadcast over the requests
+        return jnp.asarray(np.asarray(x, dtype)[:, None])
+
+    def word(index):  # [M, R]: word ``index[a]`` of each request
+        out = jnp.zeros((m, words[0].shape[0]), jnp.uint32)
+        for i, w in enumerate(words):
+            out = jnp.where(col(index == i, bool), w[None, :], out)
+        return out
+    seg = word(k) >> col(off)
+    seg = seg | jnp.where(col(straddle, bool), word(np.where(straddle, k + 1, k))
+                          << col(np.where(straddle, 32 - off, 0)), jnp.uint32(0))
+    seg = seg & col((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
+    return (seg << col(a + 1)) & valid[None, :]
 
 
 def _pair_words(up):
@@ -847,10 +854,10 @@ def _connect_requests(up, n_nodes, pick_words, one=None):
     m, r = up.shape
     valid = (jnp.uint32(1) << n_nodes.astype(jnp.uint32)) - jnp.uint32(1)
     reach = _reach_rows(up) & valid[None, :]
-    joined = [reach[0]]  # joined[v - 1]: the nodes connected to some node < v
-    for v in range(2, m):
-        joined.append(joined[-1] | reach[v - 1])
-    joined = jnp.stack(joined)
+    # joined[v - 1]: the nodes connected to some node < v (a prefix OR over the rows; one
+    # windowed reduction, not M - 2 kernels)
+    joined = lax.reduce_window(reach, np.uint32(0), lax.bitwise_or, (m, 1), (1, 1),
+                               ((m - 1, 0), (0, 0)))[:-1]
     v = jnp.arange(1, m, dtype=jnp.int32)[:, None]
     event = (((joined >> v.astype(jnp.uint32)) & 1) == 0) & (v < n_nodes[None, :])
     size0 = lax.population_count(joined).astype(jnp.int32)
