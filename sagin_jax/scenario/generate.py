@@ -1014,7 +1014,13 @@ def _on_mesh(fn, mesh):
                          check_vma=False)
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+"""XLA options of the generation programs. A CPU with AVX-512 then gets 512-bit vectors (XLA
+prefers 256): the generator is integer work on wide arrays, and was 5-10% faster with the same
+bits (on the 2-core AMD EPYC these figures come from). Other CPUs and backends ignore it."""
+
+
+@partial(jax.jit, static_argnums=(0, 3), compiler_options=_COMPILER_OPTIONS)
 def _substrate_batch(plan: _Plan, prm: dict, key_data, mesh=None):
     def run(prm, kd):
         return jax.vmap(lambda k: _substrate(jax.random.fold_in(jax.random.wrap_key_data(k), 0),
@@ -1022,7 +1028,7 @@ def _substrate_batch(plan: _Plan, prm: dict, key_data, mesh=None):
     return _on_mesh(run, mesh)(prm, key_data)
 
 
-@partial(jax.jit, static_argnums=(0, 3, 5))
+@partial(jax.jit, static_argnums=(0, 3, 5), compiler_options=_COMPILER_OPTIONS)
 def _requests_batch(plan: _Plan, prm: dict, key_data, count: int, split, mesh=None):
     def run(prm, kd):
         return jax.vmap(lambda k: _requests(jax.random.fold_in(jax.random.wrap_key_data(k),
