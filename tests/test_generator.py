@@ -147,6 +147,29 @@ def test_one_compile_per_program_shape(batch):
     assert compiles == []
 
 
+def test_chunks_share_one_shape_and_compile_in_the_background(batch):
+    """50 seeds made 40 per call: the short last chunk (10 seeds) is padded to the chunk size,
+    so one substrate and one request program compile (train and test share it; no other test
+    uses this shape), the request one in make_scenarios' worker thread, and the scenarios equal
+    those of one call."""
+    import threading
+    compiles = []
+
+    def listener(event, *a, **k):
+        if "backend_compile" in event:
+            compiles.append(threading.current_thread() is threading.main_thread())
+    cfg = CFG.replace(n_test=CFG.n_train)
+    seeds = list(range(50))
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        chunked = G.make_scenarios(cfg, seeds, chunk=40, mesh=None)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert sorted(compiles) == [False, True]  # one in the worker, one in the main thread
+    _same(chunked, G.make_scenarios(cfg, seeds, mesh=None))
+    _same(_at(chunked.train, slice(0, 8)), batch.train)
+
+
 def test_requests_respect_padding_and_rules(batch):
     cfg = CFG
     for split, count in (("train", cfg.n_train), ("test", cfg.n_test)):

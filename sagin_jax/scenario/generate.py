@@ -1064,14 +1064,13 @@ def default_chunk(mesh=None) -> int:
 
 
 def _chunks(seeds: np.ndarray, chunk: int | None, mesh=None):
-    """(key data, n_real) per chunk of ``chunk`` seeds (None: ``default_chunk``); the last
-    chunk's seed axis is padded (repeating its last seed) to a power of two >= _MIN_BUCKET so
-    that few batch shapes (compiles) occur, and every chunk to a multiple of the mesh's device
-    count."""
+    """(key data, n_real) per chunk of ``chunk`` seeds (None: ``default_chunk``), each padded
+    (repeating its last seed) to ``_padded_size``: one batch shape per call of make_*."""
     chunk = _check_chunk(chunk, mesh)
+    size = _padded_size(len(seeds), chunk, mesh)
     for start in range(0, len(seeds), chunk):
         part = seeds[start:start + chunk]
-        idx = np.minimum(np.arange(_padded_size(len(part), chunk, mesh)), len(part) - 1)
+        idx = np.minimum(np.arange(size), len(part) - 1)
         yield _key_data(part[idx], mesh), len(part)
 
 
@@ -1083,7 +1082,10 @@ def _check_chunk(chunk: int | None, mesh) -> int:
 
 
 def _padded_size(n: int, chunk: int, mesh) -> int:
-    """The seed-axis length a chunk of ``n`` real seeds is padded to."""
+    """The seed-axis length of every chunk when ``n`` seeds are made ``chunk`` at a time: the
+    chunk size when there are several chunks (a short last chunk padded to it costs less than
+    compiling both programs again, ~2.5 s on 2 cores, for a second shape), else the power of two
+    >= max(n, _MIN_BUCKET) (few shapes for small runs); a multiple of the mesh's device count."""
     size = min(max(_MIN_BUCKET, 1 << (n - 1).bit_length()), chunk)
     return -(-size // _n_devices(mesh)) * _n_devices(mesh)
 
@@ -1136,14 +1138,33 @@ def _make_reqs(cfg, seeds, split, chunk, mesh="local"):
             for keys, n in _chunks(_seed_array(seeds), chunk, mesh)]
 
 
+def _compile_requests(pool, plan: _Plan, prm: dict, keys, counts, mesh) -> list:
+    """Lower the request program for each count here and compile it on ``pool`` (XLA releases
+    the GIL): the futures of the compiled programs. A later call of ``_requests_batch`` with the
+    same shapes reuses the compiled program."""
+    return [pool.submit(_requests_batch.lower(plan, prm, keys, n, 1, mesh).compile)
+            for n in sorted(set(counts))]
+
+
 def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None = None,
                    mesh="local") -> Scenario:
     """The scenarios of ``seeds`` on a leading seed axis (``generate`` of ``seed_key(seed)``),
     made ``chunk`` seeds per compiled call (None: ``default_chunk``), split over ``mesh``
     (default ``"local"``: every device of this process; None: one device); raises ValueError
-    naming the first seed that overflows a static bound and the config field to raise."""
+    naming the first seed that overflows a static bound and the config field to raise. The
+    request program compiles in a worker thread while the substrates are made."""
+    cfg.validate()
     mesh = _generation_mesh(mesh)
-    subs = _make_subs(cfg, seeds, chunk, mesh)
+    array = _seed_array(seeds)
+    chunk = _check_chunk(chunk, mesh)
+    size = _padded_size(len(array), chunk, mesh)  # every chunk's shape
+    with ThreadPoolExecutor(1) as pool:
+        compiling = _compile_requests(pool, _plan(cfg), _params(cfg),
+                                      _key_data(np.resize(array, size), mesh),
+                                      (cfg.n_train, cfg.n_test), mesh)
+        subs = _make_subs(cfg, seeds, chunk, mesh)
+        for c in compiling:
+            c.result()
     train = _make_reqs(cfg, seeds, "train", chunk, mesh)
     test = _make_reqs(cfg, seeds, "test", chunk, mesh)
     sub, pos, rep = _concat(subs)
@@ -1188,8 +1209,9 @@ def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
     """Time ``make_scenarios``' compiled programs on ``n_seeds`` seeds, ``chunk`` per call, split
     over ``mesh`` as ``make_scenarios`` splits them: -> {compile_s, run_s, per_seed_s, n_seeds,
     chunk, devices}. The train and test sets share one program when their sizes are equal (as
-    in ``make_scenarios``). Outputs are discarded chunk by chunk. (Compiling the programs side
-    by side gains nothing on 2 cores: XLA already spreads each compile over both.)"""
+    in ``make_scenarios``). Outputs are discarded chunk by chunk. As in ``make_scenarios``, the
+    request program compiles in a worker thread while the substrate program is traced and
+    compiled."""
     cfg.validate()
     plan, prm = _plan(cfg), _params(cfg)
     mesh = _generation_mesh(mesh)
@@ -1198,11 +1220,11 @@ def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
     chunk = -(-chunk // d) * d
     keys = _key_data(np.arange(chunk), mesh)
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(1) as pool:  # compile one program while tracing the next
-        sub_prog = pool.submit(_substrate_batch.lower(plan, prm, keys, mesh).compile)
-        req_progs = {n: _requests_batch.lower(plan, prm, keys, n, 1, mesh).compile()
-                     for n in sorted({cfg.n_train, cfg.n_test})}
-        sub_prog = sub_prog.result()
+    with ThreadPoolExecutor(1) as pool:  # as make_scenarios: requests compile in a thread
+        counts = sorted({cfg.n_train, cfg.n_test})
+        compiling = _compile_requests(pool, plan, prm, keys, counts, mesh)
+        sub_prog = _substrate_batch.lower(plan, prm, keys, mesh).compile()
+        req_progs = {n: c.result() for n, c in zip(counts, compiling)}
     compile_s = time.perf_counter() - t0
     n_chunks = -(-n_seeds // chunk)
     t0 = time.perf_counter()
