@@ -866,12 +866,9 @@ def _connect_requests(up, n_nodes, pick_words, one=None):
     p = _row_start(lo, m) + hi - lo - 1
     p = _pin(one, jnp.where(event, p, 32 * m * m))  # the new link's pair, or none (a single
     #                                       array: XLA would recompute the chain for each output)
-    out = _pair_words(up)
-    for i in range(len(out)):
-        for v in range(m - 1):
-            bit = jnp.uint32(1) << (p[v] & 31).astype(jnp.uint32)
-            out[i] = out[i] | jnp.where((p[v] >> 5) == i, bit, jnp.uint32(0))
-    return out
+    bit = jnp.uint32(1) << (p & 31).astype(jnp.uint32)
+    return [w | jnp.bitwise_or.reduce(jnp.where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
+            for i, w in enumerate(_pair_words(up))]
 
 
 def _select_bit(x, k):
