@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from sagin_jax.config import PAPER, ScenarioConfig
+from sagin_jax.scenario import bitlines as B
+from sagin_jax.scenario import draw_requests as R
+from sagin_jax.scenario import draw_substrate as S
 from sagin_jax.scenario import generate as G
+from sagin_jax.scenario import plan as P
+from sagin_jax.scenario import words as W
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.io import scenario_document
 from tests.conftest import small
@@ -208,10 +213,10 @@ def test_arrivals_fixed_point_equals_float64_rounding():
     fixed-point resolution of a half."""
     rng = np.random.default_rng(0)
     gaps = rng.exponential(25.0, size=1000).astype(np.float32)
-    got = np.asarray(G._arrivals(jnp.asarray(gaps), 1000))
+    got = np.asarray(R._arrivals(jnp.asarray(gaps), 1000))
     exact = np.cumsum(gaps.astype(np.float64))
     want = np.round(exact)
-    close = np.abs(exact - np.floor(exact) - 0.5) < 1000 * 2.0 ** -(G._fixed_point_bits(1000) + 1)
+    close = np.abs(exact - np.floor(exact) - 0.5) < 1000 * 2.0 ** -(R._fixed_point_bits(1000) + 1)
     assert ((got == want) | close).all()
     assert (got == want).mean() > 0.99
 
@@ -265,15 +270,15 @@ def test_request_connect_rule_matches_the_numpy_rule(m):
     each v outside the component of node 0 gets one link. M = 31: pair words straddled by rows,
     an odd number of Warshall steps."""
     rng = np.random.default_rng(m)
-    pa, pb = G._pair_tables(m)
+    pa, pb = R._pair_tables(m)
     r = 600 if m < 31 else 200
     n = rng.integers(min(2, m), m + 1, r)
     p = rng.choice([0.0, 0.05, 0.2, 0.5], (r, 1))
     drawn = rng.random((r, len(pa))) < p  # before masking by n
     words = rng.integers(0, 2 ** 32, (r, m - 1), dtype=np.uint64).astype(np.uint32)
     nj = jnp.asarray(n, jnp.int32)
-    up = jax.jit(G._upper_rows, static_argnums=2)(_pack_pairs(drawn), nj, m)
-    out = jax.jit(G._connect_requests)(up, nj, jnp.asarray(words.T))
+    up = jax.jit(R._upper_rows, static_argnums=2)(_pack_pairs(drawn), nj, m)
+    out = jax.jit(R._connect_requests)(up, nj, jnp.asarray(words.T))
     got = _unpack_pairs(out, len(pa))
     for k in range(r):
         comp = list(range(n[k]))
@@ -303,11 +308,11 @@ def test_pair_draws_are_the_digits_below_the_threshold(p):
     1, 2, 3 and 16 bits per draw; M = 31 (465 pairs, 15 pair words)."""
     m, r = 31, 64
     cfg = ScenarioConfig(req_link_prob=p, max_req_nodes=m, req_nodes=(2, m))
-    bits, thr = G._bern_bits(p), int(G._params(cfg)["link_threshold"])
+    bits, thr = P._bern_bits(p), int(G._params(cfg)["link_threshold"])
     n_pairs, per = m * (m - 1) // 2, 32 // bits
     key = jax.random.key(7)
-    got = _unpack_pairs(G._pair_bernoulli(G._Stream(key), bits, r, m, jnp.uint32(thr)), n_pairs)
-    w = np.asarray(G._Stream(key).words(r, -(-n_pairs // per))).astype(np.int64)
+    got = _unpack_pairs(R._pair_bernoulli(W._Stream(key), bits, r, m, jnp.uint32(thr)), n_pairs)
+    w = np.asarray(W._Stream(key).words(r, -(-n_pairs // per))).astype(np.int64)
     i = np.arange(n_pairs)
     digit = (w[:, i // per] >> ((i % per) * bits)) & ((1 << bits) - 1)
     np.testing.assert_array_equal(got, digit < thr)
@@ -320,7 +325,7 @@ def test_two_digit_split_is_exact_for_every_small_span():
     fails this for 38 spans (XLA multiplies by a rounded reciprocal), e.g. span 41."""
     spans = np.arange(1, 257, dtype=np.int32)[:, None]
     v = np.arange(1 << 16, dtype=np.int32)[None, :]
-    q, r = jax.jit(G._divmod_small)(jnp.asarray(v), jnp.asarray(spans))
+    q, r = jax.jit(W._divmod_small)(jnp.asarray(v), jnp.asarray(spans))
     np.testing.assert_array_equal(np.asarray(q), v // spans)
     np.testing.assert_array_equal(np.asarray(r), v % spans)
 
@@ -345,10 +350,10 @@ def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned
     (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes
     (M = 31: 465 pairs over 15 pair words), with and without the ``_pin`` barriers."""
     rng = np.random.default_rng(m)
-    pa, pb = G._pair_tables(m)
+    pa, pb = R._pair_tables(m)
     r = 300
     pairs = rng.random((r, len(pa))) < rng.choice([0.0, 0.1, 0.5, 1.0], (r, 1))
-    compact = jax.jit(G._compact_links, static_argnums=1) if pinned else G._compact_links
+    compact = jax.jit(R._compact_links, static_argnums=1) if pinned else R._compact_links
     out = compact(_pack_pairs(pairs), m, jnp.int32(1) if pinned else None)
     a, b, mask = (np.asarray(x) for x in out)
     for k in range(r):
@@ -367,7 +372,7 @@ def test_min_first_takes_the_first_minimum():
     x = rng.integers(0, 4, (200, 37)).astype(np.float32)
     x[rng.random(x.shape) < 0.3] = np.inf
     x[0] = np.inf
-    low, first = jax.jit(G._min_first)(jnp.asarray(x))
+    low, first = jax.jit(S._min_first)(jnp.asarray(x))
     np.testing.assert_array_equal(np.asarray(low), x.min(axis=1))
     np.testing.assert_array_equal(np.asarray(first), np.argmin(x, axis=1))
 
@@ -382,7 +387,7 @@ def test_near_links_pick_each_rows_k_nearest_seen_from_both_sides(k):
     d = rng.integers(0, 6, (n, n)).astype(np.float32)  # many ties
     d = np.minimum(d, d.T)
     block, mirror = d[r0:r0 + rows, c0:c0 + cols], d[c0:c0 + cols, r0:r0 + rows]
-    fwd, bwd = jax.jit(G._near_links, static_argnums=2)(jnp.asarray(block), jnp.asarray(mirror), k)
+    fwd, bwd = jax.jit(S._near_links, static_argnums=2)(jnp.asarray(block), jnp.asarray(mirror), k)
     want = np.zeros((rows, cols), bool)
     for i in range(rows):
         want[i, np.argsort(block[i], kind="stable")[:k]] = True
@@ -394,7 +399,7 @@ def test_symmetric_uniform_mirrors_the_upper_triangle_of_the_plain_draw():
     """``_Stream.symmetric_uniform(n)`` is ``uniform(n, n)`` on and above the diagonal and its
     mirror below, and it takes the same counters (the next draw is the same)."""
     key = jax.random.key(11)
-    a, b = G._Stream(key), G._Stream(key)
+    a, b = W._Stream(key), W._Stream(key)
     plain, sym = np.asarray(a.uniform(13, 13)), np.asarray(b.symmetric_uniform(13))
     upper = np.triu(np.ones((13, 13), bool))
     np.testing.assert_array_equal(sym[upper], plain[upper])
@@ -412,7 +417,7 @@ def test_link_ranks_number_the_upper_triangle_and_list_neighbours(n, p, max_edge
     rng = np.random.default_rng(n)
     upper = np.triu(rng.random((n, n)) < p, 1)
     adj = upper | upper.T
-    eid, n_edges, nbr, deg = jax.jit(G._link_ranks, static_argnums=(1, 2))(
+    eid, n_edges, nbr, deg = jax.jit(S._link_ranks, static_argnums=(1, 2))(
         jnp.asarray(adj), max_edges, max_degree, jnp.int32(1))
     iu, ju = np.nonzero(upper)  # row-major order = the rank order
     want = -np.ones((n, n), np.int64)
@@ -435,7 +440,7 @@ def test_domain_lists_are_each_domains_ids_ascending(n, sizes):
     the largest."""
     rng = np.random.default_rng(n)
     domain = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
-    got = np.asarray(jax.jit(lambda d: G._domain_lists(d, np.array(sizes)))(
+    got = np.asarray(jax.jit(lambda d: S._domain_lists(d, np.array(sizes)))(
         jnp.asarray(domain, jnp.int32)))
     assert got.shape == (len(sizes), max(sizes))
     for u, size in enumerate(sizes):
@@ -453,7 +458,7 @@ def test_select_bit_finds_the_kth_set_bit():
     bits = [np.flatnonzero((int(w) >> np.arange(32)) & 1) for w in x]
     xs = np.repeat(x, [len(b) for b in bits])
     ks = np.concatenate([np.arange(len(b)) for b in bits]).astype(np.int32)
-    got = np.asarray(G._select_bit(jnp.asarray(xs), jnp.asarray(ks)))
+    got = np.asarray(B._select_bit(jnp.asarray(xs), jnp.asarray(ks)))
     np.testing.assert_array_equal(got, np.concatenate(bits))
 
 
@@ -461,11 +466,11 @@ def test_pin_returns_its_inputs_and_stays_a_loop():
     """``_pin`` changes no bit (every dtype the generator pins) and, with a traced trip count,
     survives XLA's optimisations as a while loop (the fusion barrier it exists for)."""
     xs = (jnp.asarray([0, 1, 2 ** 32 - 1], jnp.uint32), jnp.asarray([-5, 0, 7], jnp.int32))
-    got = jax.jit(G._pin)(jnp.int32(1), *xs)
+    got = jax.jit(B._pin)(jnp.int32(1), *xs)
     for g, x in zip(got, xs):
         assert g.dtype == x.dtype
         np.testing.assert_array_equal(np.asarray(g), np.asarray(x))
-    hlo = jax.jit(G._pin).lower(jnp.int32(1), *xs).compile().as_text()
+    hlo = jax.jit(B._pin).lower(jnp.int32(1), *xs).compile().as_text()
     assert " while(" in hlo
 
 
@@ -479,7 +484,7 @@ def test_hop_counts_match_networkx_with_unreachable_pairs():
     for v in range(n):
         adj = sorted(g.neighbors(v))
         nbr[v, :len(adj)] = adj
-    got = np.asarray(G._hops_bitset(jnp.asarray(nbr), n))
+    got = np.asarray(S._hops_bitset(jnp.asarray(nbr), n))
     want = np.full((n, n), -1)
     for s, dist in nx.all_pairs_shortest_path_length(g):
         for v, d in dist.items():
