@@ -474,6 +474,16 @@ def test_pin_returns_its_inputs_and_stays_a_loop():
     assert " while(" in hlo
 
 
+def test_bfs_loop_is_not_compiled_as_one_small_call():
+    """The package asks XLA CPU to compile small while loops into one function each (the
+    simulator's loops gain); the substrate's BFS loop is faster as separate kernels, and keeps
+    them by holding a scatter (XLA does not hoist a loop with one). Its compiled program, for a
+    batch of substrates as the generator runs it, has no small call."""
+    nbr = jnp.zeros((64, 100, 28), jnp.int32)
+    hlo = jax.jit(jax.vmap(lambda x: S._hops_bitset(x, 100))).lower(nbr).compile().as_text()
+    assert " while(" in hlo and "xla_cpu_small_call" not in hlo
+
+
 def test_hop_counts_match_networkx_with_unreachable_pairs():
     """``_hops_bitset`` (bit-sliced level counters) against networkx on a small graph of
     three components, one a single node: hop counts, 0 on the diagonal, -1 between components."""
