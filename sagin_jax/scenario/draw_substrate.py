@@ -125,9 +125,9 @@ def _hops_bitset(nbr_node, n: int):
     """All-pairs hop distance by BFS over the neighbour lists, all sources at once, the visited
     sets as bitsets: i32[N, N], -1 = unreachable.
 
-    Each level adds one to a bit-sliced counter of every (node, source) pair not yet reached
-    (``bit_length(N - 1)`` planes of [N, W] words), so a level touches N W words, not N N
-    entries; the hop count of a reached pair is that count + 1, read out once at the end."""
+    The level at which each (node, source) pair is reached is written into ``bit_length(N - 1)``
+    bit planes of [N, W] words (plane b holds bit b of level - 1 of the pairs reached so far), so
+    a level touches N W words, not N N entries; the hop counts are read out once at the end."""
     w = -(-n // 32)
     n_planes = max(1, (n - 1).bit_length())
     ids = jnp.arange(n)
@@ -136,7 +136,7 @@ def _hops_bitset(nbr_node, n: int):
     nbr = jnp.where(nbr_node < 0, n, nbr_node)
 
     def step(state):
-        vis, planes, _ = state
+        vis, planes, _, level = state  # level: the one this step reaches, minus one
         nb = jnp.bitwise_or.reduce(vis[nbr], axis=1)  # [N, W]
         new = nb & ~vis[:n]
         # rows 0..N-1 by index, the same as a slice update but a scatter: XLA CPU does not
@@ -144,15 +144,12 @@ def _hops_bitset(nbr_node, n: int):
         # as separate kernels this loop is faster (the substrate program 203 -> 158 us per seed
         # on one core; the labels loop gained nothing that way, the tree parents lost 3x)
         vis = vis.at[ids].set(vis[:n] | new)
-        carry = ~vis[:n]  # still unreached after this level: one more level to count
-        counted = []
-        for b in range(n_planes):
-            counted.append(planes[b] ^ carry)
-            carry = planes[b] & carry
-        return vis, jnp.stack(counted), jnp.any(new != 0)
+        bits = (level >> jnp.arange(n_planes, dtype=jnp.int32)) & 1  # of level - 1, per plane
+        planes = planes | jnp.where(bits[:, None, None] == 1, new[None], jnp.uint32(0))
+        return vis, planes, jnp.any(new != 0), level + 1
 
-    vis, planes, _ = lax.while_loop(lambda s: s[2], step, (
-        vis, jnp.zeros((n_planes, n, w), jnp.uint32), jnp.bool_(True)))
+    vis, planes, _, _ = lax.while_loop(lambda s: s[2], step, (
+        vis, jnp.zeros((n_planes, n, w), jnp.uint32), jnp.bool_(True), jnp.int32(0)))
     col_word = ids // 32
     col_bit = (ids % 32).astype(jnp.uint32)
     count = jnp.zeros((n, n), jnp.int32)
