@@ -51,6 +51,20 @@ def _pack_columns(adj):
     return jnp.where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
 
+def _bit_lines(mask):
+    """bool[N, C] -> (words, before, count): column j of ``mask`` as a bit line, packed
+    (``_pack_columns``) into the words of list ``words`` ([C] each), ``before`` (the set bits
+    before each word, same form) and ``count`` (all its set bits), the form ``_count_through``
+    and ``_nth_set_bits`` read."""
+    bits = _pack_columns(mask)
+    pc = lax.population_count(bits).astype(jnp.int32)  # [W, C]
+    words = [bits[i] for i in range(bits.shape[0])]
+    before = [jnp.zeros(bits.shape[1:], jnp.int32)]
+    for i in range(1, len(words)):
+        before.append(before[-1] + pc[i - 1])
+    return words, before, before[-1] + pc[-1]
+
+
 def _count_through(words, before, pos):
     """The set bits at positions <= pos of a bit line given as its words (list, each
     broadcastable against pos) and the set bits before each word (``before``, same form)."""

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _count_through, _nth_set_bits, _pack_columns, _pin
+from sagin_jax.scenario.bitlines import _bit_lines, _count_through, _nth_set_bits, _pin
 from sagin_jax.scenario.plan import _Plan, _grid_links_plan
 from sagin_jax.scenario.types import Substrate
 from sagin_jax.scenario.words import _mulhi, _Stream
@@ -185,19 +185,13 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     (-1 past ``max_edges``, and off the links); ``nbr_node[i]`` lists i's neighbours in
     ascending order, -1 padded (cut at K = ``max_degree``).
 
-    All from the adjacency packed into bit words (``_pack_columns``) and popcounts, elementwise
+    All from the adjacency packed into bit words (``_bit_lines``) and popcounts, elementwise
     (no prefix sum over [N, N], no scatter): the rank of (i, j) counts row i's bits through j,
     and entry (j, i) of the lower triangle counts the same bits down column i (by symmetry
     column i's words are row i's), so neither needs a transpose. The per-node counts are
     pinned (``_pin``): XLA CPU would recompute them for every entry of the [N, N] ranks."""
     n = adj.shape[0]
-    bits = _pack_columns(adj)
-    pc = lax.population_count(bits).astype(jnp.int32)  # [W, N]
-    words = [bits[i] for i in range(bits.shape[0])]
-    before = [jnp.zeros((n,), jnp.int32)]
-    for i in range(1, len(words)):
-        before.append(before[-1] + pc[i - 1])
-    deg = before[-1] + pc[-1]
+    words, before, deg = _bit_lines(adj)
     ids = jnp.arange(n, dtype=jnp.int32)
     low = _count_through(words, before, ids)  # node i's links to nodes <= i
     up = deg - low  # links (i, j > i)
@@ -220,15 +214,9 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
 
 def _domain_lists(domain, sizes: np.ndarray):
     """i32[U, D] (D = the largest of ``sizes``): each domain's node ids ascending, -1 padded,
-    from the membership bit lines (``_pack_columns``, ``_nth_set_bits``), no sort."""
-    u = len(sizes)
-    member = _pack_columns(domain[:, None] == jnp.arange(u, dtype=domain.dtype)[None, :])
-    pc = lax.population_count(member).astype(jnp.int32)  # [W, U]
-    before = [jnp.zeros((u,), jnp.int32)]
-    for i in range(1, member.shape[0]):
-        before.append(before[-1] + pc[i - 1])
-    words = [member[i] for i in range(member.shape[0])]
-    return _nth_set_bits(words, before, jnp.asarray(sizes, jnp.int32), int(sizes.max()))
+    from the membership bit lines (``_bit_lines``, ``_nth_set_bits``), no sort."""
+    member = domain[:, None] == jnp.arange(len(sizes), dtype=domain.dtype)[None, :]
+    return _nth_set_bits(*_bit_lines(member), int(sizes.max()))
 
 
 def _substrate(key, plan: _Plan, prm: dict):

@@ -49,7 +49,7 @@ from sagin_jax.scenario.types import Requests, Scenario, Substrate
 __all__ = ["Bounds", "default_chunk", "generate", "make_requests", "make_scenarios",
            "make_substrates", "scenario_bounds", "seed_key", "time_generation", "trim_padding"]
 
-_MIN_BUCKET = 8  # make_* pad the seed axis to a power of two >= this (fewer compiles)
+_MIN_BUCKET = 8  # a run of one chunk pads its seed axis to a power of two >= this (few compiles)
 MAX_CHUNK = 512  # seeds per compiled call on an accelerator (memory: ~1.5 MB per paper seed)
 CPU_CHUNK_PER_DEVICE = 64  # on a CPU: chunks small enough to stay in cache (2 host devices,
 #                            4,096 paper scenarios: 1.61 s with 64 seeds per device, 1.67 s
