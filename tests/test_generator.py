@@ -330,6 +330,33 @@ def test_two_digit_split_is_exact_for_every_small_span():
     np.testing.assert_array_equal(np.asarray(r), v % spans)
 
 
+@pytest.mark.parametrize("digits, shape, span", [(2, (50, 45), 41), (2, (50, 10), 256),
+                                                 (2, (3, 7, 9), 3), (2, (20, 1), 100),
+                                                 (1, (40, 10), 1000)])
+@pytest.mark.parametrize("pinned", [False, True])
+def test_uniform_ints_take_their_digits_from_the_streams_words(digits, shape, span, pinned):
+    """``_uniform_ints``: with two digits per word, row i's values are ``v % span`` for its
+    first ``half = ceil(last / 2)`` entries and ``v // span`` for the rest, ``v = (w * span**2)
+    >> 32`` of word ``i * half + j`` of the stream (numpy, int64 arithmetic); with one digit,
+    ``(w * span) >> 32`` of word i. Both with and without the ``_pin`` barrier, in and out of
+    jit."""
+    key, lo = jax.random.key(3), 7
+    *lead, last = shape
+    rows, half = int(np.prod(lead)), (last + 1) // 2
+
+    def draw(one):
+        return W._uniform_ints(W._Stream(key), digits, shape, lo, span, one)
+    got = np.asarray(jax.jit(draw)(jnp.int32(1)) if pinned else draw(None))
+    if digits == 1:
+        w = np.asarray(W._Stream(key).words(*shape)).astype(np.int64)
+        want = lo + ((w * span) >> 32)
+    else:
+        w = np.asarray(W._Stream(key).words(rows * half)).astype(np.int64).reshape(rows, half)
+        v = (w * span * span) >> 32
+        want = lo + np.concatenate([v % span, (v // span)[:, :last - half]], axis=1)
+    np.testing.assert_array_equal(got, want.reshape(shape))
+
+
 def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
     """Spans 41, 47 and 55 (two digits per word) once drew ``hi + 1``: every drawn value lies
     in its configured range and every value of the range occurs."""

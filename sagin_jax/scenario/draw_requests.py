@@ -209,24 +209,24 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     n_pairs = m * (m - 1) // 2
     st = _Stream(key)
     dig_cpu, dig_sto, dig_bw, dig_dom = plan.req_digits
-    lo, span = prm["req_lo"], prm["req_span"]
+    lo, span, one = prm["req_lo"], prm["req_span"], prm["one"]
 
     u_gap, u_life = st.uniform(2, r)
     gaps = -jnp.log1p(-u_gap) * prm["gap_scale"]
     lifetime = jnp.maximum(1.0, jnp.round(-jnp.log1p(-u_life) * prm["mean_lifetime"]))
     arrival = _arrivals(gaps, r)
-    n_nodes = _pin(prm["one"], lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
+    n_nodes = _pin(one, lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
     #                                         recomputed for every entry of the [R, M] draws)
     node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
-    cpu = jnp.where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0]), 0)
-    sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1]), 0)
-    dom = jnp.where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains), 0)
+    cpu = jnp.where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
+    sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)
+    dom = jnp.where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains, one), 0)
 
     drawn = _pair_bernoulli(st, plan.bern_bits, r, m, prm["link_threshold"])
-    up = _pin(prm["one"], _upper_rows(drawn, n_nodes, m))
-    words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), prm["one"])
-    link_a, link_b, link_mask = _compact_links(words, m, prm["one"])
-    bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2]), 0)
+    up = _pin(one, _upper_rows(drawn, n_nodes, m))
+    words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), one)
+    link_a, link_b, link_mask = _compact_links(words, m, one)
+    bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
         cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), domain=dom.astype(jnp.int32),
