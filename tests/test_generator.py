@@ -475,6 +475,27 @@ def test_domain_lists_are_each_domains_ids_ascending(n, sizes):
         np.testing.assert_array_equal(got[u], want)
 
 
+def test_where_is_jnp_where_without_a_nested_jit():
+    """``_where`` gives ``jnp.where``'s values, dtype, weak type and shape for the operand kinds
+    the generator passes (arrays of several dtypes, Python and numpy scalars, broadcasting),
+    and traces to primitives only, no nested jit (the reason it exists)."""
+    rng = np.random.default_rng(0)
+    c = jnp.asarray(rng.random((3, 4)) < 0.5)
+    cases = [(jnp.arange(12, dtype=jnp.int32).reshape(3, 4), 0),
+             (jnp.arange(4, dtype=jnp.uint32), jnp.uint32(7)),
+             (jnp.float32(2.5), jnp.arange(12, dtype=jnp.float32).reshape(3, 4)),
+             (jnp.arange(4, dtype=jnp.uint8), -1), (np.int32(3), jnp.arange(4, dtype=jnp.int32)),
+             (c, False), (jnp.arange(3, dtype=jnp.int32)[:, None], jnp.arange(4)[None, :]),
+             (jnp.ones((3, 4), jnp.float32), 1)]
+    for x, y in cases:
+        want, got = jnp.where(c, x, y), B._where(c, x, y)
+        assert (got.dtype, got.shape, got.weak_type) == (want.dtype, want.shape, want.weak_type)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        jaxpr = jax.make_jaxpr(B._where)(c, x, y) if hasattr(x, "shape") and hasattr(y, "shape") \
+            else jax.make_jaxpr(lambda c: B._where(c, x, y))(c)
+        assert not any(e.primitive.name in ("pjit", "jit") for e in jaxpr.jaxpr.eqns), jaxpr
+
+
 def test_select_bit_finds_the_kth_set_bit():
     """``_select_bit(x, k)`` is the k-th (from 0) entry of numpy's list of the set bits of x,
     for every k < popcount(x), on random words of every density and the extreme ones."""

@@ -1,12 +1,26 @@
-"""Bit-word helpers shared by the substrate and request programs: a fusion barrier for XLA CPU
-(``_pin``), the k-th set bit of a word (``_select_bit``) and of a bit line packed into words
-(``_pack_columns``, ``_count_through``, ``_nth_set_bits``). All elementwise: no loops over bits,
-no scatter.
+"""Bit-word helpers shared by the substrate and request programs: an inline select (``_where``),
+a fusion barrier for XLA CPU (``_pin``), the k-th set bit of a word (``_select_bit``) and of a
+bit line packed into words (``_pack_columns``, ``_count_through``, ``_nth_set_bits``). All
+elementwise: no loops over bits, no scatter.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
+
+
+def _where(c, x, y):
+    """``jnp.where(c, x, y)`` for a boolean ``c``, as one ``lax.select``, the same values and
+    dtype. ``jnp.where`` is a nested jit: each call is traced, batched under vmap and lowered as
+    a function of its own, and the generator calls it ~150 times per compile (the substrate
+    program traced in 0.41 s instead of 0.56 s and compiled ~0.2 CPU-s faster). Falls back to
+    ``jnp.where`` when ``c`` is not boolean or both branches are Python scalars (weak types)."""
+    if getattr(c, "dtype", None) != bool or not (hasattr(x, "dtype") or hasattr(y, "dtype")):
+        return jnp.where(c, x, y)
+    dtype = jnp.result_type(x, y)
+    shape = jnp.broadcast_shapes(jnp.shape(c), jnp.shape(x), jnp.shape(y))
+    x, y = (jnp.broadcast_to(lax.convert_element_type(v, dtype), shape) for v in (x, y))
+    return lax.select(jnp.broadcast_to(c, shape), x, y)
 
 
 def _pin(one, *xs):
@@ -34,9 +48,9 @@ def _select_bit(x, k):
     for w in (16, 8, 4, 2, 1):
         c = lax.population_count(x & jnp.uint32((1 << w) - 1)).astype(jnp.int32)
         up = k >= c
-        k = jnp.where(up, k - c, k)
-        x = jnp.where(up, x >> w, x)
-        pos = jnp.where(up, pos + w, pos)
+        k = _where(up, k - c, k)
+        x = _where(up, x >> w, x)
+        pos = _where(up, pos + w, pos)
     return pos
 
 
@@ -48,7 +62,7 @@ def _pack_columns(adj):
     w = -(-n // 32)
     lane = jnp.uint32(1) << jnp.arange(32, dtype=jnp.uint32)
     x = jnp.pad(adj, [(0, w * 32 - n), (0, 0)]).reshape(w, 32, cols)
-    return jnp.where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
+    return _where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
 
 def _bit_lines(mask):
@@ -71,7 +85,7 @@ def _count_through(words, before, pos):
     x, c = words[0], before[0]
     for i in range(1, len(words)):
         on = (pos >> 5) == i
-        x, c = jnp.where(on, words[i], x), jnp.where(on, before[i], c)
+        x, c = _where(on, words[i], x), _where(on, before[i], c)
     through = (jnp.uint32(2) << (pos & 31).astype(jnp.uint32)) - jnp.uint32(1)
     return c + lax.population_count(x & through).astype(jnp.int32)
 
@@ -84,6 +98,6 @@ def _nth_set_bits(words, before, count, width: int):
     x, c, word = words[0][:, None], before[0][:, None], jnp.zeros((1, width), jnp.int32)
     for w in range(1, len(words)):
         on = before[w][:, None] <= t
-        x, c, word = (jnp.where(on, words[w][:, None], x), jnp.where(on, before[w][:, None], c),
-                      jnp.where(on, w, word))
-    return jnp.where(t < count[:, None], 32 * word + _select_bit(x, t - c), -1)
+        x, c, word = (_where(on, words[w][:, None], x), _where(on, before[w][:, None], c),
+                      _where(on, w, word))
+    return _where(t < count[:, None], 32 * word + _select_bit(x, t - c), -1)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _pin, _select_bit
+from sagin_jax.scenario.bitlines import _pin, _select_bit, _where
 from sagin_jax.scenario.plan import _Plan
 from sagin_jax.scenario.types import Requests
 from sagin_jax.scenario.words import _mulhi, _Stream, _uniform_ints
@@ -63,7 +63,7 @@ def _pair_bernoulli(stream: _Stream, bits: int, count: int, m: int, threshold):
     if bits == 1:
         thr = jnp.asarray(threshold).astype(jnp.uint32)
         full = jnp.uint32(0xFFFFFFFF)
-        out = [jnp.where(thr >= 2, full, jnp.where(thr == 1, ~c, jnp.uint32(0))) for c in cols]
+        out = [_where(thr >= 2, full, _where(thr == 1, ~c, jnp.uint32(0))) for c in cols]
     else:
         out = [jnp.zeros((count,), jnp.uint32) for _ in range(-(-n_pairs // 32))]
         digit_mask = jnp.uint32((1 << bits) - 1)
@@ -92,10 +92,10 @@ def _upper_rows(words, n_nodes, m: int):
     def word(index):  # [M, R]: word ``index[a]`` of each request
         out = jnp.zeros((m, words[0].shape[0]), jnp.uint32)
         for i, w in enumerate(words):
-            out = jnp.where(col(index == i, bool), w[None, :], out)
+            out = _where(col(index == i, bool), w[None, :], out)
         return out
     seg = word(k) >> col(off)
-    seg = seg | jnp.where(col(straddle, bool), word(np.where(straddle, k + 1, k))
+    seg = seg | _where(col(straddle, bool), word(np.where(straddle, k + 1, k))
                           << col(np.where(straddle, 32 - off, 0)), jnp.uint32(0))
     seg = seg & col((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
     return (seg << col(a + 1)) & valid[None, :]
@@ -159,10 +159,10 @@ def _connect_requests(up, n_nodes, pick_words, one=None):
     u = _select_bit(joined, _mulhi(pick_words, jnp.maximum(size0, 1)))
     lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
     p = _row_start(lo, m) + hi - lo - 1
-    p = _pin(one, jnp.where(event, p, 32 * m * m))  # the new link's pair, or none (a single
+    p = _pin(one, _where(event, p, 32 * m * m))  # the new link's pair, or none (a single
     #                                       array: XLA would recompute the chain for each output)
     bit = jnp.uint32(1) << (p & 31).astype(jnp.uint32)
-    return [w | jnp.bitwise_or.reduce(jnp.where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
+    return [w | jnp.bitwise_or.reduce(_where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
             for i, w in enumerate(_pair_words(up))]
 
 
@@ -186,16 +186,16 @@ def _compact_links(words, m: int, one=None):
     cur = jnp.zeros((r, n_pairs), jnp.int32)  # the current word
     for i in range(1, len(words)):
         on = (cur == i - 1) & (k >= counts[i - 1][:, None])
-        x = jnp.where(on, words[i][:, None], x)
-        k = jnp.where(on, k - counts[i - 1][:, None], k)
-        cur = jnp.where(on, i, cur)
+        x = _where(on, words[i][:, None], x)
+        k = _where(on, k - counts[i - 1][:, None], k)
+        cur = _where(on, i, cur)
     mask = j < sum(counts)[:, None]
-    p = _pin(one, jnp.where(mask, 32 * cur + _select_bit(x, k), 0))
+    p = _pin(one, _where(mask, 32 * cur + _select_bit(x, k), 0))
     a = jnp.zeros_like(p)
     for row in range(1, m - 1):  # the last row has no pair (a, b > a)
         a = a + (p >= _row_start(row, m)).astype(jnp.int32)
     b = a + 1 + p - _row_start(a, m)
-    return jnp.where(mask, a, 0), jnp.where(mask, b, 0), mask
+    return _where(mask, a, 0), _where(mask, b, 0), mask
 
 
 def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
@@ -218,15 +218,15 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     n_nodes = _pin(one, lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
     #                                         recomputed for every entry of the [R, M] draws)
     node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
-    cpu = jnp.where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
-    sto = jnp.where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)
-    dom = jnp.where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains, one), 0)
+    cpu = _where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
+    sto = _where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)
+    dom = _where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains, one), 0)
 
     drawn = _pair_bernoulli(st, plan.bern_bits, r, m, prm["link_threshold"])
     up = _pin(one, _upper_rows(drawn, n_nodes, m))
     words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), one)
     link_a, link_b, link_mask = _compact_links(words, m, one)
-    bw = jnp.where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
+    bw = _where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
         cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), domain=dom.astype(jnp.int32),

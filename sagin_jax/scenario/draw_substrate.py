@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _bit_lines, _count_through, _nth_set_bits, _pin
+from sagin_jax.scenario.bitlines import _bit_lines, _count_through, _nth_set_bits, _pin, _where
 from sagin_jax.scenario.plan import _Plan, _grid_links_plan
 from sagin_jax.scenario.types import Substrate
 from sagin_jax.scenario.words import _mulhi, _Stream
@@ -21,7 +21,7 @@ def _min_first(x):
     not the (value, index) pair reduction of argmin (~3x slower on the substrate's arrays)."""
     idx = lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
     low = x.min(axis=-1)
-    return low, jnp.where(x == low[..., None], idx, x.shape[-1]).min(axis=-1)
+    return low, _where(x == low[..., None], idx, x.shape[-1]).min(axis=-1)
 
 
 def _kth_nearest(d, k: int):
@@ -35,7 +35,7 @@ def _kth_nearest(d, k: int):
     def pick(_, carry):
         dd, _, _ = carry
         low, j = _min_first(dd)
-        return jnp.where(idx == j[:, None], jnp.inf, dd), low, j
+        return _where(idx == j[:, None], jnp.inf, dd), low, j
     _, value, column = lax.fori_loop(0, k, pick, (d, d[:, 0], jnp.zeros(d.shape[:1], jnp.int32)))
     return value, column
 
@@ -92,7 +92,7 @@ def _components_repair(adj, dist):
         lab, _ = state
         # min label over each node's neighbours, reduced down the columns (adj is symmetric):
         # XLA CPU vectorises a reduction over the major axis; over rows it splits it in two
-        nb = jnp.min(jnp.where(adj, lab[:, None], big), axis=0)
+        nb = jnp.min(_where(adj, lab[:, None], big), axis=0)
         new = jnp.minimum(lab, nb)
         new = new[new]  # pointer jumping: a label is a node of the same component
         return new, jnp.any(new != lab)
@@ -106,14 +106,14 @@ def _components_repair(adj, dist):
         # the first (a, b) in row-major order at the least distance from component 0 (a) to
         # another (b): each a's nearest outsider reduced down the columns (dist is symmetric),
         # then the smallest such a and, in its row, the smallest b at that distance
-        near = jnp.where(in0, jnp.min(jnp.where(in0[:, None], jnp.inf, dist), axis=0), jnp.inf)
+        near = _where(in0, jnp.min(_where(in0[:, None], jnp.inf, dist), axis=0), jnp.inf)
         low = near.min()
         ids = jnp.arange(n)
-        a = jnp.where(near == low, ids, n).min()
-        b = jnp.where(~in0 & (lax.dynamic_index_in_dim(dist, a, 0, False) == low), ids, n).min()
+        a = _where(near == low, ids, n).min()
+        b = _where(~in0 & (lax.dynamic_index_in_dim(dist, a, 0, False) == low), ids, n).min()
         rows, cols = ids[:, None], ids[None, :]
         hit = ((rows == a) & (cols == b)) | ((rows == b) & (cols == a))
-        lab = jnp.where(lab == lab[b], 0, lab)
+        lab = _where(lab == lab[b], 0, lab)
         return a_mat | hit, rep | hit, lab
 
     adj, rep, _ = lax.while_loop(lambda s: jnp.any(s[2] != 0), join,
@@ -133,7 +133,7 @@ def _hops_bitset(nbr_node, n: int):
     ids = jnp.arange(n)
     vis = jnp.zeros((n + 1, w), jnp.uint32).at[ids, ids // 32].set(
         jnp.uint32(1) << (ids % 32).astype(jnp.uint32))
-    nbr = jnp.where(nbr_node < 0, n, nbr_node)
+    nbr = _where(nbr_node < 0, n, nbr_node)
 
     def step(state):
         vis, planes, _, level = state  # level: the one this step reaches, minus one
@@ -145,7 +145,7 @@ def _hops_bitset(nbr_node, n: int):
         # on one core; the labels loop gained nothing that way, the tree parents lost 3x)
         vis = vis.at[ids].set(vis[:n] | new)
         bits = (level >> jnp.arange(n_planes, dtype=jnp.int32)) & 1  # of level - 1, per plane
-        planes = planes | jnp.where(bits[:, None, None] == 1, new[None], jnp.uint32(0))
+        planes = planes | _where(bits[:, None, None] == 1, new[None], jnp.uint32(0))
         return vis, planes, jnp.any(new != 0), level + 1
 
     vis, planes, _, _ = lax.while_loop(lambda s: s[2], step, (
@@ -156,7 +156,7 @@ def _hops_bitset(nbr_node, n: int):
     for b in range(n_planes):
         count = count | (((planes[b][:, col_word] >> col_bit[None, :]) & 1).astype(jnp.int32) << b)
     reached = ((vis[:n][:, col_word] >> col_bit[None, :]) & 1).astype(bool)
-    return jnp.where(reached, jnp.where(jnp.eye(n, dtype=bool), 0, count + 1), -1)
+    return _where(reached, _where(jnp.eye(n, dtype=bool), 0, count + 1), -1)
 
 
 def _tree_parents(hops, nbr_node):
@@ -171,12 +171,12 @@ def _tree_parents(hops, nbr_node):
     def by_slot(j, parent):  # parent [v, s]
         u = lax.dynamic_index_in_dim(nbr_node, j, axis=1, keepdims=False)  # [v]
         closer = (u[:, None] >= 0) & (hops[jnp.maximum(u, 0)] == hops - 1) & (parent < 0)
-        return jnp.where(closer, u[:, None], parent)
+        return _where(closer, u[:, None], parent)
 
     parent = lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32))
     # the transpose inside an elementwise fusion (XLA's copy for a bare one costs ~50 ms more to
     # compile); the values stay: parent is -1 where hops is 0 (v == s) or -1 (unreachable)
-    return jnp.where(hops > 0, parent.T, -1)
+    return _where(hops > 0, parent.T, -1)
 
 
 def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
@@ -206,8 +206,8 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     rank_up = first[:, None] + row_through - low[:, None] - 1
     rank_low = first[None, :] + col_through - low[None, :] - 1
     i, j = ids[:, None], ids[None, :]
-    eid = jnp.where(adj & (j > i) & (rank_up < max_edges), rank_up,
-                    jnp.where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
+    eid = _where(adj & (j > i) & (rank_up < max_edges), rank_up,
+                    _where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
     nbr = _nth_set_bits(words, before, deg, max_degree)
     return eid, up.sum(), nbr, deg
 
@@ -246,7 +246,7 @@ def _substrate(key, plan: _Plan, prm: dict):
     ss[grid[:, 0], grid[:, 1]] = ss[grid[:, 1], grid[:, 0]] = True
     a0, g0 = ns, ns + na
     if plan.k_air:
-        d_air = dist[a0:g0, a0:g0] + jnp.where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
+        d_air = dist[a0:g0, a0:g0] + _where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
         fwd, bwd = _near_links(d_air, d_air, plan.k_air)  # d_air is symmetric too
         aa = fwd | bwd
     else:
@@ -269,20 +269,20 @@ def _substrate(key, plan: _Plan, prm: dict):
     eid, n_edges, nbr_node, deg = _link_ranks(adj, plan.max_edges, plan.max_degree, prm["one"])
     k = plan.max_degree
     rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
-    nbr_edge = jnp.where(nbr_node < 0, -1,
+    nbr_edge = _where(nbr_node < 0, -1,
                          jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
     e = plan.max_edges
     own = (nbr_node > jnp.arange(n)[:, None]) & (nbr_edge >= 0)
-    dest = jnp.where(own, nbr_edge, e)
+    dest = _where(own, nbr_edge, e)
     edge_u = jnp.zeros(e + 1, jnp.int32).at[dest].set(rows)[:e]
     edge_v = jnp.zeros(e + 1, jnp.int32).at[dest].set(nbr_node)[:e]
     edge_mask = jnp.arange(e) < jnp.minimum(n_edges, e)
-    etype = jnp.where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
+    etype = _where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
     if plan.cap_big:
         bw = st.randint((e,), prm["bw_lo"][etype], prm["bw_span"][etype])
     else:
         bw = prm["bw_lo"][etype] + _mulhi(st.words(e), prm["bw_span"][etype])
-    bw = jnp.where(edge_mask, bw, 0)
+    bw = _where(edge_mask, bw, 0)
     repair = rep[edge_u, edge_v] & edge_mask
 
     hops = _hops_bitset(nbr_node, n)
@@ -290,7 +290,7 @@ def _substrate(key, plan: _Plan, prm: dict):
     sizes = _domain_sizes(plan)
     domain_nodes = _domain_lists(domain, sizes)
     same = domain[:, None] == domain[None, :]
-    ad = (jnp.where(same, hops, 0).sum(axis=1).astype(jnp.float32)
+    ad = (_where(same, hops, 0).sum(axis=1).astype(jnp.float32)
           / jnp.asarray(sizes, jnp.float32)[domain])
 
     sub = Substrate(
