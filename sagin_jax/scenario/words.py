@@ -102,7 +102,8 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span, one=None
     Two digits: the ``half = ceil(last / 2)`` words of a row give the row's first ``half``
     values as ``v % span`` and the rest as ``v // span`` (``v`` the word's uniform on
     ``[0, span**2)``). The words are hashed once, as one flat block made once (``_pin`` with
-    ``one``; XLA CPU vectorises a flat pass fully, an [R, 45] or [R, 10] one only in part); the
+    ``one``, before the reshape: XLA CPU vectorises a flat pass fully, an [R, 45], [R, 23] or
+    [R, 10] one only in part; pinned after it, the request program took 5-7% longer); the
     digits are a [.., 2, half] select over them, read as [.., 2 * half] and cut to ``last``.
     Joining the two digit blocks with a concatenate cost XLA CPU ~80 ms of LLVM time per draw.
     16,384 paper scenarios: 8.3-9.2 s against 8.8-10.1 s for the [R, last] hash per entry and
@@ -113,7 +114,7 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span, one=None
         return lo + _mulhi(stream.words(*shape), span)
     *lead, last = shape
     half = (last + 1) // 2
-    w = _pin(one, stream.words(int(np.prod(lead)) * half).reshape(*lead, 1, half))
+    w = _pin(one, stream.words(int(np.prod(lead)) * half)).reshape(*lead, 1, half)
     q, r = _divmod_small(_mulhi(w, span * span), span)  # v uniform on [0, span**2) < 2**16
     high = lax.broadcasted_iota(jnp.int32, (*lead, 2, half), len(lead)) == 1
     return lo + _where(high, q, r).reshape(*lead, 2 * half)[..., :last]
