@@ -96,7 +96,7 @@ def _upper_rows(words, n_nodes, m: int):
         return out
     seg = word(k) >> col(off)
     seg = seg | _where(col(straddle, bool), word(np.where(straddle, k + 1, k))
-                          << col(np.where(straddle, 32 - off, 0)), jnp.uint32(0))
+                       << col(np.where(straddle, 32 - off, 0)), jnp.uint32(0))
     seg = seg & col((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
     return (seg << col(a + 1)) & valid[None, :]
 
@@ -160,7 +160,7 @@ def _connect_requests(up, n_nodes, pick_words, one=None):
     lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
     p = _row_start(lo, m) + hi - lo - 1
     p = _pin(one, _where(event, p, 32 * m * m))  # the new link's pair, or none (a single
-    #                                       array: XLA would recompute the chain for each output)
+    #                                    array: XLA would recompute the chain for each output)
     bit = jnp.uint32(1) << (p & 31).astype(jnp.uint32)
     return [w | jnp.bitwise_or.reduce(_where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
             for i, w in enumerate(_pair_words(up))]
@@ -216,7 +216,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     lifetime = jnp.maximum(1.0, jnp.round(-jnp.log1p(-u_life) * prm["mean_lifetime"]))
     arrival = _arrivals(gaps, r)
     n_nodes = _pin(one, lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
-    #                                         recomputed for every entry of the [R, M] draws)
+    #                                recomputed for every entry of the [R, M] draws)
     node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
     cpu = _where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
     sto = _where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)

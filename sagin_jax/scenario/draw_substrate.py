@@ -207,7 +207,7 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     rank_low = first[None, :] + col_through - low[None, :] - 1
     i, j = ids[:, None], ids[None, :]
     eid = _where(adj & (j > i) & (rank_up < max_edges), rank_up,
-                    _where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
+                 _where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
     nbr = _nth_set_bits(words, before, deg, max_degree)
     return eid, up.sum(), nbr, deg
 
@@ -270,7 +270,7 @@ def _substrate(key, plan: _Plan, prm: dict):
     k = plan.max_degree
     rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
     nbr_edge = _where(nbr_node < 0, -1,
-                         jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
+                      jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
     e = plan.max_edges
     own = (nbr_node > jnp.arange(n)[:, None]) & (nbr_edge >= 0)
     dest = _where(own, nbr_edge, e)
