@@ -10,7 +10,7 @@ from sagin_jax.experiments.sweep.compare import best_train_config, test_comparis
 from sagin_jax.experiments.sweep.report import (n_running, search_span_s, state_counts,
                                                 write_outputs)
 from sagin_jax.experiments.sweep.spec import load_sweep, parse_budget
-from sagin_jax.experiments.sweep.storage import (check_storage_url, check_worker_name,
+from sagin_jax.experiments.sweep.storage import (JOURNAL, check_storage_url, check_worker_name,
                                                  open_storage, outputs_lock, writer_lock)
 from sagin_jax.experiments.sweep.study import open_study, run_study
 
@@ -44,6 +44,9 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     check_storage_url(storage)
     check_worker_name(worker)
     out_dir = Path(out) if out else Path("results/sweeps") / sw["name"]
+    if worker is not None and storage is None and not (out_dir / JOURNAL).is_file():
+        raise ValueError(f"{out_dir / JOURNAL}: no such file: start the sweep without --worker "
+                         "first; a worker only joins a study")
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     spaces = {a: sw["rlvne_space"] if a == "rlvne" else sw["space"] for a in sw["algos"]}
