@@ -1,12 +1,16 @@
 """Traced hyperparameters (``Hyper``) and the ``sagin-jax sweep`` driver, on tiny scenarios."""
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
+import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optuna
 import pytest
 
 from tests.conftest import small
@@ -14,6 +18,7 @@ from sagin_jax.cli import main
 from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments.sweep import population as population_mod
 from sagin_jax.experiments.sweep import spec
+from sagin_jax.experiments.sweep import study as study_mod
 from sagin_jax.experiments.sweep.population import Population, is_key
 from sagin_jax.experiments.sweep.samplers import hyper_of
 from sagin_jax.experiments.sweep.study import run_study, validation_objective
@@ -198,10 +203,6 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     epoch trains; a real SIGINT while the database is being told (held back until the tick's
     writes and checkpoint are done); a crash between two tells (told trials are not told
     again); a crash after new trials were asked but before the checkpoint (they are reused)."""
-    import os
-    import signal
-
-    import optuna
     sw, pop, full, full_ticks = uninterrupted
     assert len(full) == 6
     # the asked settings differ and reach the trainer; some trials are pruned, some complete
@@ -255,11 +256,11 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     assert not (tmp_path / "ddrl-nra_population.npz").exists()
 
 
-def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
+def test_sweep_command_writes_the_named_outputs(tmp_path, capsys, monkeypatch):
     """`sagin-jax sweep` writes trials.csv (every trial, with its algo, params and values by
     epoch), best.json that `train --config` reads back as the best trial's settings, the
-    PNGs and the README section."""
-    import csv
+    PNGs and the README section; `--resume` on the finished sweep writes them again without
+    training."""
     doc = {"name": "e2e", "scenario": TINY, "train": {"epochs": 3, "batch_size": 20},
            "algos": ["ddrl-nra"], "space": REFILL_SPACE, "batch": 2, "train_seeds": [0, 1],
            "test_seeds": [10_000], "budget": 3, "seed": 3}
@@ -283,6 +284,20 @@ def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
     readme = (out / "README.md").read_text()
     assert "## Hyperparameter sweep `e2e`" in readme and "3 trials" in readme
     assert not (out / "ddrl-nra_population.npz").exists()
+
+    # --resume on the finished sweep trains nothing (no population is even built) and
+    # writes the report again from the study
+    class NoPopulation:
+        def __init__(self, *a, **kw):
+            raise AssertionError("a finished sweep built a population")
+
+    table = (out / "trials.csv").read_text()
+    (out / "README.md").unlink()
+    monkeypatch.setattr(study_mod, "Population", NoPopulation)
+    assert main(["sweep", "--config", str(path), "--out", str(out), "--no-compare", "--quiet",
+                 "--resume"]) == 0
+    assert (out / "README.md").read_text() == readme
+    assert (out / "trials.csv").read_text() == table
 
 
 @pytest.mark.parametrize("space, field", [

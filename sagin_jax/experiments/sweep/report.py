@@ -111,8 +111,9 @@ def readme_section(summary: dict) -> str:
              f"pruned or finished trial's slot refilled at once; best configuration retrained "
              f"and evaluated on {len(summary['test_seeds'])} separate test seeds "
              f"{_seed_range(summary['test_seeds'])}. Files: `trials.csv` (every trial), "
-             f"`best.json` (`sagin-jax train --config best.json`), `study.journal` (the Optuna "
-             f"studies, a journal file), `summary.json`.", ""]
+             f"`best.json` (`sagin-jax train --config best.json`), "
+             f"`{summary.get('storage', 'study.journal')}` (the Optuna studies), "
+             f"`summary.json`.", ""]
     for algo, b in summary["best"].items():
         st = summary["states"][algo]
         lines.append(f"- **{algo}**: {summary['n_trials'][algo]} trials ("

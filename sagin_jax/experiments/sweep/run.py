@@ -11,7 +11,8 @@ from sagin_jax.experiments.sweep.report import (n_running, search_span_s, state_
                                                 write_outputs)
 from sagin_jax.experiments.sweep.spec import load_sweep, parse_budget
 from sagin_jax.experiments.sweep.storage import (JOURNAL, check_storage_url, check_worker_name,
-                                                 open_storage, outputs_lock, writer_lock)
+                                                 open_storage, outputs_lock, shown_url,
+                                                 writer_lock)
 from sagin_jax.experiments.sweep.study import open_study, run_study
 
 
@@ -58,7 +59,8 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
                                    worker=worker)
                    for algo in sw["algos"]}
         summary = {"name": sw["name"], "train_seeds": sw["train_seeds"],
-                   "test_seeds": sw["test_seeds"], "slots": sw["batch"], "best": {},
+                   "test_seeds": sw["test_seeds"], "slots": sw["batch"],
+                   "storage": JOURNAL if storage is None else shown_url(storage), "best": {},
                    "n_trials": {a: len(s.trials) for a, s in studies.items()},
                    "states": {a: state_counts(s) for a, s in studies.items()},
                    "search_wall_s": {a: search_span_s(s) for a, s in studies.items()},
