@@ -63,6 +63,7 @@ def open_study(sw: dict, algo: str, storage, out: Path, worker: str | None,
                resume: bool) -> optuna.Study:
     """The study of ``algo``: created by the sweep without a worker name (ValueError if it
     exists and ``resume`` is False), joined by a worker (ValueError if it does not exist)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name(sw["name"], algo)
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": algo})
     pruner = make_pruner(sw["pruner"], tcfg.epochs)
