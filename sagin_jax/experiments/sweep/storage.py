@@ -3,6 +3,9 @@
 The default storage is Optuna's journal file ``OUT/study.journal`` (``JournalStorage`` over
 ``JournalFileBackend``): an append-only log of every change, written under a file lock and
 replayed into memory, from which every read is served; several processes on one host share it.
+Optuna's backend fsyncs every append, so a told trial survives even a power cut of the machine:
+5,971 appends for the 256 trials of the committed sweep's DDRL-NRA study, at 2.8 ms each
+on the 2-core machine's disk (``experiments/sweeps/bookkeeping.py`` times the bookkeeping).
 Across machines the study lives in PostgreSQL or MySQL (``RDBStorage``), which Optuna recommends
 for parallel work (never SQLite).
 
