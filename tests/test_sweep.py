@@ -292,12 +292,14 @@ def test_sweep_command_writes_the_named_outputs(tmp_path, capsys, monkeypatch):
             raise AssertionError("a finished sweep built a population")
 
     table = (out / "trials.csv").read_text()
+    journal = (out / "study.journal").read_bytes()
     (out / "README.md").unlink()
     monkeypatch.setattr(study_mod, "Population", NoPopulation)
     assert main(["sweep", "--config", str(path), "--out", str(out), "--no-compare", "--quiet",
                  "--resume"]) == 0
     assert (out / "README.md").read_text() == readme
     assert (out / "trials.csv").read_text() == table
+    assert (out / "study.journal").read_bytes() == journal  # the study is only read
 
 
 @pytest.mark.parametrize("space, field", [

@@ -77,8 +77,10 @@ def open_study(sw: dict, algo: str, storage, out: Path, worker: str | None,
     if exists and not resume:
         raise ValueError(f"{where} already holds study {name!r}: pass --resume to continue it "
                          "or choose another --out / --storage")
+    if exists:  # loaded, not created again: a journal would log a second, refused creation
+        return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
     return optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                               pruner=pruner, load_if_exists=True)
+                               pruner=pruner)
 
 
 def run_study(sw: dict, algo: str, out: Path, budget: tuple[str, float], resume: bool,
