@@ -25,11 +25,12 @@ import numpy as np
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import get_lock_file  # the lock Optuna's own append takes
 
 try:
     from sagin_jax.experiments.sweep.spec import load_sweep
     from sagin_jax.experiments.sweep.study import run_study
-except ImportError:  # the single-module sweep
+except ImportError:  # a sagin_jax whose sweep is one module
     from sagin_jax.experiments.sweep import load_sweep, run_study
 
 
@@ -37,7 +38,6 @@ class NoFsyncBackend(JournalFileBackend):
     """Optuna's journal file, each append handed to the OS without ``fsync``."""
 
     def append_logs(self, logs):
-        from optuna.storages.journal._file import get_lock_file
         with get_lock_file(self._lock):
             text = "\n".join(json.dumps(x, separators=(",", ":")) for x in logs) + "\n"
             with open(self._file_path, "ab") as f:
