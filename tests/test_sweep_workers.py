@@ -141,10 +141,11 @@ def test_a_second_writer_of_the_same_outputs_is_refused(tmp_path, capsys):
     (["--worker", "a"], ["study.journal", "without --worker"]),
     (["--worker", "a/b"], ["--worker"]),
     (["--storage", "sqlite:///x.db"], ["--storage", "postgresql://"]),
+    (["--storage", "postgresql://u:secret@127.0.0.1:1/db"], ["--storage", "cannot open"]),
 ])
 def test_bad_worker_and_storage_flags_are_refused_in_one_line(tmp_path, capsys, flags, words):
     config = _sweep_file(tmp_path, "bad")
     out = tmp_path / "out"
     assert main(["sweep", "--config", str(config), "--out", str(out), *flags]) == 2
-    _one_line_error(capsys, *words)
+    assert "secret" not in _one_line_error(capsys, *words)  # a password is never shown
     assert not out.exists()  # refused before anything is written

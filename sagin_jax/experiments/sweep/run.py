@@ -48,11 +48,13 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     if worker is not None and storage is None and not (out_dir / JOURNAL).is_file():
         raise ValueError(f"{out_dir / JOURNAL}: no such file: start the sweep without --worker "
                          "first; a worker only joins a study")
+    # a database is reached before anything is written; the journal file lives in out_dir
+    st = None if storage is None else open_storage(storage, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     spaces = {a: sw["rlvne_space"] if a == "rlvne" else sw["space"] for a in sw["algos"]}
     with writer_lock(out_dir, worker):
-        st = open_storage(storage, out_dir)
+        st = open_storage(None, out_dir) if st is None else st
         for algo in sw["algos"]:  # created (or checked) up front: a worker may join any of them
             open_study(sw, algo, st, out_dir, worker, resume)
         studies = {algo: run_study(sw, algo, out_dir, bud, True, progress, storage=st,
