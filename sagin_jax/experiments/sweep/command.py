@@ -14,7 +14,7 @@ def cmd_sweep(args) -> int:
                   worker=args.worker)
     if not s["written"]:
         running = sum(s.get("running", {}).values())
-        print(f"this worker's trials are done; {running} trial(s) still running on other "
+        print(f"this process's trials are done; {running} trial(s) still running on other "
               "workers (the last one to end writes the outputs)" if running else
               "the study is finished and its outputs were already written")
         return 0
