@@ -20,6 +20,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sagin_jax.cli import main
+from sagin_jax.experiments.sweep.run import outputs_written
 from sagin_jax.experiments.sweep.storage import writer_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +150,20 @@ def test_bad_worker_and_storage_flags_are_refused_in_one_line(tmp_path, capsys, 
     assert main(["sweep", "--config", str(config), "--out", str(out), *flags]) == 2
     assert "secret" not in _one_line_error(capsys, *words)  # a password is never shown
     assert not out.exists()  # refused before anything is written
+
+
+def test_outputs_count_as_written_only_for_the_same_trials_and_since_when_asked(tmp_path):
+    """The rule that keeps a finished study's outputs from being written twice: summary.json
+    of the same sweep with the same trial counts by state; for the sweep that creates the
+    studies, only if another process wrote it after this one started (an older summary.json
+    is rewritten: the report-only run)."""
+    summary = {"name": "s", "states": {"ddrl-nra": {"COMPLETE": 3, "PRUNED": 2}}}
+    path = tmp_path / "summary.json"
+    assert not outputs_written(tmp_path, summary)  # nothing written yet
+    path.write_text(json.dumps({**summary, "best": {}}))
+    assert outputs_written(tmp_path, summary)
+    assert not outputs_written(tmp_path, {**summary, "name": "t"})
+    assert not outputs_written(tmp_path, {**summary, "states": {"ddrl-nra": {"COMPLETE": 4}}})
+    written = path.stat().st_mtime
+    assert outputs_written(tmp_path, summary, since=written)
+    assert not outputs_written(tmp_path, summary, since=written + 1.0)

@@ -16,10 +16,14 @@ from sagin_jax.experiments.sweep.storage import (JOURNAL, check_storage_url, che
 from sagin_jax.experiments.sweep.study import open_study, run_study
 
 
-def _outputs_current(out: Path, summary: dict) -> bool:
-    """Whether ``out/summary.json`` already describes these trials (same counts by state)."""
+def outputs_written(out: Path, summary: dict, since: float | None = None) -> bool:
+    """Whether ``out/summary.json`` already describes these trials (same counts by state),
+    written at or after the time ``since`` (``time.time()``) when given."""
+    path = out / "summary.json"
     try:
-        old = json.loads((out / "summary.json").read_text())
+        old = json.loads(path.read_text())
+        if since is not None and path.stat().st_mtime < since:
+            return False
     except (OSError, ValueError):
         return False
     return old.get("states") == summary["states"] and old.get("name") == summary["name"]
@@ -34,9 +38,9 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     so workers can join any of them. Each process then runs its own population through the
     studies in turn. The process that ends with no trial running on any worker writes the
     outputs (under ``OUT/.outputs.lock``); a worker skips that when ``summary.json`` already
-    describes the finished studies, so a finished study's outputs are written once, while the
-    sweep without ``worker`` always writes them: ``--resume`` on a finished sweep trains nothing
-    and regenerates the comparison and the report.
+    describes the finished studies, and the sweep without ``worker`` when another process wrote
+    them while it ran, so a finished study's outputs are written once; ``--resume`` on a
+    finished sweep trains nothing and regenerates the comparison and the report.
 
     -> the summary, with ``"written": False`` (and no comparison) when trials were still running
     on other workers or the outputs were already written."""
@@ -51,7 +55,7 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
     # a database is reached before anything is written; the journal file lives in out_dir
     st = None if storage is None else open_storage(storage, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     spaces = {a: sw["rlvne_space"] if a == "rlvne" else sw["space"] for a in sw["algos"]}
     with writer_lock(out_dir, worker):
         st = open_storage(None, out_dir) if st is None else st
@@ -71,7 +75,7 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
             return {**summary, "written": False}
         del summary["running"]
         with outputs_lock(out_dir):
-            if worker is not None and _outputs_current(out_dir, summary):
+            if outputs_written(out_dir, summary, None if worker is not None else started):
                 return {**summary, "written": False}
             tcfgs = {}
             for algo, study in studies.items():
