@@ -143,7 +143,7 @@ def cmd_train(args) -> int:
         raise ValueError(f"--batch-size {args.batch_size} must divide {where}")
     tcfg = validate.train_config(tdoc, None, field="flags", n_train=n_train)
     if args.config:  # a "train" section (e.g. a sweep's best.json) sets every training field
-        from sagin_jax.experiments.sweep import train_section
+        from sagin_jax.experiments.sweep.spec import train_section
         tcfg = train_section(args.config, tcfg)
         if n_train % tcfg.batch_size:
             raise ValueError(f"{args.config}: train batch_size {tcfg.batch_size} must divide "
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_reproduce_parser(sub)
     add_bench_parser(sub)
-    from sagin_jax.experiments.sweep import add_sweep_parser
+    from sagin_jax.experiments.sweep.command import add_sweep_parser
     add_sweep_parser(sub)
     return p
 

@@ -79,7 +79,7 @@ def test_sweep_claim_rows_come_from_each_sweep_with_a_comparison(tmp_path):
     assert rows[1].endswith("same direction, larger effect |")
     assert "| +18.15% |" in rows[0] and "| +8.35% |" in rows[1]  # the paper's section V gains
     # the sweep's own README row: the same claims and verdict rule
-    from sagin_jax.experiments.sweep import claims_row
+    from sagin_jax.experiments.sweep.report import claims_row
     row = claims_row({"n_trials": {"ddrl-nra": 7},
                       "comparison": {"gain_vs": {"ddrl-nra": {"nrmvne": gain}}}})
     assert row.startswith("| DDRL-NRA, best found configuration vs NRMVNE | +18.15% AR, +8.35% "

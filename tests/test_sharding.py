@@ -106,26 +106,27 @@ def test_two_device_sweep_gives_the_single_device_trials(tmp_path):
     scores the same trials as on one device (this process), a refill included (3 trials in 2
     slots)."""
     from tests.test_sweep import _refill_sweep, _trials
-    from sagin_jax.experiments import sweep as sweep_mod
+    from sagin_jax.experiments.sweep.population import Population
+    from sagin_jax.experiments.sweep.study import run_study
     from sagin_jax.training.config import TrainConfig
     sw = _refill_sweep()  # 2 seeds x 2 slots: 4 runs, 2 per device
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
-    pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"], mesh=None)
-    one = _trials(sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "one", ("trials", 3), False,
-                                      False, pop))
+    pop = Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"], mesh=None)
+    one = _trials(run_study(sw, "ddrl-nra", tmp_path / "one", ("trials", 3), False, False, pop))
     assert len(one) == 3
     out = _python(f"""
         import jax, json
         from tests.test_sweep import _refill_sweep, _trials
-        from sagin_jax.experiments import sweep as sweep_mod
+        from sagin_jax.experiments.sweep.population import Population
+        from sagin_jax.experiments.sweep.study import run_study
         from sagin_jax.training.config import TrainConfig
         assert jax.device_count() == 2, jax.devices()
         sw = _refill_sweep()
         tcfg = TrainConfig.from_dict({{**sw["train"], "algo": "ddrl-nra"}})
-        pop = sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+        pop = Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
         assert pop.mesh is not None and pop.mesh.devices.size == 2
-        study = sweep_mod.run_study(sw, "ddrl-nra", {str(tmp_path / "two")!r}, ("trials", 3),
-                                    False, False, pop)
+        study = run_study(sw, "ddrl-nra", {str(tmp_path / "two")!r}, ("trials", 3), False,
+                          False, pop)
         print(json.dumps(_trials(study)))
     """, devices=2)
     assert json.loads(out.strip().splitlines()[-1]) == json.loads(json.dumps(one))

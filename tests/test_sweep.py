@@ -1,18 +1,27 @@
 """Traced hyperparameters (``Hyper``) and the ``sagin-jax sweep`` driver, on tiny scenarios."""
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
+import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optuna
 import pytest
 
 from tests.conftest import small
 from sagin_jax.cli import main
 from sagin_jax.compilation import CompileCounter
-from sagin_jax.experiments import sweep as sweep_mod
+from sagin_jax.experiments.sweep import population as population_mod
+from sagin_jax.experiments.sweep import spec
+from sagin_jax.experiments.sweep import study as study_mod
+from sagin_jax.experiments.sweep.population import Population, is_key
+from sagin_jax.experiments.sweep.samplers import hyper_of
+from sagin_jax.experiments.sweep.study import run_study, validation_objective
 from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.reinforce import make_train
@@ -117,7 +126,7 @@ def _refill_sweep(**kw):
 
 def _population(sw):
     tcfg = TrainConfig.from_dict({**sw["train"], "algo": "ddrl-nra"})
-    return tcfg, sweep_mod.Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
+    return tcfg, Population(sw["scenario"], tcfg, sw["train_seeds"], sw["batch"])
 
 
 def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fresh_run(
@@ -129,23 +138,23 @@ def test_refilled_population_compiles_once_and_a_refilled_slot_trains_like_a_fre
     setting trained from scratch: nothing is left over from the slot's previous trial."""
     sw = _refill_sweep()
     tcfg, pop = _population(sw)
-    warm = sweep_mod.run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 3), False, False, pop)
+    warm = run_study(sw, "ddrl-nra", tmp_path / "a", ("trials", 3), False, False, pop)
     assert len(warm.trials) == 3  # 2 slots, 3 trials: at least one refill
     with CompileCounter() as cc:
-        study = sweep_mod.run_study(_refill_sweep(seed=11), "ddrl-nra", tmp_path / "b",
+        study = run_study(_refill_sweep(seed=11), "ddrl-nra", tmp_path / "b",
                                     ("trials", 7), False, False, pop)
     assert cc.stats.compiled == 0, cc.stats
     assert len(study.trials) == 7
-    for f in (pop.init, pop.epoch, sweep_mod._SELECT):
+    for f in (pop.init, pop.epoch, population_mod.select_runs):
         assert f._cache_size() == 1
     for t in study.trials:
         assert sorted(t.intermediate_values) == list(range(len(t.intermediate_values)))
         assert t.state.name in ("COMPLETE", "PRUNED")
     late = study.trials[-1]  # asked after at least 3 refills of the 2 slots
-    carry = pop.start(Hyper.stack([sweep_mod.hyper_of(tcfg, late.params)] * 2))
+    carry = pop.start(Hyper.stack([hyper_of(tcfg, late.params)] * 2))
     for e in sorted(late.intermediate_values):
         carry, last = pop.step(carry)
-        assert sweep_mod.validation_objective(last, 20000.0)[1] == late.intermediate_values[e]
+        assert validation_objective(last, 20000.0)[1] == late.intermediate_values[e]
 
 
 def test_an_idle_slot_keeps_its_carry_and_a_live_slot_trains_as_if_alone():
@@ -154,9 +163,9 @@ def test_an_idle_slot_keeps_its_carry_and_a_live_slot_trains_as_if_alone():
     numbers are those of a step with every slot live."""
     sw = _refill_sweep()
     tcfg, pop = _population(sw)
-    hypers = Hyper.stack([sweep_mod.hyper_of(tcfg, {"lr": 3.0}), sweep_mod.hyper_of(tcfg, {})])
+    hypers = Hyper.stack([hyper_of(tcfg, {"lr": 3.0}), hyper_of(tcfg, {})])
     def host(carry):
-        return [np.asarray(jax.random.key_data(x) if sweep_mod._is_key(x) else x)
+        return [np.asarray(jax.random.key_data(x) if is_key(x) else x)
                 for x in jax.tree_util.tree_leaves(carry)]
     before = host(pop.start(hypers))
     carry, last = pop.step(pop.start(hypers), [0])
@@ -177,9 +186,9 @@ def uninterrupted(tmp_path_factory):
     sw = _refill_sweep()
     _, pop = _population(sw)
     ticks = []
-    pop.step = lambda carry, live=None: ticks.append(1) or sweep_mod.Population.step(pop, carry,
+    pop.step = lambda carry, live=None: ticks.append(1) or Population.step(pop, carry,
                                                                                        live)
-    full = sweep_mod.run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
+    full = run_study(sw, "ddrl-nra", tmp_path_factory.mktemp("full"), ("trials", 6),
                                False, False, pop)
     del pop.step
     return sw, pop, _trials(full), len(ticks)
@@ -194,20 +203,16 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     epoch trains; a real SIGINT while the database is being told (held back until the tick's
     writes and checkpoint are done); a crash between two tells (told trials are not told
     again); a crash after new trials were asked but before the checkpoint (they are reused)."""
-    import os
-    import signal
-
-    import optuna
     sw, pop, full, full_ticks = uninterrupted
     assert len(full) == 6
     # the asked settings differ and reach the trainer; some trials are pruned, some complete
     assert len({t[1]["lr"] for t in full}) == 6
     assert len({tuple(t[4].values()) for t in full}) >= 4
     assert {t[3] for t in full} == {"COMPLETE", "PRUNED"}
-    target = {"step": (sweep_mod.Population, "step"),
+    target = {"step": (Population, "step"),
               "sigint_in_tell": (optuna.study.Study, "tell"),
               "crash_after_tell": (optuna.study.Study, "tell"),
-              "crash_before_checkpoint": (sweep_mod.Population, "save")}[where]
+              "crash_before_checkpoint": (Population, "save")}[where]
     orig, calls, slots_saved, ticks = getattr(*target), [], [], []
 
     def interrupted(*a, **kw):
@@ -228,7 +233,7 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
         raise KeyboardInterrupt
 
     def counted_step(self, carry, live_slots=None):
-        out = sweep_mod.Population.step(self, carry, live_slots)
+        out = Population.step(self, carry, live_slots)
         ticks.append(1)
         return out
 
@@ -237,12 +242,12 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
         if where != "step":
             m.setattr(pop, "step", counted_step.__get__(pop))
         with pytest.raises(KeyboardInterrupt):
-            sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
+            run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
     with pytest.raises(ValueError, match="--resume"):
-        sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
+        run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), False, False, pop)
     with monkeypatch.context() as m:
         m.setattr(pop, "step", counted_step.__get__(pop))
-        resumed = sweep_mod.run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
+        resumed = run_study(sw, "ddrl-nra", tmp_path, ("trials", 6), True, False, pop)
     assert _trials(resumed) == full
     # continued from the checkpoint: at most the one epoch in flight is trained again
     done_before = 2 if where == "step" else None
@@ -251,11 +256,11 @@ def test_interrupted_and_resumed_sweep_gives_the_same_trials(tmp_path, monkeypat
     assert not (tmp_path / "ddrl-nra_population.npz").exists()
 
 
-def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
+def test_sweep_command_writes_the_named_outputs(tmp_path, capsys, monkeypatch):
     """`sagin-jax sweep` writes trials.csv (every trial, with its algo, params and values by
     epoch), best.json that `train --config` reads back as the best trial's settings, the
-    PNGs and the README section."""
-    import csv
+    PNGs and the README section; `--resume` on the finished sweep writes them again without
+    training."""
     doc = {"name": "e2e", "scenario": TINY, "train": {"epochs": 3, "batch_size": 20},
            "algos": ["ddrl-nra"], "space": REFILL_SPACE, "batch": 2, "train_seeds": [0, 1],
            "test_seeds": [10_000], "budget": 3, "seed": 3}
@@ -271,7 +276,7 @@ def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
     done = [r for r in rows if r["state"] == "COMPLETE"]
     best = max(done, key=lambda r: float(r["value"]))
     assert float(best["epoch_2"]) == float(best["value"])
-    tc = sweep_mod.train_section(str(out / "best.json"), TrainConfig())
+    tc = spec.train_section(str(out / "best.json"), TrainConfig())
     assert (tc.lr, tc.entropy_coef) == (float(best["lr"]), float(best["entropy_coef"]))
     assert (tc.epochs, tc.batch_size) == (3, 20)
     for png in ("ddrl-nra_history.png", "ddrl-nra_params.png"):
@@ -279,6 +284,22 @@ def test_sweep_command_writes_the_named_outputs(tmp_path, capsys):
     readme = (out / "README.md").read_text()
     assert "## Hyperparameter sweep `e2e`" in readme and "3 trials" in readme
     assert not (out / "ddrl-nra_population.npz").exists()
+
+    # --resume on the finished sweep trains nothing (no population is even built) and
+    # writes the report again from the study
+    class NoPopulation:
+        def __init__(self, *a, **kw):
+            raise AssertionError("a finished sweep built a population")
+
+    table = (out / "trials.csv").read_text()
+    journal = (out / "study.journal").read_bytes()
+    (out / "README.md").unlink()
+    monkeypatch.setattr(study_mod, "Population", NoPopulation)
+    assert main(["sweep", "--config", str(path), "--out", str(out), "--no-compare", "--quiet",
+                 "--resume"]) == 0
+    assert (out / "README.md").read_text() == readme
+    assert (out / "trials.csv").read_text() == table
+    assert (out / "study.journal").read_bytes() == journal  # the study is only read
 
 
 @pytest.mark.parametrize("space, field", [
@@ -293,18 +314,18 @@ def test_malformed_sweep_file_is_refused_with_exit_2(tmp_path, capsys, space, fi
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"space": space, "budget": 2}))
     with pytest.raises(ValueError, match=str(path)):
-        sweep_mod.load_sweep(path)
+        spec.load_sweep(path)
     assert main(["sweep", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(path) in err and field in err, err
 
 
 def test_budget_and_file_fields():
-    assert sweep_mod.parse_budget(5) == ("trials", 5)
-    assert sweep_mod.parse_budget("300s") == ("seconds", 300.0)
+    assert spec.parse_budget(5) == ("trials", 5)
+    assert spec.parse_budget("300s") == ("seconds", 300.0)
     for bad in (0, "0s", "abc", -3, 1.5):
         with pytest.raises(ValueError, match="budget"):
-            sweep_mod.parse_budget(bad)
+            spec.parse_budget(bad)
 
 
 def test_train_config_round_trips_and_keys_programs_by_static_fields():

@@ -341,7 +341,7 @@ def bench_sweep_ratio(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None
     sw = spec.get("sweep")
     if not sw:
         return
-    from sagin_jax.experiments.sweep import bench_sweep
+    from sagin_jax.experiments.sweep.bench import bench_sweep
     r = bench_sweep(cfg, sw.get("configs", 64), range(sw.get("seeds", 8)),
                     sw.get("epochs", 10), batch_size=sw.get("batch_size"),
                     slots=sw.get("slots", 32))

@@ -61,6 +61,10 @@ def _grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, 
             jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,)))
 
 
+# forgets every compiled grid program (a bench that times a cold start)
+grid_programs.cache_clear = _grid_programs.cache_clear
+
+
 def population_epoch_program(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
     """The jitted ``epoch(carry, subs, reqs, live)`` of a sweep's population: runs whose
     ``live`` flag (bool[runs]) is False keep their carry and give zero curves. With runs looped
