@@ -619,8 +619,8 @@ def best_train_config(sw: dict, algo: str, best_params: dict) -> TrainConfig:
 
 def paired_gain(a: np.ndarray, b: np.ndarray) -> dict:
     """Per-seed relative difference a/b - 1 on the same seeds: mean and 95% half-width."""
-    from sagin_jax.experiments.stats import mean_ci
-    d = np.asarray(a, np.float64) / np.asarray(b, np.float64) - 1.0
+    from sagin_jax.experiments.stats import mean_ci, relative_gain
+    d = relative_gain(a, b)
     m, h = mean_ci(d)
     return {"mean": float(m), "ci95": float(h), "n_seeds": int(d.size)}
 
