@@ -42,9 +42,9 @@ def test_four_device_mesh_simulation_and_training_equal_single_device():
         from sagin_jax.compilation import CompileCounter
         from sagin_jax.config import small_config
         from sagin_jax.policies.baselines import NRMVNE
-        from sagin_jax.simulation import sharding
+        from sagin_jax.devices import sharding
         from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
-        from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+        from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
         from sagin_jax.training.config import TrainConfig
         from sagin_jax.training.run import train_grid
         assert jax.device_count() == 4, jax.devices()

@@ -44,9 +44,9 @@ from sagin_jax.scenario.io import scenario_document
 from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.online import STRATEGIES, trips_per_request
-from sagin_jax.simulation.sharding import seed_mesh
+from sagin_jax.devices.sharding import seed_mesh
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
 from sagin_jax.training.run import train_grid

@@ -5,7 +5,7 @@
         --process-id 0 --coordinator 127.0.0.1:12345 --out part0.npz       # one of N processes
 
 Every process supplies its own block of seeds; the seed axis is sharded over the global mesh
-(``sagin_jax.simulation.sharding``), so each device simulates its seeds inside one compiled
+(``sagin_jax.devices.sharding``), so each device simulates its seeds inside one compiled
 program and each process writes back only its own rows.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 def sweep_arrays(cfg, seeds):
     """Inputs of a test-mode sweep over ``seeds``: (raw key data [S, 2] of ``seed_keys`` (raw so
     that it shards like any array), substrates, requests, active-table size)."""
-    from sagin_jax.simulation.batch import make_requests, make_substrates, seed_keys, table_size
+    from sagin_jax.devices.seed_axis import seed_keys
+    from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
     subs = make_substrates(cfg, seeds)
     reqs = make_requests(cfg, seeds, "test")
     keys = jax.random.key_data(seed_keys(seeds))
@@ -43,7 +44,7 @@ def run(seeds: int, num_processes: int = 1, process_id: int = 0, coordinator: st
     """This process's block of an NRMVNE sweep over seeds 0..seeds-1 (small_config) on the
     global mesh; -> ((accepted, revenue, AR) of its rows, slice of its seeds)."""
     from sagin_jax.config import small_config
-    from sagin_jax.simulation import sharding
+    from sagin_jax.devices import sharding
     if num_processes > 1:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id)

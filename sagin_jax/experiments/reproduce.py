@@ -92,7 +92,7 @@ def _outcome_metrics(out, lead: tuple = ()) -> dict:
 def _batching(exp: dict) -> dict:
     """How runs are batched: ``seed_loop`` from the experiment file (default by backend) and
     the seed mesh over every device (several CPU host devices with ``--host-devices``)."""
-    from sagin_jax.simulation.sharding import default_mesh
+    from sagin_jax.devices.sharding import default_mesh
     return {"seed_loop": exp.get("seed_loop"), "mesh": default_mesh()}
 
 

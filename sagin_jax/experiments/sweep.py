@@ -243,8 +243,8 @@ class Population:
                  mesh="default"):
         from sagin_jax.scenario.types import compact_requests, compact_substrate
         from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
-        from sagin_jax.simulation.seed_axis import seed_keys, take_runs
-        from sagin_jax.simulation.sharding import default_mesh
+        from sagin_jax.devices.seed_axis import seed_keys, take_runs
+        from sagin_jax.devices.sharding import default_mesh
         from sagin_jax.training.run import (grid_programs, population_epoch_program,
                                             population_runs)
         self.tcfg, self.seeds, self.n_slots = tcfg, list(seeds), n_slots
@@ -632,7 +632,7 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
     from sagin_jax.policies.baselines import BASELINES
     from sagin_jax.simulation.batch import (make_requests, make_substrates, simulate_seeds,
                                             table_size)
-    from sagin_jax.simulation.sharding import default_mesh
+    from sagin_jax.devices.sharding import default_mesh
     from sagin_jax.training.run import evaluate_grid, train_population
     cfg, seeds = sw["scenario"], sw["test_seeds"]
     mesh = default_mesh()

@@ -17,7 +17,7 @@ import numpy as np
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.types import (Requests, Substrate, compact_requests,
                                       compact_substrate)
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         table_size)
 from sagin_jax.training.config import Hyper, TrainConfig
