@@ -44,7 +44,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _scenario_config(path: str | None):
     from sagin_jax import validate
-    from sagin_jax.config import PAPER
+    from sagin_jax.config import PAPER, ScenarioConfig
     from sagin_jax.files import read_json
     if path is None:
         return PAPER
@@ -53,8 +53,8 @@ def _scenario_config(path: str | None):
         raise ValueError(f"{path}: a scenario config must be a JSON object, got "
                          f"{type(doc).__name__}")
     if "scenario" in doc:
-        return validate.scenario_config(doc["scenario"], path)
-    return validate.scenario_config(doc, path, field="config")
+        return ScenarioConfig.from_json(doc["scenario"], path)
+    return ScenarioConfig.from_json(doc, path, field="config")
 
 
 def _load_agent(path: str, algo: str | None = None):
@@ -127,7 +127,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from sagin_jax import validate
+    from sagin_jax.training.config import TrainConfig
     from sagin_jax.files import check_writable_file
     check_writable_file(args.out, "--out")
     cfg = _scenario_config(args.config)
@@ -141,7 +141,7 @@ def cmd_train(args) -> int:
         n_train, where = cfg.n_train, f"the {cfg.n_train} training requests (n_train)"
     if n_train % args.batch_size:
         raise ValueError(f"--batch-size {args.batch_size} must divide {where}")
-    tcfg = validate.train_config(tdoc, None, field="flags", n_train=n_train)
+    tcfg = TrainConfig.from_json(tdoc, None, field="flags", n_train=n_train)
     if args.config:  # a "train" section (e.g. a sweep's best.json) sets every training field
         from sagin_jax.experiments.sweep import train_section
         tcfg = train_section(args.config, tcfg)

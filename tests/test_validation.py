@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 
 import jax
 import networkx as nx
@@ -21,6 +22,7 @@ from sagin_jax.scenario.io import (load_node_link, load_scenario, read_json, req
                                    save_node_link, scenario_document, substrate_from_dict,
                                    substrate_from_networkx, substrate_to_dict,
                                    substrate_to_networkx, write_json)
+from sagin_jax.validate import scenario_file
 from tests.conftest import small
 
 # A valid 4-node scenario: one domain per segment, ground has two nodes.
@@ -462,7 +464,24 @@ def test_node_link_json_round_trip(generated, tmp_path):
     back = load_node_link(path)
     assert substrate_to_dict(back) == substrate_to_dict(sub)
     _assert_trees_equal(back, sub)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(os.listdir(tmp_path)) == ["substrate.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("edges", [None, "links", "edges"])
+def test_node_link_file_in_either_networkx_format(generated, tmp_path, edges):
+    """The installed networkx's default node-link output (``"edges"`` since networkx 3.4), and
+    either key named explicitly, loads back to the same substrate, through ``load_node_link`` and
+    through ``--scenario`` (``validate.scenario_file``)."""
+    cfg, sub, reqs = generated
+    g = substrate_to_networkx(sub)
+    doc = nx.node_link_data(g) if edges is None else nx.node_link_data(g, edges=edges)
+    if edges is None and tuple(int(x) for x in nx.__version__.split(".")[:2]) >= (3, 4):
+        assert "edges" in doc and "links" not in doc
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    assert substrate_to_dict(load_node_link(path)) == substrate_to_dict(sub)
+    got, _ = scenario_file(path, cfg, 3, "test")
+    assert substrate_to_dict(got) == substrate_to_dict(sub)
 
 
 def test_node_link_bad_file(tmp_path):

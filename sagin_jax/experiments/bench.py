@@ -372,7 +372,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
         doc = read_json(config)
         validate.bench_config(doc, config)  # every field's type, before any compute
         spec.update(doc)
-    cfg = validate.scenario_config(spec.get("scenario", {}), config)
+    cfg = ScenarioConfig.from_json(spec.get("scenario", {}), config)
     n_dev = jax.device_count()
     mesh = seed_mesh() if n_dev > 1 else None
     record = Recorder()

@@ -168,15 +168,33 @@ def save_node_link(sub: Substrate, path: str | os.PathLike) -> None:
     write_json(path, nx.node_link_data(substrate_to_networkx(sub), edges="links"))
 
 
-def load_node_link(path: str | os.PathLike) -> Substrate:
-    doc = read_json(path)
+def node_link_edges_key(doc: dict) -> str:
+    """The key of a node-link document's link list: ``"edges"`` (networkx >= 3.4's default) or
+    ``"links"`` (older networkx, and what ``save_node_link`` writes); ``"links"`` if it has both
+    or neither."""
+    return "edges" if "edges" in doc and "links" not in doc else "links"
+
+
+def substrate_from_node_link(doc) -> Substrate:
+    """A substrate from a node-link document (either key for the links, see
+    ``node_link_edges_key``); a file that does not say otherwise is an undirected simple graph
+    (networkx would default to a multigraph). Problems are one-line ValueErrors."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"not a node-link graph (a JSON object expected, got "
+                         f"{type(doc).__name__})")
+    key = node_link_edges_key(doc)
     try:
-        # a file that does not say otherwise is an undirected simple graph (networkx would
-        # default to a multigraph)
-        g = nx.node_link_graph(doc, directed=False, multigraph=False, edges="links")
-    except (KeyError, TypeError, AttributeError, nx.NetworkXError) as err:
-        raise ValueError(f"{path}: not a node-link graph: {err!r}") from None
-    if not g.is_multigraph() and len(doc["links"]) != g.number_of_edges():
-        raise ValueError(f"{path}: {len(doc['links'])} links but only {g.number_of_edges()} "
-                         "distinct node pairs: duplicate link")
+        g = nx.node_link_graph(doc, directed=False, multigraph=False, edges=key)
+    except (KeyError, TypeError, AttributeError, ValueError, nx.NetworkXError) as err:
+        raise ValueError(f"not a node-link graph ({err.__class__.__name__}: {err})") from None
+    if len(doc[key]) != g.number_of_edges():
+        raise ValueError(f"{len(doc[key])} links but only {g.number_of_edges()} distinct node "
+                         "pairs: duplicate link")
     return substrate_from_networkx(g)
+
+
+def load_node_link(path: str | os.PathLike) -> Substrate:
+    try:
+        return substrate_from_node_link(read_json(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
