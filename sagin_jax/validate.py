@@ -27,8 +27,7 @@ from sagin_jax.checks import (SEED_LIMIT, check_seed, is_int, is_number,
 from sagin_jax.config import MAX_CAPACITY, MAX_TIME, ScenarioConfig
 from sagin_jax.files import check_writable_dir, read_json
 from sagin_jax.scenario.generator import generate_requests
-from sagin_jax.scenario.io import (node_link_edges_key, requests_from_dict, substrate_from_dict,
-                                   substrate_from_node_link)
+from sagin_jax.scenario.io import requests_from_dict, substrate_from_dict
 from sagin_jax.training.config import HYPER_DOMAINS, TrainConfig, check_domain
 
 ALGOS = ("nrmvne", "grc", "random", "ddrl-nra", "rlvne")
@@ -246,12 +245,14 @@ def scenario_file(path, cfg, seed: int, split: str):
     if not isinstance(doc, dict):
         raise ValueError(f"{w}a scenario file must be a JSON object, got {type(doc).__name__}")
     _check_magnitudes(doc, w)
-    links = doc.get(node_link_edges_key(doc))
+    links = doc.get("links", doc.get("edges"))
     node_link = isinstance(links, list) and any(isinstance(lk, dict) and "source" in lk
                                                 for lk in links)
     node_link = node_link or "directed" in doc or "multigraph" in doc
     try:
         if node_link:
+            # lazy: networkx adds 0.2 s of import CPU to every --help and bad-input error (1.7 s)
+            from sagin_jax.scenario.node_link import substrate_from_node_link
             sub = substrate_from_node_link(doc)
         else:
             sub = substrate_from_dict(doc)
@@ -282,7 +283,7 @@ def _check_magnitudes(doc: dict, w: str) -> None:
 
     for i, nd in enumerate(doc.get("nodes") or [] if isinstance(doc.get("nodes"), list) else []):
         check(nd, ("cpu", "sto"), MAX_CAPACITY, f"node {i}")
-    links = doc.get(node_link_edges_key(doc))
+    links = doc.get("links", doc.get("edges"))
     for j, lk in enumerate(links if isinstance(links, list) else []):
         check(lk, ("bw",), MAX_CAPACITY, f"link {j}")
     reqs = doc.get("requests")

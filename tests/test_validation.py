@@ -18,10 +18,11 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.generator import (generate_request_dicts, generate_requests,
                                           generate_substrate)
-from sagin_jax.scenario.io import (load_node_link, load_scenario, read_json, requests_from_dict,
-                                   save_node_link, scenario_document, substrate_from_dict,
-                                   substrate_from_networkx, substrate_to_dict,
-                                   substrate_to_networkx, write_json)
+from sagin_jax.files import read_json, write_json
+from sagin_jax.scenario.io import (load_scenario, requests_from_dict, scenario_document,
+                                   substrate_from_dict, substrate_to_dict)
+from sagin_jax.scenario.node_link import (load_node_link, save_node_link, substrate_from_networkx,
+                                          substrate_to_networkx)
 from sagin_jax.validate import scenario_file
 from tests.conftest import small
 

@@ -37,10 +37,14 @@ import numpy as np
 
 from sagin_jax import validate
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.plots import pyplot, save_figure
+from sagin_jax.experiments import sweep
 from sagin_jax.files import read_json, write_csv
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
+from sagin_jax.scenario.generate import time_generation
 from sagin_jax.scenario.io import scenario_document
+from sagin_jax.scenario.numpy_generator import numpy_scenario
 from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
@@ -236,8 +240,6 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     g = spec.get("generation")
     if not g:
         return
-    from sagin_jax.scenario.generate import time_generation
-    from sagin_jax.scenario.numpy_generator import numpy_scenario
     # the earlier sections generated their seeds with the same programs: drop JAX's in-memory
     # caches so that compile_s is what a fresh process pays (with --no-compile-cache)
     jax.clear_caches()
@@ -341,8 +343,7 @@ def bench_sweep_ratio(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None
     sw = spec.get("sweep")
     if not sw:
         return
-    from sagin_jax.experiments.sweep import bench_sweep
-    r = bench_sweep(cfg, sw.get("configs", 64), range(sw.get("seeds", 8)),
+    r = sweep.bench_sweep(cfg, sw.get("configs", 64), range(sw.get("seeds", 8)),
                     sw.get("epochs", 10), batch_size=sw.get("batch_size"),
                     slots=sw.get("slots", 32))
     n_req = r["n_seeds"] * r["n_train"]
@@ -404,7 +405,6 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    from sagin_jax.experiments.plots import pyplot, save_figure
     plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for wl in ("jax-nrmvne-test", "jax-ddrl-test", "jax-ddrl-train"):

@@ -10,6 +10,7 @@ from typing import Sequence
 import jax
 from jax.sharding import PartitionSpec as P
 
+from sagin_jax.compilation import Job
 from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs, unpad
 from sagin_jax.devices.sharding import AXIS
 from sagin_jax.policies.base import NodePolicy
@@ -95,7 +96,6 @@ def simulate_jobs(policy: NodePolicy, params, seeds: Sequence[int], subs: Substr
                   reqs: Requests, record_paths: bool = False, seed_loop: str | None = None,
                   mesh=None, max_active: int | None = None) -> list:
     """The program ``simulate_seeds`` with these arguments will run, as a compile job."""
-    from sagin_jax.compilation import Job
     args, static = _simulate_call(policy, params, list(seeds), subs, reqs, record_paths,
                                   seed_loop, mesh, max_active)
     return [Job(simulate_batch, args, static)]
