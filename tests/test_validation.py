@@ -15,6 +15,7 @@ import pytest
 
 from sagin_jax.cli import main
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.sweep import validate_space
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.generator import (generate_request_dicts, generate_requests,
                                           generate_substrate)
@@ -23,6 +24,7 @@ from sagin_jax.scenario.io import (load_scenario, requests_from_dict, scenario_d
                                    substrate_from_dict, substrate_to_dict)
 from sagin_jax.scenario.node_link import (load_node_link, save_node_link, substrate_from_networkx,
                                           substrate_to_networkx)
+from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.validate import scenario_file
 from tests.conftest import small
 
@@ -525,3 +527,49 @@ def test_scenario_config_must_be_an_object():
     from sagin_jax.config import ScenarioConfig
     with pytest.raises(ValueError, match="must be a JSON object, got list"):
         ScenarioConfig.from_dict([1])
+
+
+# The domain of every traced hyperparameter, written out: (values inside, values outside)
+INF, NAN = math.inf, math.nan
+HYPER_DOMAIN_CASES = {
+    "lr": ([1e-9, 0.005, 50.0], [0.0, -1.0, INF, NAN]),
+    "init_scale": ([1e-6, 1.0], [0.0, -0.1]),
+    "ar_scale": ([1.0, 2e5], [0.0, -20000.0]),
+    "w_ar": ([0.0, 2.0], [-0.5]), "w_rc": ([0.0, 2.0], [-0.5]), "w_acr": ([0.0, 2.0], [-0.5]),
+    "failed_weight": ([0.0, 1.0], [-1.0, 2.0]),
+    "central_strength": ([0.0, 1.0], [-0.1, 1.5]),
+    "baseline_weight": ([0.0, 1.0], [-1.0, 1.1]),
+    "baseline_decay": ([0.0, 0.5, 0.999], [1.0, -0.1]),
+    "reward_norm": ([0.0, 1.0], [-1.0, 1.5]),
+    "entropy_coef": ([0.0, 0.1], [-1e-4]),
+    "max_grad_norm": ([0.1, INF], [0.0, -1.0]),
+    "failed_reward": ([-1.0, 0.0, 3.0], []),  # any finite number
+}
+
+
+def test_every_traced_hyperparameter_has_a_stated_domain():
+    assert set(HYPER_DOMAIN_CASES) == set(Hyper.names())
+
+
+@pytest.mark.parametrize("name", sorted(HYPER_DOMAIN_CASES))
+def test_train_config_and_sweep_space_share_the_hyperparameter_domains(name, tmp_path):
+    """A value outside the domain is refused by TrainConfig (when it is one of its fields) and by
+    a sweep search space (as a choice, or as either end of a range), naming the field; a value
+    inside is accepted by both."""
+    inside, outside = HYPER_DOMAIN_CASES[name]
+    is_field = name in TrainConfig.__dataclass_fields__
+    for v in inside:
+        if is_field:
+            TrainConfig(**{name: v}).validate()
+        if math.isfinite(v):
+            validate_space("sw.json", "space", {name: {"choices": [v]}})
+    for v in outside:
+        if is_field:
+            with pytest.raises(ValueError, match=name):
+                TrainConfig(**{name: v}).validate()
+        with pytest.raises(ValueError, match=rf"sw\.json: field 'space\.{name}\.choices'"):
+            validate_space("sw.json", "space", {name: {"choices": [v]}})
+        if math.isfinite(v):
+            lo, hi = (v, v + 1.0) if v < inside[0] else (inside[0], v)
+            with pytest.raises(ValueError, match=rf"space\.{name}\.(low|high)"):
+                validate_space("sw.json", "space", {name: {"low": lo, "high": hi}})
