@@ -2,7 +2,10 @@
 space-air-ground integrated network, with the DDRL-NRA agent and its baselines.
 
 Layout (the architecture, in order): ``scenario`` → ``features`` → ``policies`` → ``embedding`` →
-``simulation`` → ``training`` → ``experiments``; ``reference`` is the independent networkx oracle.
+``simulation`` → ``training`` → ``validate`` → ``experiments`` → ``cli``, above a floor of
+``checks``, ``files``, ``config``, ``compilation`` and ``devices`` (seed meshes); ``reference`` is
+the independent networkx oracle. No module imports from a layer above its own
+(tests/test_layering.py).
 """
 import os as _os
 import sys as _sys

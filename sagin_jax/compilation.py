@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +143,6 @@ def compile_ahead(jobs, workers: int | None = None) -> int:
     work of making the next ones overlaps the compiles. Lowering (tracing) stays in the
     caller's thread; only XLA's compilation runs in the pool. The persistent cache applies as
     usual. -> the number of distinct programs."""
-    from concurrent.futures import ThreadPoolExecutor
     workers = compile_workers() if workers is None else max(1, int(workers))
     seen, futures = set(), []
     with ThreadPoolExecutor(max_workers=workers) as pool:

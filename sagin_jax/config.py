@@ -8,13 +8,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagin_jax.checks import is_finite_number, is_int, is_number
+from sagin_jax.checks import is_finite_number, is_int, is_number, one_line, where_prefix
 
 Range = tuple[int, int]
 
 MAX_CAPACITY = 10 ** 9
 """Largest capacity or demand a config may draw: integers up to here stay exact in float32 sums
 of a few values, and far from float32 overflow."""
+MAX_TIME = 1e9
+"""Largest mean lifetime or inter-arrival time accepted: times are float32 in the simulator."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,31 @@ class ScenarioConfig:
         cfg = cls(**conv)
         cfg.validate()
         return cfg
+
+    @classmethod
+    def from_json(cls, doc, path=None, field: str = "scenario") -> "ScenarioConfig":
+        """A ScenarioConfig from a JSON object read from ``path``; every problem is a ValueError
+        naming ``path`` and the field."""
+        w = where_prefix(path)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{w}field '{field}' must be a JSON object, got "
+                             f"{type(doc).__name__}")
+        # times are float32: a finite but huge lifetime would overflow (a RuntimeWarning, then an
+        # error blaming another field), so bound them here, naming the field
+        for name in ("mean_lifetime", "arrival_rate"):
+            v = doc.get(name)
+            if v is None:
+                continue
+            if not is_finite_number(v) or not v > 0:
+                raise ValueError(f"{w}{field}.{name} must be a finite number > 0, got {v!r}")
+            t = v if name == "mean_lifetime" else 1.0 / v
+            if not t <= MAX_TIME:
+                raise ValueError(f"{w}{field}.{name} = {v!r} gives times above {MAX_TIME:.0e} "
+                                 "(float32 time stamps would be inexact)")
+        try:
+            return cls.from_dict(doc)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{w}{field}: {one_line(err)}") from None
 
 
 PAPER = ScenarioConfig()

@@ -2,12 +2,13 @@
 BEFORE any computation, one function per input kind:
 
 * ``cli_args``          command-line flags (learning rate, counts, seeds, device count);
-* ``scenario_config``   a scenario config object (ScenarioConfig fields);
-* ``train_config``      a ``train`` object (TrainConfig fields, typed from its defaults);
 * ``experiment``        an experiment file of ``sagin-jax reproduce``;
 * ``bench_config``      a ``sagin-jax bench --config`` file;
-* ``checkpoint_contents`` a decoded checkpoint;
 * ``scenario_file``     ``--scenario FILE``: a scenario.json or a node-link substrate.
+
+Each layer checks its own objects, and this module uses those checks: a scenario config
+(``ScenarioConfig.from_json``), a ``train`` object (``TrainConfig.from_json``), a hyperparameter
+(``training.config.check_domain``), a checkpoint (``training.checkpoint.checkpoint_contents``).
 
 Each raises ``ValueError`` with a message naming the file and the field (or the flag) and the bad
 value; the CLI turns it into one line on stderr and exit code 2. The type predicates are those of
@@ -15,20 +16,20 @@ value; the CLI turns it into one line on stderr and exit code 2. The type predic
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import re
 
 import numpy as np
 
-from sagin_jax.checks import is_finite_number, is_int, is_number
+from sagin_jax.checks import (SEED_LIMIT, check_seed, is_int, is_number,
+                              one_line, where_prefix)
+from sagin_jax.config import MAX_CAPACITY, MAX_TIME, ScenarioConfig
+from sagin_jax.files import check_writable_dir, read_json
+from sagin_jax.scenario.generator import generate_requests
+from sagin_jax.scenario.io import requests_from_dict, substrate_from_dict
+from sagin_jax.training.config import HYPER_DOMAINS, TrainConfig, check_domain
 
-SEED_LIMIT = 2 ** 32
-"""Seeds are unsigned 32-bit integers (``jax.random.key`` and the generator's seed streams)."""
-MAX_TIME = 1e9
-"""Largest mean lifetime or inter-arrival time accepted: times are float32 in the simulator."""
 ALGOS = ("nrmvne", "grc", "random", "ddrl-nra", "rlvne")
 LEARNING_ALGOS = ("ddrl-nra", "rlvne")
 EXPERIMENT_KINDS = ("fig4", "compare", "storage")
@@ -41,10 +42,6 @@ EXPERIMENT_FIELDS = {
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def _where(path) -> str:
-    return f"{path}: " if path is not None else ""
-
-
 # ---- command-line flags -------------------------------------------------------------------
 
 def flag_positive_int(flag: str, v) -> None:
@@ -52,14 +49,8 @@ def flag_positive_int(flag: str, v) -> None:
         raise ValueError(f"{flag} must be an integer >= 1, got {v!r}")
 
 
-def flag_seed(flag: str, v) -> None:
-    if not is_int(v) or not 0 <= v < SEED_LIMIT:
-        raise ValueError(f"{flag} must be an integer in [0, 2**32), got {v!r}")
-
-
 def flag_learning_rate(flag: str, v) -> None:
-    if not is_finite_number(v) or not v > 0:
-        raise ValueError(f"{flag} must be a finite number > 0, got {v!r}")
+    check_domain("lr", v, flag)
 
 
 def cli_args(args) -> None:
@@ -68,7 +59,7 @@ def cli_args(args) -> None:
         flag_positive_int("--host-devices", args.host_devices)
     for name in ("seed",):
         if getattr(args, name, None) is not None:
-            flag_seed(f"--{name}", getattr(args, name))
+            check_seed(f"--{name}", getattr(args, name))
     for name in ("epochs", "batch_size", "seeds"):
         if getattr(args, name, None) is not None:
             flag_positive_int("--" + name.replace("_", "-"), getattr(args, name))
@@ -82,98 +73,16 @@ def cli_args(args) -> None:
 
 # ---- scenario and training configs ----------------------------------------------------------
 
-def scenario_config(doc, path=None, field: str = "scenario"):
-    """A ScenarioConfig from a JSON object; every problem names ``path`` and the field."""
-    from sagin_jax.config import ScenarioConfig
-    if not isinstance(doc, dict):
-        raise ValueError(f"{_where(path)}field '{field}' must be a JSON object, got "
-                         f"{type(doc).__name__}")
-    # times are float32: a finite but huge lifetime would overflow (a RuntimeWarning, then an
-    # error blaming another field), so bound them here, naming the field
-    for name in ("mean_lifetime", "arrival_rate"):
-        v = doc.get(name)
-        if v is None:
-            continue
-        if not is_finite_number(v) or not v > 0:
-            raise ValueError(f"{_where(path)}{field}.{name} must be a finite number > 0, "
-                             f"got {v!r}")
-        t = v if name == "mean_lifetime" else 1.0 / v
-        if not t <= MAX_TIME:
-            raise ValueError(f"{_where(path)}{field}.{name} = {v!r} gives times above "
-                             f"{MAX_TIME:.0e} (float32 time stamps would be inexact)")
-    try:
-        return ScenarioConfig.from_dict(doc)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{_where(path)}{field}: {_one_line(err)}") from None
-
-
-def _field_kind(default):
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "number"
-    if isinstance(default, str):
-        return "str"
-    return None  # None or a container: the config's own validate() decides
-
-
-def train_config(doc, path=None, field: str = "train", n_train: int | None = None):
-    """A TrainConfig from a JSON object: each field must have the type of its default (an int
-    field an integer, a float field a finite number, a str field a string); then the config's
-    own ``validate``. TypeError from the constructor becomes ValueError."""
-    from sagin_jax.training.config import TrainConfig
-    if not isinstance(doc, dict):
-        raise ValueError(f"{_where(path)}field '{field}' must be a JSON object, got "
-                         f"{type(doc).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(doc) - set(fields))
-    if unknown:
-        raise ValueError(f"{_where(path)}unknown {field} field(s) {unknown}; known: "
-                         f"{sorted(fields)}")
-    for name, v in doc.items():
-        f = fields[name]
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if name == "max_grad_norm" and v is None:
-            continue  # null = no clipping (JSON has no inf; TrainConfig.to_dict writes null)
-        if name == "max_grad_norm" and is_number(v) and math.isinf(v) and v > 0:
-            continue
-        kind = _field_kind(default)
-        ok = {"bool": lambda x: isinstance(x, bool),
-              "int": is_int,
-              "number": is_finite_number,
-              "str": lambda x: isinstance(x, str)}.get(kind, lambda x: True)(v)
-        if kind is None and v is not None and not isinstance(v, (str, int, float, list)):
-            ok = False
-        if kind is None and isinstance(v, float) and not math.isfinite(v):
-            ok = False
-        if not ok:
-            want = {"int": "an integer", "number": "a finite number", "str": "a string",
-                    "bool": "true or false"}.get(kind, "a number, string or null")
-            raise ValueError(f"{_where(path)}{field}.{name} must be {want}, got {v!r}")
-    try:
-        cfg = TrainConfig.from_dict(doc)
-        cfg.validate(n_train)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{_where(path)}{field}: {_one_line(err)}") from None
-    return cfg
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 # ---- experiment files -----------------------------------------------------------------------
 
-def _positive_finite(v) -> bool:
-    return is_finite_number(v) and v > 0
+def _is_learning_rate(v) -> bool:
+    return v in HYPER_DOMAINS["lr"]
 
 
 def experiment(doc, path, seeds: int | None = None) -> dict:
     """Check one experiment file of ``reproduce`` (already parsed); ``seeds`` overrides its seed
     count. -> the document with ``_scenario`` (ScenarioConfig) added."""
-    w = _where(path)
+    w = where_prefix(path)
     if not isinstance(doc, dict):
         raise ValueError(f"{w}an experiment file must be a JSON object, got {type(doc).__name__}")
     for key in ("name", "kind", "seeds"):
@@ -209,12 +118,12 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
             raise ValueError(f"{w}field 'lrs' must be a non-empty list of learning rates, got "
                              f"{lrs!r}")
         for i, lr in enumerate(lrs):
-            if not _positive_finite(lr):
+            if not _is_learning_rate(lr):
                 raise ValueError(f"{w}field 'lrs'[{i}] must be a finite number > 0, got {lr!r}")
         if len(set(lrs)) != len(lrs):
             raise ValueError(f"{w}field 'lrs' has repeated values {lrs!r}")
     for key in ("lr", "rlvne_lr"):
-        if key in exp and not _positive_finite(exp[key]):
+        if key in exp and not _is_learning_rate(exp[key]):
             raise ValueError(f"{w}field '{key}' must be a finite number > 0, got {exp[key]!r}")
     if "algos" in exp:
         algos = exp["algos"]
@@ -231,7 +140,7 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
         if not is_int(tp) or not 2 <= tp <= 100_000:
             raise ValueError(f"{w}field 'time_points' must be an integer in [2, 100000], got "
                              f"{tp!r}")
-    scen = scenario_config(exp.get("scenario", {}), path)
+    scen = ScenarioConfig.from_json(exp.get("scenario", {}), path)
     if "sto_ranges" in exp:
         rs = exp["sto_ranges"]
         if not isinstance(rs, list) or not rs:
@@ -242,10 +151,10 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
                     and 0 <= r[0] <= r[1]):
                 raise ValueError(f"{w}field 'sto_ranges'[{i}] must be [lo, hi] integers with "
                                  f"0 <= lo <= hi, got {r!r}")
-            scenario_config({**exp.get("scenario", {}), "req_sto": r}, path,
+            ScenarioConfig.from_json({**exp.get("scenario", {}), "req_sto": r}, path,
                             field=f"sto_ranges[{i}] with scenario")
     train = exp.get("train", {})
-    train_config(train if not isinstance(train, dict) else {**train}, path,
+    TrainConfig.from_json(train if not isinstance(train, dict) else {**train}, path,
                  n_train=scen.n_train)
     if kind == "compare" and not exp.get("algos", ALGOS):
         raise ValueError(f"{w}field 'algos' is empty")
@@ -261,7 +170,7 @@ def _int_list(v, minimum: int = 1) -> bool:
 
 def bench_config(doc, path) -> None:
     """Check a ``bench --config`` file: known fields only, each of the right type."""
-    w = _where(path)
+    w = where_prefix(path)
     if not isinstance(doc, dict):
         raise ValueError(f"{w}a bench config must be a JSON object, got {type(doc).__name__}")
     checks = {
@@ -295,7 +204,7 @@ def bench_config(doc, path) -> None:
     if isinstance(fig4, dict):
         sub = {"seeds": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
                "epochs": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
-               "lrs": (lambda v: isinstance(v, list) and v and all(_positive_finite(x) for x in v),
+               "lrs": (lambda v: isinstance(v, list) and v and all(_is_learning_rate(x) for x in v),
                        "a non-empty list of finite numbers > 0"),
                "loop": (lambda v: v in ("map", "vmap"), "'map' or 'vmap'")}
         _sub_fields(fig4, sub, w, "fig4")
@@ -310,9 +219,9 @@ def bench_config(doc, path) -> None:
                for k in ("configs", "seeds", "epochs", "slots", "batch_size")}
         _sub_fields(sweep, sub, w, "sweep")
     if "scenario" in doc:
-        scenario_config(doc["scenario"], path)
+        ScenarioConfig.from_json(doc["scenario"], path)
     if "train" in doc:
-        train_config({"algo": "ddrl-nra", "epochs": 1, **doc["train"]}, path)
+        TrainConfig.from_json({"algo": "ddrl-nra", "epochs": 1, **doc["train"]}, path)
 
 
 def _sub_fields(obj: dict, checks: dict, w: str, field: str) -> None:
@@ -324,47 +233,6 @@ def _sub_fields(obj: dict, checks: dict, w: str, field: str) -> None:
             raise ValueError(f"{w}field '{field}.{key}' must be {want}, got {v!r}")
 
 
-# ---- checkpoints ----------------------------------------------------------------------------
-
-def checkpoint_contents(blob, path, fmt: str, algo: str | None = None):
-    """Check a decoded checkpoint; -> (meta, params state dict, ScenarioConfig, TrainConfig)."""
-    w = _where(path)
-    if not isinstance(blob, dict) or "meta" not in blob:
-        raise ValueError(f"{w}not a sagin-jax checkpoint (no 'meta' record)")
-    try:
-        meta = json.loads(blob["meta"])
-    except (TypeError, ValueError):
-        raise ValueError(f"{w}not a sagin-jax checkpoint ('meta' is not JSON)") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{w}not a sagin-jax checkpoint ('meta' is not an object)")
-    if meta.get("format") != fmt:
-        raise ValueError(f"{w}unknown checkpoint format {meta.get('format')!r} (expected "
-                         f"{fmt!r})")
-    for key in ("scenario", "train", "seed"):
-        if key not in meta:
-            raise ValueError(f"{w}checkpoint metadata lacks field '{key}'")
-    if "params" not in blob or not isinstance(blob["params"], dict) or not blob["params"]:
-        raise ValueError(f"{w}checkpoint has no 'params' (parameters)")
-    import jax
-    leaves = jax.tree_util.tree_leaves_with_path(blob["params"])
-    if not leaves:
-        raise ValueError(f"{w}checkpoint 'params' holds no arrays")
-    for key_path, leaf in leaves:
-        arr = np.asarray(leaf)
-        if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"{w}checkpoint parameter {jax.tree_util.keystr(key_path)} is not "
-                             "numeric")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{w}checkpoint parameter {jax.tree_util.keystr(key_path)} holds "
-                             "NaN or inf (a diverged training run)")
-    flag_seed(f"{w}checkpoint field 'seed'", meta["seed"])
-    scen = scenario_config(meta["scenario"], path)
-    train = train_config(meta["train"], path)
-    if algo is not None and train.algo != algo:
-        raise ValueError(f"{w}checkpoint holds a {train.algo} agent, not {algo}")
-    return meta, blob["params"], scen, train
-
-
 # ---- --scenario FILE --------------------------------------------------------------------------
 
 def scenario_file(path, cfg, seed: int, split: str):
@@ -372,11 +240,8 @@ def scenario_file(path, cfg, seed: int, split: str):
     substrate and requests) gives both; a node-link JSON (substrate only) gets the requests of
     ``split`` generated from ``cfg`` and ``seed``. Every substrate and request check applies;
     errors name the file."""
-    from sagin_jax.files import read_json
-    from sagin_jax.scenario.io import (requests_from_dict, substrate_from_dict,
-                                       substrate_from_networkx)
     doc = read_json(path)
-    w = _where(path)
+    w = where_prefix(path)
     if not isinstance(doc, dict):
         raise ValueError(f"{w}a scenario file must be a JSON object, got {type(doc).__name__}")
     _check_magnitudes(doc, w)
@@ -386,15 +251,9 @@ def scenario_file(path, cfg, seed: int, split: str):
     node_link = node_link or "directed" in doc or "multigraph" in doc
     try:
         if node_link:
-            import networkx as nx
-            try:
-                g = nx.node_link_graph(doc, directed=False, multigraph=False, edges="links")
-            except (KeyError, TypeError, AttributeError, ValueError, nx.NetworkXError) as err:
-                raise ValueError(f"not a node-link graph ({err.__class__.__name__}: {err})"
-                                 ) from None
-            if len(doc.get("links", [])) != g.number_of_edges():
-                raise ValueError("duplicate link in the node-link graph")
-            sub = substrate_from_networkx(g)
+            # lazy: networkx adds 0.2 s of import CPU to every --help and bad-input error (1.7 s)
+            from sagin_jax.scenario.node_link import substrate_from_node_link
+            sub = substrate_from_node_link(doc)
         else:
             sub = substrate_from_dict(doc)
         if "requests" in doc:
@@ -404,7 +263,7 @@ def scenario_file(path, cfg, seed: int, split: str):
     except (TypeError, KeyError, IndexError, OverflowError) as err:
         raise ValueError(f"{w}malformed scenario ({err.__class__.__name__}: {err})") from None
     except ValueError as err:
-        raise ValueError(f"{w}{_one_line(err)}") from None
+        raise ValueError(f"{w}{one_line(err)}") from None
     _check_fits(sub, reqs)
     return sub, reqs
 
@@ -412,7 +271,6 @@ def scenario_file(path, cfg, seed: int, split: str):
 def _check_magnitudes(doc: dict, w: str) -> None:
     """Capacities and demands above ``MAX_CAPACITY`` and times above ``MAX_TIME`` would become
     inexact or infinite as float32 (1e39 -> inf): refuse them, naming the field."""
-    from sagin_jax.config import MAX_CAPACITY
 
     def check(obj, keys, limit, where):
         if not isinstance(obj, dict):
@@ -425,7 +283,8 @@ def _check_magnitudes(doc: dict, w: str) -> None:
 
     for i, nd in enumerate(doc.get("nodes") or [] if isinstance(doc.get("nodes"), list) else []):
         check(nd, ("cpu", "sto"), MAX_CAPACITY, f"node {i}")
-    for j, lk in enumerate(doc.get("links") or [] if isinstance(doc.get("links"), list) else []):
+    links = doc.get("links", doc.get("edges"))
+    for j, lk in enumerate(links if isinstance(links, list) else []):
         check(lk, ("bw",), MAX_CAPACITY, f"link {j}")
     reqs = doc.get("requests")
     for k, rq in enumerate(reqs if isinstance(reqs, list) else []):
@@ -438,7 +297,6 @@ def _check_magnitudes(doc: dict, w: str) -> None:
 
 
 def _generated_requests(cfg, seed: int, split: str, sub):
-    from sagin_jax.scenario.generator import generate_requests
     if cfg.n_domains > sub.n_domains:
         raise ValueError(f"the scenario config draws requests over {cfg.n_domains} domains but "
                          f"the substrate has {sub.n_domains}; set domains_per_segment in "
@@ -456,5 +314,4 @@ def _check_fits(sub, reqs) -> None:
 
 def output_dir(path, flag: str) -> None:
     """An output directory must be creatable and writable (checked before compute)."""
-    from sagin_jax.files import check_writable_dir
     check_writable_dir(os.fspath(path), flag)

@@ -14,8 +14,8 @@ from sagin_jax.audit_trail import metrics_rows, trace_records
 from sagin_jax.compilation import enable_persistent_cache
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.io import scenario_document
-from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
-                                        simulate_batch, table_size)
+from sagin_jax.devices.seed_axis import seed_keys
+from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_batch, table_size
 
 
 # CLI tests call main(), which turns on JAX's persistent compilation cache: keep it in a

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,23 @@ _DROP = object()
 TRAIN = ["train", "--algo", "ddrl-nra", "--out", "{d}/agent.ckpt"]
 SIM = ["simulate", "--algo", "nrmvne", "--out", "{d}/run"]
 REPRO = ["reproduce", "--config", "{d}/exp.json", "--out", "{d}/res"]
+
+
+def _rlvne_params(blob):
+    """RLVNE's parameters (w[4], b) in place of DDRL-NRA's."""
+    blob["params"] = {"w": np.zeros(4, np.float32), "b": np.zeros((), np.float32)}
+
+
+def _float64_params(blob):
+    blob["params"] = {k: {n: {m: x.astype(np.float64) for m, x in layer.items()}
+                          for n, layer in v.items()} for k, v in blob["params"].items()}
+
+
+SWEEP = ["sweep", "--config", "{d}/sw.json", "--out", "{d}/sw"]
+
+
+def _sweep(space: dict) -> dict:
+    return {"space": space, "budget": 2}
 
 
 def _set_nan_param(blob):
@@ -224,6 +243,17 @@ CASES = [
     ("ckpt-bad-train-type",
      {"a.ckpt": ("ckpt", "ddrl-nra", lambda b: b["meta"]["train"].update(epochs="ten"))},
      ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "epochs"]),
+    # a parameter tree that is not the declared algorithm's: names, shapes, dtypes
+    ("ckpt-rlvne-params-declared-ddrl", {"a.ckpt": ("ckpt", "ddrl-nra", _rlvne_params)},
+     ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "ddrl-nra", "['w']"]),
+    ("ckpt-ddrl-params-declared-rlvne", {"a.ckpt": ("ckpt", "rlvne", None)},
+     ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "rlvne", "conv1x1"]),
+    ("ckpt-params-of-other-domain-count",
+     {"a.ckpt": ("ckpt", "ddrl-nra",
+                 lambda b: b["meta"]["scenario"].update(domains_per_segment=[2, 2, 2]))},
+     ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "conv1x1", "expected float32[6, 1]"]),
+    ("ckpt-float64-params", {"a.ckpt": ("ckpt", "ddrl-nra", _float64_params)},
+     ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt", "float64", "float32"]),
     ("ckpt-garbage", {"a.ckpt": "not msgpack at all"},
      ["evaluate", "--checkpoint", "{d}/a.ckpt"], ["a.ckpt"]),
     ("ckpt-missing-file", {}, ["evaluate", "--checkpoint", "{d}/none.ckpt"], ["none.ckpt"]),
@@ -252,6 +282,21 @@ CASES = [
     ("scen-not-object", {"s.json": [1]}, SIM + ["--scenario", "{d}/s.json"], ["s.json"]),
     ("scen-train-batch", {"s.json": tiny_scenario()},
      TRAIN + ["--scenario", "{d}/s.json"], ["--batch-size", "5 requests", "s.json"]),
+    # --- sweep search spaces outside a hyperparameter's domain (the values train refuses)
+    ("sweep-lr-range-below-zero", {"sw.json": _sweep({"lr": {"low": -1.0, "high": 1.0}})},
+     SWEEP, ["sw.json", "space.lr.low", "> 0"]),
+    ("sweep-lr-range-from-zero", {"sw.json": _sweep({"lr": {"low": 0.0, "high": 1.0}})},
+     SWEEP, ["sw.json", "space.lr.low", "> 0"]),
+    ("sweep-init-scale-choice-zero",
+     {"sw.json": _sweep({"init_scale": {"choices": [0.1, 0.0]}})},
+     SWEEP, ["sw.json", "space.init_scale.choices", "> 0"]),
+    ("sweep-baseline-decay-reaches-one",
+     {"sw.json": _sweep({"baseline_decay": {"low": 0.5, "high": 1.0}})},
+     SWEEP, ["sw.json", "space.baseline_decay.high", "[0, 1)"]),
+    ("sweep-rlvne-entropy-negative",
+     {"sw.json": dict(_sweep({"lr": {"low": 0.1, "high": 1.0}}),
+                      rlvne_space={"entropy_coef": {"low": -0.1, "high": 0.1}})},
+     SWEEP, ["sw.json", "rlvne_space.entropy_coef.low", ">= 0"]),
     ("nodelink-dangling", {"g.json": dict(tiny_node_link(), links=[
         {"source": 0, "target": 42, "bw": 5}])},
      SIM + ["--scenario", "{d}/g.json"], ["g.json"]),
@@ -404,9 +449,8 @@ def test_experiments_dir_does_not_depend_on_cwd(tmp_path, monkeypatch):
         "fig4.json", "fig5_7.json", "fig8.json"]
 
 
+@pytest.mark.slow
 def test_importing_plots_leaves_matplotlib_alone():
-    import subprocess
-    import sys
     code = ("import sys, sagin_jax.experiments.plots, sagin_jax.experiments.reproduce; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -414,9 +458,8 @@ def test_importing_plots_leaves_matplotlib_alone():
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_import_after_backend_start_warns():
-    import subprocess
-    import sys
     code = ("import warnings, jax, jax.numpy as jnp; jnp.zeros(1).block_until_ready(); "
             "warnings.simplefilter('always'); import sagin_jax")
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

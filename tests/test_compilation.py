@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sagin_jax.compilation import CompileCounter
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take, take_runs, unpad
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take, take_runs, unpad
 
 def _programs(cc) -> int:
     """Programs a block needed: compiled by XLA or loaded from the persistent cache (CLI tests in

@@ -308,11 +308,11 @@ def test_pair_draws_are_the_digits_below_the_threshold(p):
     1, 2, 3 and 16 bits per draw; M = 31 (465 pairs, 15 pair words)."""
     m, r = 31, 64
     cfg = ScenarioConfig(req_link_prob=p, max_req_nodes=m, req_nodes=(2, m))
-    bits, thr = P._bern_bits(p), int(G._params(cfg)["link_threshold"])
+    bits, thr = P._bern_bits(p), int(G.plan_params(cfg)["link_threshold"])
     n_pairs, per = m * (m - 1) // 2, 32 // bits
     key = jax.random.key(7)
-    got = _unpack_pairs(R._pair_bernoulli(W._Stream(key), bits, r, m, jnp.uint32(thr)), n_pairs)
-    w = np.asarray(W._Stream(key).words(r, -(-n_pairs // per))).astype(np.int64)
+    got = _unpack_pairs(R._pair_bernoulli(W.Stream(key), bits, r, m, jnp.uint32(thr)), n_pairs)
+    w = np.asarray(W.Stream(key).words(r, -(-n_pairs // per))).astype(np.int64)
     i = np.arange(n_pairs)
     digit = (w[:, i // per] >> ((i % per) * bits)) & ((1 << bits) - 1)
     np.testing.assert_array_equal(got, digit < thr)
@@ -335,23 +335,23 @@ def test_two_digit_split_is_exact_for_every_small_span():
                                                  (1, (40, 10), 1000)])
 @pytest.mark.parametrize("pinned", [False, True])
 def test_uniform_ints_take_their_digits_from_the_streams_words(digits, shape, span, pinned):
-    """``_uniform_ints``: with two digits per word, row i's values are ``v % span`` for its
+    """``uniform_ints``: with two digits per word, row i's values are ``v % span`` for its
     first ``half = ceil(last / 2)`` entries and ``v // span`` for the rest, ``v = (w * span**2)
     >> 32`` of word ``i * half + j`` of the stream (numpy, int64 arithmetic); with one digit,
-    ``(w * span) >> 32`` of word i. Both with and without the ``_pin`` barrier, in and out of
+    ``(w * span) >> 32`` of word i. Both with and without the ``pin`` barrier, in and out of
     jit."""
     key, lo = jax.random.key(3), 7
     *lead, last = shape
     rows, half = int(np.prod(lead)), (last + 1) // 2
 
     def draw(one):
-        return W._uniform_ints(W._Stream(key), digits, shape, lo, span, one)
+        return W.uniform_ints(W.Stream(key), digits, shape, lo, span, one)
     got = np.asarray(jax.jit(draw)(jnp.int32(1)) if pinned else draw(None))
     if digits == 1:
-        w = np.asarray(W._Stream(key).words(*shape)).astype(np.int64)
+        w = np.asarray(W.Stream(key).words(*shape)).astype(np.int64)
         want = lo + ((w * span) >> 32)
     else:
-        w = np.asarray(W._Stream(key).words(rows * half)).astype(np.int64).reshape(rows, half)
+        w = np.asarray(W.Stream(key).words(rows * half)).astype(np.int64).reshape(rows, half)
         v = (w * span * span) >> 32
         want = lo + np.concatenate([v % span, (v // span)[:, :last - half]], axis=1)
     np.testing.assert_array_equal(got, want.reshape(shape))
@@ -375,7 +375,7 @@ def test_request_draws_stay_in_range_for_spans_a_reciprocal_gets_wrong():
 def test_link_compaction_lists_the_chosen_pairs_in_lexicographic_order(m, pinned):
     """``_compact_links`` of the pair words equals numpy's list of the chosen pairs
     (np.flatnonzero over the lexicographic pair flags), padded with zeros, any row sizes
-    (M = 31: 465 pairs over 15 pair words), with and without the ``_pin`` barriers."""
+    (M = 31: 465 pairs over 15 pair words), with and without the ``pin`` barriers."""
     rng = np.random.default_rng(m)
     pa, pb = R._pair_tables(m)
     r = 300
@@ -423,10 +423,10 @@ def test_near_links_pick_each_rows_k_nearest_seen_from_both_sides(k):
 
 
 def test_symmetric_uniform_mirrors_the_upper_triangle_of_the_plain_draw():
-    """``_Stream.symmetric_uniform(n)`` is ``uniform(n, n)`` on and above the diagonal and its
+    """``Stream.symmetric_uniform(n)`` is ``uniform(n, n)`` on and above the diagonal and its
     mirror below, and it takes the same counters (the next draw is the same)."""
     key = jax.random.key(11)
-    a, b = W._Stream(key), W._Stream(key)
+    a, b = W.Stream(key), W.Stream(key)
     plain, sym = np.asarray(a.uniform(13, 13)), np.asarray(b.symmetric_uniform(13))
     upper = np.triu(np.ones((13, 13), bool))
     np.testing.assert_array_equal(sym[upper], plain[upper])
@@ -476,7 +476,7 @@ def test_domain_lists_are_each_domains_ids_ascending(n, sizes):
 
 
 def test_where_is_jnp_where_without_a_nested_jit():
-    """``_where`` gives ``jnp.where``'s values, dtype, weak type and shape for the operand kinds
+    """``where`` gives ``jnp.where``'s values, dtype, weak type and shape for the operand kinds
     the generator passes (arrays of several dtypes, Python and numpy scalars, broadcasting),
     and traces to primitives only, no nested jit (the reason it exists)."""
     rng = np.random.default_rng(0)
@@ -488,16 +488,16 @@ def test_where_is_jnp_where_without_a_nested_jit():
              (c, False), (jnp.arange(3, dtype=jnp.int32)[:, None], jnp.arange(4)[None, :]),
              (jnp.ones((3, 4), jnp.float32), 1)]
     for x, y in cases:
-        want, got = jnp.where(c, x, y), B._where(c, x, y)
+        want, got = jnp.where(c, x, y), B.where(c, x, y)
         assert (got.dtype, got.shape, got.weak_type) == (want.dtype, want.shape, want.weak_type)
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-        jaxpr = jax.make_jaxpr(B._where)(c, x, y) if hasattr(x, "shape") and hasattr(y, "shape") \
-            else jax.make_jaxpr(lambda c: B._where(c, x, y))(c)
+        jaxpr = jax.make_jaxpr(B.where)(c, x, y) if hasattr(x, "shape") and hasattr(y, "shape") \
+            else jax.make_jaxpr(lambda c: B.where(c, x, y))(c)
         assert not any(e.primitive.name in ("pjit", "jit") for e in jaxpr.jaxpr.eqns), jaxpr
 
 
 def test_select_bit_finds_the_kth_set_bit():
-    """``_select_bit(x, k)`` is the k-th (from 0) entry of numpy's list of the set bits of x,
+    """``select_bit(x, k)`` is the k-th (from 0) entry of numpy's list of the set bits of x,
     for every k < popcount(x), on random words of every density and the extreme ones."""
     rng = np.random.default_rng(5)
     w = rng.integers(0, 2 ** 32, (3, 400), dtype=np.uint64)
@@ -506,19 +506,19 @@ def test_select_bit_finds_the_kth_set_bit():
     bits = [np.flatnonzero((int(w) >> np.arange(32)) & 1) for w in x]
     xs = np.repeat(x, [len(b) for b in bits])
     ks = np.concatenate([np.arange(len(b)) for b in bits]).astype(np.int32)
-    got = np.asarray(B._select_bit(jnp.asarray(xs), jnp.asarray(ks)))
+    got = np.asarray(B.select_bit(jnp.asarray(xs), jnp.asarray(ks)))
     np.testing.assert_array_equal(got, np.concatenate(bits))
 
 
 def test_pin_returns_its_inputs_and_stays_a_loop():
-    """``_pin`` changes no bit (every dtype the generator pins) and, with a traced trip count,
+    """``pin`` changes no bit (every dtype the generator pins) and, with a traced trip count,
     survives XLA's optimisations as a while loop (the fusion barrier it exists for)."""
     xs = (jnp.asarray([0, 1, 2 ** 32 - 1], jnp.uint32), jnp.asarray([-5, 0, 7], jnp.int32))
-    got = jax.jit(B._pin)(jnp.int32(1), *xs)
+    got = jax.jit(B.pin)(jnp.int32(1), *xs)
     for g, x in zip(got, xs):
         assert g.dtype == x.dtype
         np.testing.assert_array_equal(np.asarray(g), np.asarray(x))
-    hlo = jax.jit(B._pin).lower(jnp.int32(1), *xs).compile().as_text()
+    hlo = jax.jit(B.pin).lower(jnp.int32(1), *xs).compile().as_text()
     assert " while(" in hlo
 
 

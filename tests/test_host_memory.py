@@ -48,6 +48,7 @@ def _faults(tuned: bool) -> int:
     return int(done.stdout.strip())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _glibc(), reason="mallopt's settings are glibc's")
 def test_tuned_heap_reuses_freed_buffers_without_page_faults():
     """Untuned, the workload faults its buffers in again and again (~1,000 faults here);

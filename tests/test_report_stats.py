@@ -1,6 +1,7 @@
-"""Statistics that do not overclaim (issue 12, class 7): the claims verdict says "inconclusive"
-when the interval is wider than the paper's effect, and intervals of bounded metrics stay in the
-metric's range. Hand-worked values only (no simulation)."""
+"""Statistics that do not overclaim: exact Student-t quantiles, paired intervals of relative gains,
+the claims verdict says "inconclusive" when the interval is wider than the paper's effect, and
+intervals of bounded metrics stay in the metric's range. Hand-worked values only (no
+simulation)."""
 from __future__ import annotations
 
 import math
@@ -8,8 +9,23 @@ import math
 import numpy as np
 import pytest
 
-from sagin_jax.experiments.report import gain_verdict
-from sagin_jax.experiments.stats import clip_to_range, interval_bounds, mean_ci
+from sagin_jax.experiments.report import best_verdict, gain_verdict
+from sagin_jax.experiments.stats import (clip_to_range, interval_bounds, mean_ci, relative_gain,
+                                         t975)
+from sagin_jax.experiments.sweep.compare import paired_gain
+
+# t_{0.975, df} from a published Student-t table, to 4 decimals
+T975_TABLE = {1: 12.7062, 2: 4.3027, 3: 3.1824, 5: 2.5706, 30: 2.0423, 31: 2.0395, 100: 1.9840,
+              1000: 1.9623}
+
+
+@pytest.mark.parametrize("df", sorted(T975_TABLE))
+def test_t975_matches_published_table(df):
+    assert round(t975(df), 4) == T975_TABLE[df]
+
+
+def test_t975_needs_one_degree_of_freedom():
+    assert math.isnan(t975(0))
 
 
 @pytest.mark.parametrize("mean,ci,claim,verdict", [
@@ -54,9 +70,83 @@ def test_interval_bounds_clip_to_metric_range():
 
 
 def test_mean_ci_hand_worked():
-    """Seeds 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303 -> half-width 4.303 / sqrt(3)."""
+    """Seeds 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.3027 -> half-width 4.3027 / sqrt(3)."""
     mean, half = mean_ci(np.array([1.0, 2.0, 3.0]))
-    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+    assert mean == 2.0 and half == pytest.approx(4.3027 / math.sqrt(3), abs=1e-4)
+
+
+def test_mean_ci_32_seeds_uses_t_not_normal():
+    """32 seeds (every committed result): half-width = t(0.975, 31) = 2.0395 times sd / sqrt(32),
+    about 4% wider than the normal 1.96."""
+    x = np.arange(32.0)  # sd = sqrt(32 * 33 / 12) = sqrt(88)
+    _, half = mean_ci(x)
+    assert half == pytest.approx(2.0395 * math.sqrt(88.0) / math.sqrt(32.0), abs=1e-4)
+
+
+def test_mean_ci_one_seed_has_no_interval():
+    mean, half = mean_ci(np.array([[0.3, 0.4]]), axis=0)
+    np.testing.assert_array_equal(mean, [0.3, 0.4])
+    assert np.isnan(half).all()
+
+
+# per-seed ratios a / b: 1.1, 1.3, 0.9, 1.2 -> differences 0.1, 0.3, -0.1, 0.2; mean 0.125;
+# squared deviations sum 0.0875, sd sqrt(0.0875 / 3); t(0.975, 3) = 3.1824
+PAIRED_A = np.array([2.2, 6.5, 0.9, 3.6])
+PAIRED_B = np.array([2.0, 5.0, 1.0, 3.0])
+PAIRED_HALF = 3.1824 * math.sqrt(0.0875 / 3) / math.sqrt(4)
+
+
+def test_paired_gain_hand_worked():
+    """The sweep's test comparison: the mean and 95% t-interval of the per-seed a / b - 1."""
+    g = paired_gain(PAIRED_A, PAIRED_B)
+    assert g["n_seeds"] == 4
+    assert g["mean"] == pytest.approx(0.125, abs=1e-12)
+    assert g["ci95"] == pytest.approx(PAIRED_HALF, abs=1e-4)
+
+
+def test_reproduction_gain_is_paired_per_seed():
+    """reproduce's gain (``relative_gain`` then ``mean_ci``): the same hand-worked interval."""
+    np.testing.assert_allclose(relative_gain(PAIRED_A, PAIRED_B), [0.1, 0.3, -0.1, 0.2])
+    mean, half = mean_ci(relative_gain(PAIRED_A, PAIRED_B))
+    assert mean == pytest.approx(0.125) and half == pytest.approx(PAIRED_HALF, abs=1e-4)
+
+
+def test_paired_gain_ignores_what_seeds_share():
+    """Pairing: a constant +10% on every seed has a zero-width interval however much the seeds
+    differ (an unpaired ratio of means would carry the seeds' spread)."""
+    b = np.array([1.0, 7.0, 30.0, 2.5, 11.0])
+    g = paired_gain(1.1 * b, b)
+    assert g["mean"] == pytest.approx(0.1) and g["ci95"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("mean,ci,verdict", [
+    # claim +50% (dyadic values: the sums are exact). Width: inconclusive only when 2 * ci > 0.5
+    (0.5, 0.25, "agrees (paper's value inside our interval)"),  # 2 * ci == claim
+    (0.5, 0.2500001, "same direction; size inconclusive"),
+    (0.0, 0.2500001, "inconclusive (interval wider than the paper's effect)"),
+    (-0.5, 0.2500001, "opposite: DDRL-NRA is worse"),
+    # the interval is closed: hi == claim agrees
+    (0.25, 0.25, "agrees (paper's value inside our interval)"),
+    (0.25, 0.125, "same direction, smaller effect"),  # [0.125, 0.375]
+    (0.875, 0.125, "same direction, larger effect"),  # [0.75, 1.0]
+    # "same direction" needs lo > 0: an interval touching 0 is no significant difference
+    (0.125, 0.125, "no significant difference"),
+    (-0.125, 0.0625, "opposite: DDRL-NRA is worse"),
+])
+def test_gain_verdict_boundaries(mean, ci, verdict):
+    assert gain_verdict({"mean": mean, "ci": ci}, 0.5).startswith(verdict)
+
+
+def test_best_verdict_ties_when_intervals_overlap():
+    """The best configuration's lead counts only when its interval lies above the runner-up's."""
+    fin = lambda a, b: {"U[1,10]": {"ACR": a}, "U[1,20]": {"ACR": b}}  # noqa: E731
+    assert best_verdict(fin({"mean": 0.43, "ci": 0.005}, {"mean": 0.42, "ci": 0.004}),
+                        "ACR") == "agrees"
+    # 0.43 - 0.005 = 0.425 <= 0.42 + 0.005: touching intervals tie
+    assert best_verdict(fin({"mean": 0.43, "ci": 0.005}, {"mean": 0.42, "ci": 0.005}),
+                        "ACR") == "agrees, but ties U[1,20] within the intervals"
+    assert best_verdict(fin({"mean": 0.41, "ci": 0.001}, {"mean": 0.42, "ci": 0.001}),
+                        "ACR") == "differs (best: U[1,20])"
 
 
 def test_sweep_claim_rows_come_from_each_sweep_with_a_comparison(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,7 @@ def _python(code: str, devices: int, timeout: int = 240) -> str:
     return res.stdout
 
 
+@pytest.mark.slow
 def test_four_device_mesh_simulation_and_training_equal_single_device():
     """One interpreter with 4 CPU devices (its scenarios generated once for both checks)."""
     out = _python("""
@@ -42,9 +44,9 @@ def test_four_device_mesh_simulation_and_training_equal_single_device():
         from sagin_jax.compilation import CompileCounter
         from sagin_jax.config import small_config
         from sagin_jax.policies.baselines import NRMVNE
-        from sagin_jax.simulation import sharding
+        from sagin_jax.devices import sharding
         from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds
-        from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+        from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
         from sagin_jax.training.config import TrainConfig
         from sagin_jax.training.run import train_grid
         assert jax.device_count() == 4, jax.devices()
@@ -101,6 +103,7 @@ def test_four_device_mesh_simulation_and_training_equal_single_device():
     assert int(lines["accepted"]) > 0 and int(lines["trained"]) > 0
 
 
+@pytest.mark.slow
 def test_two_device_sweep_gives_the_single_device_trials(tmp_path):
     """The sweep's population sharded over 2 devices (``--host-devices 2``) asks, prunes and
     scores the same trials as on one device (this process), a refill included (3 trials in 2
@@ -138,6 +141,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_equal_one(tmp_path):
     port = _free_port()
     procs = [subprocess.Popen(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 
 import jax
 import networkx as nx
@@ -14,13 +15,17 @@ import pytest
 
 from sagin_jax.cli import main
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.sweep.spec import validate_space
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.generator import (generate_request_dicts, generate_requests,
                                           generate_substrate)
-from sagin_jax.scenario.io import (load_node_link, load_scenario, read_json, requests_from_dict,
-                                   save_node_link, scenario_document, substrate_from_dict,
-                                   substrate_from_networkx, substrate_to_dict,
-                                   substrate_to_networkx, write_json)
+from sagin_jax.files import read_json, write_json
+from sagin_jax.scenario.io import (load_scenario, requests_from_dict, scenario_document,
+                                   substrate_from_dict, substrate_to_dict)
+from sagin_jax.scenario.node_link import (load_node_link, save_node_link, substrate_from_networkx,
+                                          substrate_to_networkx)
+from sagin_jax.training.config import Hyper, TrainConfig
+from sagin_jax.validate import scenario_file
 from tests.conftest import small
 
 # A valid 4-node scenario: one domain per segment, ground has two nodes.
@@ -462,7 +467,24 @@ def test_node_link_json_round_trip(generated, tmp_path):
     back = load_node_link(path)
     assert substrate_to_dict(back) == substrate_to_dict(sub)
     _assert_trees_equal(back, sub)
-    assert not list(tmp_path.glob("*.tmp"))
+    assert sorted(os.listdir(tmp_path)) == ["substrate.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("edges", [None, "links", "edges"])
+def test_node_link_file_in_either_networkx_format(generated, tmp_path, edges):
+    """The installed networkx's default node-link output (``"edges"`` since networkx 3.4), and
+    either key named explicitly, loads back to the same substrate, through ``load_node_link`` and
+    through ``--scenario`` (``validate.scenario_file``)."""
+    cfg, sub, reqs = generated
+    g = substrate_to_networkx(sub)
+    doc = nx.node_link_data(g) if edges is None else nx.node_link_data(g, edges=edges)
+    if edges is None and tuple(int(x) for x in nx.__version__.split(".")[:2]) >= (3, 4):
+        assert "edges" in doc and "links" not in doc
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    assert substrate_to_dict(load_node_link(path)) == substrate_to_dict(sub)
+    got, _ = scenario_file(path, cfg, 3, "test")
+    assert substrate_to_dict(got) == substrate_to_dict(sub)
 
 
 def test_node_link_bad_file(tmp_path):
@@ -505,3 +527,49 @@ def test_scenario_config_must_be_an_object():
     from sagin_jax.config import ScenarioConfig
     with pytest.raises(ValueError, match="must be a JSON object, got list"):
         ScenarioConfig.from_dict([1])
+
+
+# The domain of every traced hyperparameter, written out: (values inside, values outside)
+INF, NAN = math.inf, math.nan
+HYPER_DOMAIN_CASES = {
+    "lr": ([1e-9, 0.005, 50.0], [0.0, -1.0, INF, NAN]),
+    "init_scale": ([1e-6, 1.0], [0.0, -0.1]),
+    "ar_scale": ([1.0, 2e5], [0.0, -20000.0]),
+    "w_ar": ([0.0, 2.0], [-0.5]), "w_rc": ([0.0, 2.0], [-0.5]), "w_acr": ([0.0, 2.0], [-0.5]),
+    "failed_weight": ([0.0, 1.0], [-1.0, 2.0]),
+    "central_strength": ([0.0, 1.0], [-0.1, 1.5]),
+    "baseline_weight": ([0.0, 1.0], [-1.0, 1.1]),
+    "baseline_decay": ([0.0, 0.5, 0.999], [1.0, -0.1]),
+    "reward_norm": ([0.0, 1.0], [-1.0, 1.5]),
+    "entropy_coef": ([0.0, 0.1], [-1e-4]),
+    "max_grad_norm": ([0.1, INF], [0.0, -1.0]),
+    "failed_reward": ([-1.0, 0.0, 3.0], []),  # any finite number
+}
+
+
+def test_every_traced_hyperparameter_has_a_stated_domain():
+    assert set(HYPER_DOMAIN_CASES) == set(Hyper.names())
+
+
+@pytest.mark.parametrize("name", sorted(HYPER_DOMAIN_CASES))
+def test_train_config_and_sweep_space_share_the_hyperparameter_domains(name, tmp_path):
+    """A value outside the domain is refused by TrainConfig (when it is one of its fields) and by
+    a sweep search space (as a choice, or as either end of a range), naming the field; a value
+    inside is accepted by both."""
+    inside, outside = HYPER_DOMAIN_CASES[name]
+    is_field = name in TrainConfig.__dataclass_fields__
+    for v in inside:
+        if is_field:
+            TrainConfig(**{name: v}).validate()
+        if math.isfinite(v):
+            validate_space("sw.json", "space", {name: {"choices": [v]}})
+    for v in outside:
+        if is_field:
+            with pytest.raises(ValueError, match=name):
+                TrainConfig(**{name: v}).validate()
+        with pytest.raises(ValueError, match=rf"sw\.json: field 'space\.{name}\.choices'"):
+            validate_space("sw.json", "space", {name: {"choices": [v]}})
+        if math.isfinite(v):
+            lo, hi = (v, v + 1.0) if v < inside[0] else (inside[0], v)
+            with pytest.raises(ValueError, match=rf"space\.{name}\.(low|high)"):
+                validate_space("sw.json", "space", {name: {"low": lo, "high": hi}})

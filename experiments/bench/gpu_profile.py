@@ -30,7 +30,7 @@ from sagin_jax.embedding import batched
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_batch, table_size
 from sagin_jax.simulation.online import trips_per_request
-from sagin_jax.simulation.seed_axis import seed_keys
+from sagin_jax.devices.seed_axis import seed_keys
 
 
 def _program(width: int, n_requests: int, strategy: str | None):

@@ -37,16 +37,20 @@ import numpy as np
 
 from sagin_jax import validate
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.plots import pyplot, save_figure
+from sagin_jax.experiments.sweep.bench import bench_sweep
 from sagin_jax.files import read_json, write_csv
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
+from sagin_jax.scenario.generate import time_generation
 from sagin_jax.scenario.io import scenario_document
+from sagin_jax.scenario.numpy_generator import numpy_scenario
 from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         simulate_batch, table_size)
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.online import STRATEGIES, trips_per_request
-from sagin_jax.simulation.sharding import seed_mesh
+from sagin_jax.devices.sharding import seed_mesh
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train, policies_for
 from sagin_jax.training.run import train_grid
@@ -236,8 +240,6 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     g = spec.get("generation")
     if not g:
         return
-    from sagin_jax.scenario.generate import time_generation
-    from sagin_jax.scenario.numpy_generator import numpy_scenario
     # the earlier sections generated their seeds with the same programs: drop JAX's in-memory
     # caches so that compile_s is what a fresh process pays (with --no-compile-cache)
     jax.clear_caches()
@@ -341,7 +343,6 @@ def bench_sweep_ratio(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None
     sw = spec.get("sweep")
     if not sw:
         return
-    from sagin_jax.experiments.sweep.bench import bench_sweep
     r = bench_sweep(cfg, sw.get("configs", 64), range(sw.get("seeds", 8)),
                     sw.get("epochs", 10), batch_size=sw.get("batch_size"),
                     slots=sw.get("slots", 32))
@@ -372,7 +373,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
         doc = read_json(config)
         validate.bench_config(doc, config)  # every field's type, before any compute
         spec.update(doc)
-    cfg = validate.scenario_config(spec.get("scenario", {}), config)
+    cfg = ScenarioConfig.from_json(spec.get("scenario", {}), config)
     n_dev = jax.device_count()
     mesh = seed_mesh() if n_dev > 1 else None
     record = Recorder()
@@ -404,7 +405,6 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    from sagin_jax.experiments.plots import pyplot, save_figure
     plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for wl in ("jax-nrmvne-test", "jax-ddrl-test", "jax-ddrl-train"):

@@ -5,7 +5,7 @@
         --process-id 0 --coordinator 127.0.0.1:12345 --out part0.npz       # one of N processes
 
 Every process supplies its own block of seeds; the seed axis is sharded over the global mesh
-(``sagin_jax.simulation.sharding``), so each device simulates its seeds inside one compiled
+(``sagin_jax.devices.sharding``), so each device simulates its seeds inside one compiled
 program and each process writes back only its own rows.
 """
 from __future__ import annotations
@@ -15,11 +15,17 @@ import argparse
 import jax
 import numpy as np
 
+from sagin_jax.config import small_config
+from sagin_jax.devices import sharding
+from sagin_jax.devices.seed_axis import seed_keys
+from sagin_jax.policies.baselines import BASELINES
+from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
+from sagin_jax.simulation.online import simulate
+
 
 def sweep_arrays(cfg, seeds):
     """Inputs of a test-mode sweep over ``seeds``: (raw key data [S, 2] of ``seed_keys`` (raw so
     that it shards like any array), substrates, requests, active-table size)."""
-    from sagin_jax.simulation.batch import make_requests, make_substrates, seed_keys, table_size
     subs = make_substrates(cfg, seeds)
     reqs = make_requests(cfg, seeds, "test")
     keys = jax.random.key_data(seed_keys(seeds))
@@ -28,8 +34,6 @@ def sweep_arrays(cfg, seeds):
 
 def make_sweep(max_active: int, policy_name: str = "nrmvne"):
     """jit(vmap) of one seed's online pass -> (accepted, revenue, AR) per request."""
-    from sagin_jax.policies.baselines import BASELINES
-    from sagin_jax.simulation.online import simulate
     policy = BASELINES[policy_name]
 
     def one(key_data, sub, req):
@@ -42,8 +46,6 @@ def make_sweep(max_active: int, policy_name: str = "nrmvne"):
 def run(seeds: int, num_processes: int = 1, process_id: int = 0, coordinator: str | None = None):
     """This process's block of an NRMVNE sweep over seeds 0..seeds-1 (small_config) on the
     global mesh; -> ((accepted, revenue, AR) of its rows, slice of its seeds)."""
-    from sagin_jax.config import small_config
-    from sagin_jax.simulation import sharding
     if num_processes > 1:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id)

@@ -24,10 +24,6 @@ def _fmt(st: dict, pct: bool = False, digits: int = 3) -> str:
         f"{st['mean']:.{digits}f}{ci_s}"
 
 
-def _excludes_zero(st: dict) -> bool:
-    return st["ci"] == st["ci"] and abs(st["mean"]) > st["ci"]
-
-
 def gain_verdict(g: dict, claim: float) -> str:
     """Verdict on a paper's relative gain ``claim`` from our paired gain ``g`` (mean and 95%
     half-width over seeds). An interval wider than the paper's effect (2 * half-width >
@@ -51,7 +47,7 @@ def gain_verdict(g: dict, claim: float) -> str:
     return "no significant difference"
 
 
-def _best_verdict(fin: dict, metric: str, claim: str = "U[1,10]") -> str:
+def best_verdict(fin: dict, metric: str, claim: str = "U[1,10]") -> str:
     """Is ``claim`` the best by ``metric``, and is the lead outside the intervals?"""
     ranked = sorted(fin, key=lambda k: -fin[k][metric]["mean"])
     best, second = fin[ranked[0]][metric], fin[ranked[1]][metric] if len(ranked) > 1 else None
@@ -156,7 +152,7 @@ def write_report(out: Path, platform: str, wall_s: float | None = None,
         rows.append("| best storage demand (final test O) | U[1,10] | " + _series(fin, "O") +
                     f" | {st['seeds']} | {'agrees' if ok else 'differs'} |")
         rows.append("| acceptance under storage demand (final test ACR) | U[1,10] highest | " +
-                    _series(fin, "ACR") + f" | {st['seeds']} | " + _best_verdict(fin, "ACR") +
+                    _series(fin, "ACR") + f" | {st['seeds']} | " + best_verdict(fin, "ACR") +
                     " |")
         acr = [fin[k]["ACR"] for k in fin]
         plateau = len(acr) >= 2 and abs(acr[-1]["mean"] - acr[-2]["mean"]) <= max(

@@ -23,7 +23,8 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax import validate
 from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments import plots
-from sagin_jax.experiments.stats import interval_bounds, mean_ci, on_time_grid, time_grid
+from sagin_jax.experiments.stats import (interval_bounds, mean_ci, on_time_grid, relative_gain,
+                                         time_grid)
 from sagin_jax.experiments.stopwatch import Stopwatch, describe
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.files import read_json, write_csv, write_json
@@ -91,7 +92,7 @@ def _outcome_metrics(out, lead: tuple = ()) -> dict:
 def _batching(exp: dict) -> dict:
     """How runs are batched: ``seed_loop`` from the experiment file (default by backend) and
     the seed mesh over every device (several CPU host devices with ``--host-devices``)."""
-    from sagin_jax.simulation.sharding import default_mesh
+    from sagin_jax.devices.sharding import default_mesh
     return {"seed_loop": exp.get("seed_loop"), "mesh": default_mesh()}
 
 
@@ -250,7 +251,7 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
         d = per_algo["ddrl-nra"]
         for algo, m in per_algo.items():
             if algo != "ddrl-nra":
-                gains[algo] = {name: _stat(d[name][:, -1] / m[name][:, -1] - 1.0)
+                gains[algo] = {name: _stat(relative_gain(d[name][:, -1], m[name][:, -1]))
                                for name in METRICS}
     return {"algos": algos, "final": final, "ddrl_gain_vs": gains, "timing": timing}
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.stats
 
-# two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; normal beyond
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def t975(df: int) -> float:
+def t975(df) -> float:
+    """The two-sided 95% Student-t quantile t_{0.975, df} (exact; NaN for df < 1)."""
     if df < 1:
         return math.nan
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    return float(scipy.stats.t.ppf(0.975, df))
 
 
 def mean_ci(x: np.ndarray, axis: int = 0):
@@ -31,6 +27,12 @@ def mean_ci(x: np.ndarray, axis: int = 0):
         return mean, np.full_like(mean, np.nan)
     sd = x.std(axis=axis, ddof=1)
     return mean, t975(n - 1) * sd / math.sqrt(n)
+
+
+def relative_gain(a, b) -> np.ndarray:
+    """Paired per-seed relative difference a / b - 1 (``a`` and ``b`` measured on the same seeds);
+    its ``mean_ci`` is the paired 95% interval of a gain."""
+    return np.asarray(a, np.float64) / np.asarray(b, np.float64) - 1.0
 
 
 METRIC_RANGE = {"ACR": (0.0, 1.0), "AR": (0.0, math.inf), "RC": (0.0, math.inf),

@@ -16,6 +16,7 @@ import csv
 import heapq
 import json
 import os
+import sys
 
 TRACE_KEYS = (
     "id",
@@ -268,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sagin_jax.reference.check_audit DIR``: check an audit folder written by
     ``sagin-jax simulate``. Prints ``OK: N requests, ...`` (exit 0), the violations one per line
     (exit 1), or one line saying why the folder cannot be read (exit 2)."""
-    import sys
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m sagin_jax.reference.check_audit DIR  (a folder written by "

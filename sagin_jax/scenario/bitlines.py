@@ -1,6 +1,6 @@
-"""Bit-word helpers shared by the substrate and request programs: an inline select (``_where``),
-a fusion barrier for XLA CPU (``_pin``), the k-th set bit of a word (``_select_bit``) and of a
-bit line packed into words (``_pack_columns``, ``_count_through``, ``_nth_set_bits``). All
+"""Bit-word helpers shared by the substrate and request programs: an inline select (``where``),
+a fusion barrier for XLA CPU (``pin``), the k-th set bit of a word (``select_bit``) and of a
+bit line packed into words (``_pack_columns``, ``count_through``, ``nth_set_bits``). All
 elementwise: no loops over bits, no scatter.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def _where(c, x, y):
+def where(c, x, y):
     """``jnp.where(c, x, y)`` for a boolean ``c``, as one ``lax.select``, the same values and
     dtype. ``jnp.where`` is a nested jit: each call is traced, batched under vmap and lowered as
     a function of its own, and the generator calls it ~150 times per compile (the substrate
@@ -23,7 +23,7 @@ def _where(c, x, y):
     return lax.select(jnp.broadcast_to(c, shape), x, y)
 
 
-def _pin(one, *xs):
+def pin(one, *xs):
     """``xs`` unchanged, computed once: a fusion barrier for XLA CPU.
 
     XLA CPU copies a chain of cheap elementwise ops into every fusion that reads it, once per
@@ -41,16 +41,16 @@ def _pin(one, *xs):
     return out if len(xs) > 1 else out[0]
 
 
-def _select_bit(x, k):
+def select_bit(x, k):
     """The position of the k-th (from 0) set bit of u32 ``x`` (k < popcount(x)): a binary
     search over halves, quarters, ... of the word by popcount, no loop over the bits."""
     pos = jnp.zeros_like(k)
     for w in (16, 8, 4, 2, 1):
         c = lax.population_count(x & jnp.uint32((1 << w) - 1)).astype(jnp.int32)
         up = k >= c
-        k = _where(up, k - c, k)
-        x = _where(up, x >> w, x)
-        pos = _where(up, pos + w, pos)
+        k = where(up, k - c, k)
+        x = where(up, x >> w, x)
+        pos = where(up, pos + w, pos)
     return pos
 
 
@@ -62,14 +62,14 @@ def _pack_columns(adj):
     w = -(-n // 32)
     lane = jnp.uint32(1) << jnp.arange(32, dtype=jnp.uint32)
     x = jnp.pad(adj, [(0, w * 32 - n), (0, 0)]).reshape(w, 32, cols)
-    return _where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
+    return where(x, lane[None, :, None], jnp.uint32(0)).sum(axis=1, dtype=jnp.uint32)
 
 
-def _bit_lines(mask):
+def bit_lines(mask):
     """bool[N, C] -> (words, before, count): column j of ``mask`` as a bit line, packed
     (``_pack_columns``) into the words of list ``words`` ([C] each), ``before`` (the set bits
-    before each word, same form) and ``count`` (all its set bits), the form ``_count_through``
-    and ``_nth_set_bits`` read."""
+    before each word, same form) and ``count`` (all its set bits), the form ``count_through``
+    and ``nth_set_bits`` read."""
     bits = _pack_columns(mask)
     pc = lax.population_count(bits).astype(jnp.int32)  # [W, C]
     words = [bits[i] for i in range(bits.shape[0])]
@@ -79,18 +79,18 @@ def _bit_lines(mask):
     return words, before, before[-1] + pc[-1]
 
 
-def _count_through(words, before, pos):
+def count_through(words, before, pos):
     """The set bits at positions <= pos of a bit line given as its words (list, each
     broadcastable against pos) and the set bits before each word (``before``, same form)."""
     x, c = words[0], before[0]
     for i in range(1, len(words)):
         on = (pos >> 5) == i
-        x, c = _where(on, words[i], x), _where(on, before[i], c)
+        x, c = where(on, words[i], x), where(on, before[i], c)
     through = (jnp.uint32(2) << (pos & 31).astype(jnp.uint32)) - jnp.uint32(1)
     return c + lax.population_count(x & through).astype(jnp.int32)
 
 
-def _nth_set_bits(words, before, count, width: int):
+def nth_set_bits(words, before, count, width: int):
     """i32[R, width]: entry [r, t] is the position of the t-th (from 0) set bit of bit line r,
     -1 from t = ``count[r]`` on. A line is given by its words (list of [R], word i holding
     positions 32 i .. 32 i + 31) and the set bits before each word (``before``, same form)."""
@@ -98,6 +98,6 @@ def _nth_set_bits(words, before, count, width: int):
     x, c, word = words[0][:, None], before[0][:, None], jnp.zeros((1, width), jnp.int32)
     for w in range(1, len(words)):
         on = before[w][:, None] <= t
-        x, c, word = (_where(on, words[w][:, None], x), _where(on, before[w][:, None], c),
-                      _where(on, w, word))
-    return _where(t < count[:, None], 32 * word + _select_bit(x, t - c), -1)
+        x, c, word = (where(on, words[w][:, None], x), where(on, before[w][:, None], c),
+                      where(on, w, word))
+    return where(t < count[:, None], 32 * word + select_bit(x, t - c), -1)

@@ -1,5 +1,5 @@
 """The request program: one seed's request set (DESIGN section 2, Table II) as a pure,
-fixed-shape function of its key (``_requests``): Poisson arrivals, exponential lifetimes, sizes,
+fixed-shape function of its key (``draw_requests``): Poisson arrivals, exponential lifetimes, sizes,
 demands, candidate domains and the random request topology with the numpy generator's
 connectivity rule, all on bit words (no loop over requests or nodes).
 
@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _pin, _select_bit, _where
-from sagin_jax.scenario.plan import _Plan
+from sagin_jax.scenario.bitlines import pin, select_bit, where
+from sagin_jax.scenario.plan import Plan
 from sagin_jax.scenario.types import Requests
-from sagin_jax.scenario.words import _mulhi, _Stream, _uniform_ints
+from sagin_jax.scenario.words import mulhi, Stream, uniform_ints
 
 
 def _pair_tables(m: int):
@@ -48,7 +48,7 @@ def _row_start(a, m: int):
     return a * (m - 1) - ((a * (a - 1)) >> 1)
 
 
-def _pair_bernoulli(stream: _Stream, bits: int, count: int, m: int, threshold):
+def _pair_bernoulli(stream: Stream, bits: int, count: int, m: int, threshold):
     """The request link draws as pair words: u32[R] words, bit ``p % 32`` of word ``p // 32``
     set iff the lexicographic pair p is drawn, Bernoulli(threshold / 2**bits) each.
 
@@ -63,7 +63,7 @@ def _pair_bernoulli(stream: _Stream, bits: int, count: int, m: int, threshold):
     if bits == 1:
         thr = jnp.asarray(threshold).astype(jnp.uint32)
         full = jnp.uint32(0xFFFFFFFF)
-        out = [_where(thr >= 2, full, _where(thr == 1, ~c, jnp.uint32(0))) for c in cols]
+        out = [where(thr >= 2, full, where(thr == 1, ~c, jnp.uint32(0))) for c in cols]
     else:
         out = [jnp.zeros((count,), jnp.uint32) for _ in range(-(-n_pairs // 32))]
         digit_mask = jnp.uint32((1 << bits) - 1)
@@ -92,10 +92,10 @@ def _upper_rows(words, n_nodes, m: int):
     def word(index):  # [M, R]: word ``index[a]`` of each request
         out = jnp.zeros((m, words[0].shape[0]), jnp.uint32)
         for i, w in enumerate(words):
-            out = _where(col(index == i, bool), w[None, :], out)
+            out = where(col(index == i, bool), w[None, :], out)
         return out
     seg = word(k) >> col(off)
-    seg = seg | _where(col(straddle, bool), word(np.where(straddle, k + 1, k))
+    seg = seg | where(col(straddle, bool), word(np.where(straddle, k + 1, k))
                        << col(np.where(straddle, 32 - off, 0)), jnp.uint32(0))
     seg = seg & col((1 << width) - 1)  # bit b - a - 1 = pair (a, b)
     return (seg << col(a + 1)) & valid[None, :]
@@ -156,13 +156,13 @@ def _connect_requests(up, n_nodes, pick_words, one=None):
     v = jnp.arange(1, m, dtype=jnp.int32)[:, None]
     event = (((joined >> v.astype(jnp.uint32)) & 1) == 0) & (v < n_nodes[None, :])
     size0 = lax.population_count(joined).astype(jnp.int32)
-    u = _select_bit(joined, _mulhi(pick_words, jnp.maximum(size0, 1)))
+    u = select_bit(joined, mulhi(pick_words, jnp.maximum(size0, 1)))
     lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
     p = _row_start(lo, m) + hi - lo - 1
-    p = _pin(one, _where(event, p, 32 * m * m))  # the new link's pair, or none (a single
+    p = pin(one, where(event, p, 32 * m * m))  # the new link's pair, or none (a single
     #                                    array: XLA would recompute the chain for each output)
     bit = jnp.uint32(1) << (p & 31).astype(jnp.uint32)
-    return [w | jnp.bitwise_or.reduce(_where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
+    return [w | jnp.bitwise_or.reduce(where((p >> 5) == i, bit, jnp.uint32(0)), axis=0)
             for i, w in enumerate(_pair_words(up))]
 
 
@@ -171,14 +171,14 @@ def _compact_links(words, m: int, one=None):
     (list of u32[R]): slot j holds the (j+1)-th chosen pair in lexicographic order, i.e. the
     pair at the (j+1)-th set bit.
 
-    The words and their popcounts are made once per request (``_pin``); per slot, the
-    word holding the bit is chosen by the running popcounts and the bit by ``_select_bit``;
+    The words and their popcounts are made once per request (``pin``); per slot, the
+    word holding the bit is chosen by the running popcounts and the bit by ``select_bit``;
     the pair index p becomes (a, b) by counting the rows that start at or before p (elementwise
     over [R, L]; XLA CPU's scatter, the direct way, costs ~5 ns per element)."""
     r = words[0].shape[0]
     n_pairs = m * (m - 1) // 2
     counts = [lax.population_count(w).astype(jnp.int32) for w in words]
-    pinned = _pin(one, *words, *counts)
+    pinned = pin(one, *words, *counts)
     words, counts = pinned[:len(words)], pinned[len(words):]
     j = jnp.arange(n_pairs, dtype=jnp.int32)[None, :]
     k = jnp.broadcast_to(j, (r, n_pairs))  # rank of the wanted bit within the current word
@@ -186,19 +186,19 @@ def _compact_links(words, m: int, one=None):
     cur = jnp.zeros((r, n_pairs), jnp.int32)  # the current word
     for i in range(1, len(words)):
         on = (cur == i - 1) & (k >= counts[i - 1][:, None])
-        x = _where(on, words[i][:, None], x)
-        k = _where(on, k - counts[i - 1][:, None], k)
-        cur = _where(on, i, cur)
+        x = where(on, words[i][:, None], x)
+        k = where(on, k - counts[i - 1][:, None], k)
+        cur = where(on, i, cur)
     mask = j < sum(counts)[:, None]
-    p = _pin(one, _where(mask, 32 * cur + _select_bit(x, k), 0))
+    p = pin(one, where(mask, 32 * cur + select_bit(x, k), 0))
     a = jnp.zeros_like(p)
     for row in range(1, m - 1):  # the last row has no pair (a, b > a)
         a = a + (p >= _row_start(row, m)).astype(jnp.int32)
     b = a + 1 + p - _row_start(a, m)
-    return _where(mask, a, 0), _where(mask, b, 0), mask
+    return where(mask, a, 0), where(mask, b, 0), mask
 
 
-def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
+def draw_requests(key, plan: Plan, prm: dict, count: int) -> Requests:
     """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links.
 
     Topology: each pair with probability req_link_prob, then the numpy generator's repair: for
@@ -207,7 +207,7 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     component (in increasing v) to a member of {w : the smallest node of w's component < v}."""
     m, r = plan.m, count
     n_pairs = m * (m - 1) // 2
-    st = _Stream(key)
+    st = Stream(key)
     dig_cpu, dig_sto, dig_bw, dig_dom = plan.req_digits
     lo, span, one = prm["req_lo"], prm["req_span"], prm["one"]
 
@@ -215,18 +215,18 @@ def _requests(key, plan: _Plan, prm: dict, count: int) -> Requests:
     gaps = -jnp.log1p(-u_gap) * prm["gap_scale"]
     lifetime = jnp.maximum(1.0, jnp.round(-jnp.log1p(-u_life) * prm["mean_lifetime"]))
     arrival = _arrivals(gaps, r)
-    n_nodes = _pin(one, lo[3] + _mulhi(st.words(r), span[3]))  # (else its hash is
+    n_nodes = pin(one, lo[3] + mulhi(st.words(r), span[3]))  # (else its hash is
     #                                recomputed for every entry of the [R, M] draws)
     node_mask = jnp.arange(m)[None, :] < n_nodes[:, None]
-    cpu = _where(node_mask, _uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
-    sto = _where(node_mask, _uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)
-    dom = _where(node_mask, _uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains, one), 0)
+    cpu = where(node_mask, uniform_ints(st, dig_cpu, (r, m), lo[0], span[0], one), 0)
+    sto = where(node_mask, uniform_ints(st, dig_sto, (r, m), lo[1], span[1], one), 0)
+    dom = where(node_mask, uniform_ints(st, dig_dom, (r, m), 0, plan.n_domains, one), 0)
 
     drawn = _pair_bernoulli(st, plan.bern_bits, r, m, prm["link_threshold"])
-    up = _pin(one, _upper_rows(drawn, n_nodes, m))
+    up = pin(one, _upper_rows(drawn, n_nodes, m))
     words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), one)
     link_a, link_b, link_mask = _compact_links(words, m, one)
-    bw = _where(link_mask, _uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
+    bw = where(link_mask, uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
     return Requests(
         arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
         cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), domain=dom.astype(jnp.int32),

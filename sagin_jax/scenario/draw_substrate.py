@@ -1,5 +1,5 @@
 """The substrate program: one seed's SAGIN substrate (DESIGN section 2) as a pure, fixed-shape
-function of its key (``_substrate``): the satellite +Grid, UAV k-nearest links, the Waxman ground
+function of its key (``draw_substrate``): the satellite +Grid, UAV k-nearest links, the Waxman ground
 graph, inter-segment links, the connectivity repair, capacities, domains and the tables the
 simulator reads (link ids, neighbour lists, hop counts, min-hop trees, domain lists).
 """
@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _bit_lines, _count_through, _nth_set_bits, _pin, _where
-from sagin_jax.scenario.plan import _Plan, _grid_links_plan
+from sagin_jax.scenario.bitlines import bit_lines, count_through, nth_set_bits, pin, where
+from sagin_jax.scenario.plan import Plan, grid_links_plan
 from sagin_jax.scenario.types import Substrate
-from sagin_jax.scenario.words import _mulhi, _Stream
+from sagin_jax.scenario.words import mulhi, Stream
 
 
 def _min_first(x):
@@ -21,7 +21,7 @@ def _min_first(x):
     not the (value, index) pair reduction of argmin (~3x slower on the substrate's arrays)."""
     idx = lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
     low = x.min(axis=-1)
-    return low, _where(x == low[..., None], idx, x.shape[-1]).min(axis=-1)
+    return low, where(x == low[..., None], idx, x.shape[-1]).min(axis=-1)
 
 
 def _kth_nearest(d, k: int):
@@ -35,7 +35,7 @@ def _kth_nearest(d, k: int):
     def pick(_, carry):
         dd, _, _ = carry
         low, j = _min_first(dd)
-        return _where(idx == j[:, None], jnp.inf, dd), low, j
+        return where(idx == j[:, None], jnp.inf, dd), low, j
     _, value, column = lax.fori_loop(0, k, pick, (d, d[:, 0], jnp.zeros(d.shape[:1], jnp.int32)))
     return value, column
 
@@ -56,7 +56,7 @@ def _near_links(d, d_mirror, k: int):
             _within(d_mirror, row, value[None, :], column[None, :]))
 
 
-def _domains(plan: _Plan, x):
+def _domains(plan: Plan, x):
     """Split each segment into its domains by x position, equal sizes (np.array_split),
     ties by node id: i32[N]."""
     out, base, first = [], 0, 0
@@ -75,7 +75,7 @@ def _domains(plan: _Plan, x):
     return jnp.concatenate(out)
 
 
-def _domain_sizes(plan: _Plan) -> np.ndarray:
+def _domain_sizes(plan: Plan) -> np.ndarray:
     sizes = []
     for count, k in zip((plan.ns, plan.na, plan.ng), plan.domains_per_segment):
         sizes += [len(c) for c in np.array_split(np.arange(count), k)]
@@ -92,7 +92,7 @@ def _components_repair(adj, dist):
         lab, _ = state
         # min label over each node's neighbours, reduced down the columns (adj is symmetric):
         # XLA CPU vectorises a reduction over the major axis; over rows it splits it in two
-        nb = jnp.min(_where(adj, lab[:, None], big), axis=0)
+        nb = jnp.min(where(adj, lab[:, None], big), axis=0)
         new = jnp.minimum(lab, nb)
         new = new[new]  # pointer jumping: a label is a node of the same component
         return new, jnp.any(new != lab)
@@ -106,14 +106,14 @@ def _components_repair(adj, dist):
         # the first (a, b) in row-major order at the least distance from component 0 (a) to
         # another (b): each a's nearest outsider reduced down the columns (dist is symmetric),
         # then the smallest such a and, in its row, the smallest b at that distance
-        near = _where(in0, jnp.min(_where(in0[:, None], jnp.inf, dist), axis=0), jnp.inf)
+        near = where(in0, jnp.min(where(in0[:, None], jnp.inf, dist), axis=0), jnp.inf)
         low = near.min()
         ids = jnp.arange(n)
-        a = _where(near == low, ids, n).min()
-        b = _where(~in0 & (lax.dynamic_index_in_dim(dist, a, 0, False) == low), ids, n).min()
+        a = where(near == low, ids, n).min()
+        b = where(~in0 & (lax.dynamic_index_in_dim(dist, a, 0, False) == low), ids, n).min()
         rows, cols = ids[:, None], ids[None, :]
         hit = ((rows == a) & (cols == b)) | ((rows == b) & (cols == a))
-        lab = _where(lab == lab[b], 0, lab)
+        lab = where(lab == lab[b], 0, lab)
         return a_mat | hit, rep | hit, lab
 
     adj, rep, _ = lax.while_loop(lambda s: jnp.any(s[2] != 0), join,
@@ -133,7 +133,7 @@ def _hops_bitset(nbr_node, n: int):
     ids = jnp.arange(n)
     vis = jnp.zeros((n + 1, w), jnp.uint32).at[ids, ids // 32].set(
         jnp.uint32(1) << (ids % 32).astype(jnp.uint32))
-    nbr = _where(nbr_node < 0, n, nbr_node)
+    nbr = where(nbr_node < 0, n, nbr_node)
 
     def step(state):
         vis, planes, _, level = state  # level: the one this step reaches, minus one
@@ -145,7 +145,7 @@ def _hops_bitset(nbr_node, n: int):
         # on one core; the labels loop gained nothing that way, the tree parents lost 3x)
         vis = vis.at[ids].set(vis[:n] | new)
         bits = (level >> jnp.arange(n_planes, dtype=jnp.int32)) & 1  # of level - 1, per plane
-        planes = planes | _where(bits[:, None, None] == 1, new[None], jnp.uint32(0))
+        planes = planes | where(bits[:, None, None] == 1, new[None], jnp.uint32(0))
         return vis, planes, jnp.any(new != 0), level + 1
 
     vis, planes, _, _ = lax.while_loop(lambda s: s[2], step, (
@@ -156,7 +156,7 @@ def _hops_bitset(nbr_node, n: int):
     for b in range(n_planes):
         count = count | (((planes[b][:, col_word] >> col_bit[None, :]) & 1).astype(jnp.int32) << b)
     reached = ((vis[:n][:, col_word] >> col_bit[None, :]) & 1).astype(bool)
-    return _where(reached, _where(jnp.eye(n, dtype=bool), 0, count + 1), -1)
+    return where(reached, where(jnp.eye(n, dtype=bool), 0, count + 1), -1)
 
 
 def _tree_parents(hops, nbr_node):
@@ -171,12 +171,12 @@ def _tree_parents(hops, nbr_node):
     def by_slot(j, parent):  # parent [v, s]
         u = lax.dynamic_index_in_dim(nbr_node, j, axis=1, keepdims=False)  # [v]
         closer = (u[:, None] >= 0) & (hops[jnp.maximum(u, 0)] == hops - 1) & (parent < 0)
-        return _where(closer, u[:, None], parent)
+        return where(closer, u[:, None], parent)
 
     parent = lax.fori_loop(0, k, by_slot, jnp.full((n, n), -1, jnp.int32))
     # the transpose inside an elementwise fusion (XLA's copy for a bare one costs ~50 ms more to
     # compile); the values stay: parent is -1 where hops is 0 (v == s) or -1 (unreachable)
-    return _where(hops > 0, parent.T, -1)
+    return where(hops > 0, parent.T, -1)
 
 
 def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
@@ -185,45 +185,45 @@ def _link_ranks(adj, max_edges: int, max_degree: int, one=None):
     (-1 past ``max_edges``, and off the links); ``nbr_node[i]`` lists i's neighbours in
     ascending order, -1 padded (cut at K = ``max_degree``).
 
-    All from the adjacency packed into bit words (``_bit_lines``) and popcounts, elementwise
+    All from the adjacency packed into bit words (``bit_lines``) and popcounts, elementwise
     (no prefix sum over [N, N], no scatter): the rank of (i, j) counts row i's bits through j,
     and entry (j, i) of the lower triangle counts the same bits down column i (by symmetry
     column i's words are row i's), so neither needs a transpose. The per-node counts are
-    pinned (``_pin``): XLA CPU would recompute them for every entry of the [N, N] ranks."""
+    pinned (``pin``): XLA CPU would recompute them for every entry of the [N, N] ranks."""
     n = adj.shape[0]
-    words, before, deg = _bit_lines(adj)
+    words, before, deg = bit_lines(adj)
     ids = jnp.arange(n, dtype=jnp.int32)
-    low = _count_through(words, before, ids)  # node i's links to nodes <= i
+    low = count_through(words, before, ids)  # node i's links to nodes <= i
     up = deg - low  # links (i, j > i)
     first = jnp.cumsum(up) - up  # rank of row i's first link
-    pinned = _pin(one, *words, *before, low, first)
+    pinned = pin(one, *words, *before, low, first)
     words, before = list(pinned[:len(words)]), list(pinned[len(words):2 * len(words)])
     low, first = pinned[-2:]
-    row_through = _count_through([x[:, None] for x in words], [x[:, None] for x in before],
+    row_through = count_through([x[:, None] for x in words], [x[:, None] for x in before],
                                  ids[None, :])  # [i, j]: row i's bits through j
-    col_through = _count_through([x[None, :] for x in words], [x[None, :] for x in before],
+    col_through = count_through([x[None, :] for x in words], [x[None, :] for x in before],
                                  ids[:, None])  # [i, j]: column j's bits through i
     rank_up = first[:, None] + row_through - low[:, None] - 1
     rank_low = first[None, :] + col_through - low[None, :] - 1
     i, j = ids[:, None], ids[None, :]
-    eid = _where(adj & (j > i) & (rank_up < max_edges), rank_up,
-                 _where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
-    nbr = _nth_set_bits(words, before, deg, max_degree)
+    eid = where(adj & (j > i) & (rank_up < max_edges), rank_up,
+                 where(adj & (j < i) & (rank_low < max_edges), rank_low, -1))
+    nbr = nth_set_bits(words, before, deg, max_degree)
     return eid, up.sum(), nbr, deg
 
 
 def _domain_lists(domain, sizes: np.ndarray):
     """i32[U, D] (D = the largest of ``sizes``): each domain's node ids ascending, -1 padded,
-    from the membership bit lines (``_bit_lines``, ``_nth_set_bits``), no sort."""
+    from the membership bit lines (``bit_lines``, ``nth_set_bits``), no sort."""
     member = domain[:, None] == jnp.arange(len(sizes), dtype=domain.dtype)[None, :]
-    return _nth_set_bits(*_bit_lines(member), int(sizes.max()))
+    return nth_set_bits(*bit_lines(member), int(sizes.max()))
 
 
-def _substrate(key, plan: _Plan, prm: dict):
+def draw_substrate(key, plan: Plan, prm: dict):
     """-> (Substrate, pos, repair[E], edge overflow, degree overflow)."""
     ns, na, ng = plan.ns, plan.na, plan.ng
     n = ns + na + ng
-    st = _Stream(key)
+    st = Stream(key)
     per_plane = ns // plan.planes
     sat = np.array([((s + 0.5) / per_plane, (p + 0.5) / plan.planes)
                     for p in range(plan.planes) for s in range(per_plane)], np.float32)
@@ -234,19 +234,19 @@ def _substrate(key, plan: _Plan, prm: dict):
         cpu = st.randint((n,), prm["cpu_lo"][seg], prm["cpu_span"][seg])
         sto = st.randint((n,), prm["sto_lo"][seg], prm["sto_span"][seg])
     else:
-        cpu = prm["cpu_lo"][seg] + _mulhi(st.words(n), prm["cpu_span"][seg])
-        sto = prm["sto_lo"][seg] + _mulhi(st.words(n), prm["sto_span"][seg])
+        cpu = prm["cpu_lo"][seg] + mulhi(st.words(n), prm["cpu_span"][seg])
+        sto = prm["sto_lo"][seg] + mulhi(st.words(n), prm["sto_span"][seg])
 
     dx = pos[:, None, 0] - pos[None, :, 0]
     dy = pos[:, None, 1] - pos[None, :, 1]
     dist = jnp.sqrt(dx * dx + dy * dy)  # (a sum over a length-2 axis becomes a slow custom call)
     # the adjacency, symmetric block by block (no [N, N] transpose)
-    grid = _grid_links_plan(plan)
+    grid = grid_links_plan(plan)
     ss = np.zeros((ns, ns), bool)
     ss[grid[:, 0], grid[:, 1]] = ss[grid[:, 1], grid[:, 0]] = True
     a0, g0 = ns, ns + na
     if plan.k_air:
-        d_air = dist[a0:g0, a0:g0] + _where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
+        d_air = dist[a0:g0, a0:g0] + where(jnp.eye(na, dtype=bool), jnp.inf, 0.0)
         fwd, bwd = _near_links(d_air, d_air, plan.k_air)  # d_air is symmetric too
         aa = fwd | bwd
     else:
@@ -269,20 +269,20 @@ def _substrate(key, plan: _Plan, prm: dict):
     eid, n_edges, nbr_node, deg = _link_ranks(adj, plan.max_edges, plan.max_degree, prm["one"])
     k = plan.max_degree
     rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, k))
-    nbr_edge = _where(nbr_node < 0, -1,
+    nbr_edge = where(nbr_node < 0, -1,
                       jnp.take_along_axis(eid, jnp.maximum(nbr_node, 0), axis=1))
     e = plan.max_edges
     own = (nbr_node > jnp.arange(n)[:, None]) & (nbr_edge >= 0)
-    dest = _where(own, nbr_edge, e)
+    dest = where(own, nbr_edge, e)
     edge_u = jnp.zeros(e + 1, jnp.int32).at[dest].set(rows)[:e]
     edge_v = jnp.zeros(e + 1, jnp.int32).at[dest].set(nbr_node)[:e]
     edge_mask = jnp.arange(e) < jnp.minimum(n_edges, e)
-    etype = _where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
+    etype = where(seg[edge_u] == seg[edge_v], seg[edge_u], 3)
     if plan.cap_big:
         bw = st.randint((e,), prm["bw_lo"][etype], prm["bw_span"][etype])
     else:
-        bw = prm["bw_lo"][etype] + _mulhi(st.words(e), prm["bw_span"][etype])
-    bw = _where(edge_mask, bw, 0)
+        bw = prm["bw_lo"][etype] + mulhi(st.words(e), prm["bw_span"][etype])
+    bw = where(edge_mask, bw, 0)
     repair = rep[edge_u, edge_v] & edge_mask
 
     hops = _hops_bitset(nbr_node, n)
@@ -290,7 +290,7 @@ def _substrate(key, plan: _Plan, prm: dict):
     sizes = _domain_sizes(plan)
     domain_nodes = _domain_lists(domain, sizes)
     same = domain[:, None] == domain[None, :]
-    ad = (_where(same, hops, 0).sum(axis=1).astype(jnp.float32)
+    ad = (where(same, hops, 0).sum(axis=1).astype(jnp.float32)
           / jnp.asarray(sizes, jnp.float32)[domain])
 
     sub = Substrate(

@@ -38,12 +38,15 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from sagin_jax.checks import is_int
 from sagin_jax.config import ScenarioConfig
-from sagin_jax.scenario.draw_requests import _requests
-from sagin_jax.scenario.draw_substrate import _substrate
-from sagin_jax.scenario.plan import Bounds, _Plan, _params, _plan, scenario_bounds
+from sagin_jax.devices.seed_axis import seed_key_data
+from sagin_jax.devices.sharding import AXIS, seed_mesh, seed_sharding
+from sagin_jax.scenario.draw_requests import draw_requests
+from sagin_jax.scenario.draw_substrate import draw_substrate
+from sagin_jax.scenario.plan import Bounds, Plan, plan_params, make_plan, scenario_bounds
 from sagin_jax.scenario.types import Requests, Scenario, Substrate
 
 __all__ = ["Bounds", "default_chunk", "generate", "make_requests", "make_scenarios",
@@ -66,10 +69,10 @@ def seed_key(seed: int) -> jax.Array:
 _SPLITS = {"train": 1, "test": 2}
 
 
-def _scenario(key, plan: _Plan, prm: dict, n_train: int, n_test: int):
-    sub, pos, repair, over_e, over_k = _substrate(jax.random.fold_in(key, 0), plan, prm)
-    train = _requests(jax.random.fold_in(key, 1), plan, prm, n_train)
-    test = _requests(jax.random.fold_in(key, 2), plan, prm, n_test)
+def _scenario(key, plan: Plan, prm: dict, n_train: int, n_test: int):
+    sub, pos, repair, over_e, over_k = draw_substrate(jax.random.fold_in(key, 0), plan, prm)
+    train = draw_requests(jax.random.fold_in(key, 1), plan, prm, n_train)
+    test = draw_requests(jax.random.fold_in(key, 2), plan, prm, n_test)
     return Scenario(sub=sub, train=train, test=test, pos=pos, repair=repair,
                     overflow=over_e | over_k), over_e, over_k
 
@@ -78,7 +81,7 @@ def generate(key: jax.Array, cfg: ScenarioConfig) -> Scenario:
     """One scenario from ``key``: pure and fixed-shape (``cfg`` is static), so it can be jitted,
     vmapped over keys and inlined in a larger program."""
     cfg.validate()
-    plan, prm = _plan(cfg), _params(cfg)
+    plan, prm = make_plan(cfg), plan_params(cfg)
     prm = jax.tree_util.tree_map(jnp.asarray, prm)
     return _scenario(key, plan, prm, cfg.n_train, cfg.n_test)[0]
 
@@ -92,7 +95,6 @@ def _generation_mesh(mesh):
     devices = jax.local_devices()
     if len(devices) < 2:
         return None
-    from sagin_jax.simulation.sharding import seed_mesh
     return seed_mesh(devices)
 
 
@@ -105,8 +107,6 @@ def _on_mesh(fn, mesh):
     generates its own block of seeds (``shard_map``; no communication, the same bits)."""
     if mesh is None:
         return fn
-    from jax.sharding import PartitionSpec as P
-    from sagin_jax.simulation.sharding import AXIS
     return jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS),
                          check_vma=False)
 
@@ -118,17 +118,17 @@ bits (on the 2-core AMD EPYC these figures come from). Other CPUs and backends i
 
 
 @partial(jax.jit, static_argnums=(0, 3), compiler_options=_COMPILER_OPTIONS)
-def _substrate_batch(plan: _Plan, prm: dict, key_data, mesh=None):
+def _substrate_batch(plan: Plan, prm: dict, key_data, mesh=None):
     def run(prm, kd):
-        return jax.vmap(lambda k: _substrate(jax.random.fold_in(jax.random.wrap_key_data(k), 0),
+        return jax.vmap(lambda k: draw_substrate(jax.random.fold_in(jax.random.wrap_key_data(k), 0),
                                              plan, prm))(kd)
     return _on_mesh(run, mesh)(prm, key_data)
 
 
 @partial(jax.jit, static_argnums=(0, 3, 5), compiler_options=_COMPILER_OPTIONS)
-def _requests_batch(plan: _Plan, prm: dict, key_data, count: int, split, mesh=None):
+def _requests_batch(plan: Plan, prm: dict, key_data, count: int, split, mesh=None):
     def run(prm, kd):
-        return jax.vmap(lambda k: _requests(jax.random.fold_in(jax.random.wrap_key_data(k),
+        return jax.vmap(lambda k: draw_requests(jax.random.fold_in(jax.random.wrap_key_data(k),
                                                                split), plan, prm, count))(kd)
     return _on_mesh(run, mesh)(prm, key_data)
 
@@ -146,11 +146,9 @@ def _seed_array(seeds: Sequence[int]) -> np.ndarray:
 def _key_data(seeds, mesh):
     """The raw key data [S, 2] of ``seed_key`` for each seed, made on the host (no program per
     chunk) and placed on the device, or split over ``mesh`` if any."""
-    from sagin_jax.simulation.seed_axis import seed_key_data
     data = seed_key_data(seeds)
     if mesh is None:
         return jax.device_put(data)
-    from sagin_jax.simulation.sharding import seed_sharding
     return jax.device_put(data, seed_sharding(mesh))
 
 
@@ -210,8 +208,8 @@ def _raise_overflow(seeds, over_e, over_k, bounds: Bounds) -> None:
 
 def _make_subs(cfg, seeds, chunk, mesh="local"):
     cfg.validate()
-    plan = _plan(cfg)
-    prm = _params(cfg)
+    plan = make_plan(cfg)
+    prm = plan_params(cfg)
     seeds = _seed_array(seeds)
     mesh = _generation_mesh(mesh)
     out, start = [], 0
@@ -227,15 +225,15 @@ def _make_reqs(cfg, seeds, split, chunk, mesh="local"):
     if split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg.validate()
-    plan = _plan(cfg)
-    prm = _params(cfg)
+    plan = make_plan(cfg)
+    prm = plan_params(cfg)
     count = cfg.n_train if split == "train" else cfg.n_test
     mesh = _generation_mesh(mesh)
     return [_host(_requests_batch(plan, prm, keys, count, _SPLITS[split], mesh), n)
             for keys, n in _chunks(_seed_array(seeds), chunk, mesh)]
 
 
-def _compile_requests(pool, plan: _Plan, prm: dict, keys, counts, mesh) -> list:
+def _compile_requests(pool, plan: Plan, prm: dict, keys, counts, mesh) -> list:
     """Lower the request program for each count here and compile it on ``pool`` (XLA releases
     the GIL): the futures of the compiled programs. A later call of ``_requests_batch`` with the
     same shapes reuses the compiled program."""
@@ -256,7 +254,7 @@ def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None 
     chunk = _check_chunk(chunk, mesh)
     size = _padded_size(len(array), chunk, mesh)  # every chunk's shape
     with ThreadPoolExecutor(1) as pool:
-        compiling = _compile_requests(pool, _plan(cfg), _params(cfg),
+        compiling = _compile_requests(pool, make_plan(cfg), plan_params(cfg),
                                       _key_data(np.resize(array, size), mesh),
                                       (cfg.n_train, cfg.n_test), mesh)
         subs = _make_subs(cfg, seeds, chunk, mesh)
@@ -310,7 +308,7 @@ def time_generation(cfg: ScenarioConfig, n_seeds: int, chunk: int | None = None,
     request program compiles in a worker thread while the substrate program is traced and
     compiled."""
     cfg.validate()
-    plan, prm = _plan(cfg), _params(cfg)
+    plan, prm = make_plan(cfg), plan_params(cfg)
     mesh = _generation_mesh(mesh)
     d = _n_devices(mesh)
     chunk = _check_chunk(chunk, mesh)

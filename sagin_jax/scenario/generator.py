@@ -6,6 +6,7 @@ through scenario.json bit for bit.
 """
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from sagin_jax.config import ScenarioConfig
@@ -16,7 +17,6 @@ from sagin_jax.scenario.types import Requests, Substrate
 
 
 def _one(tree):
-    import jax
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 

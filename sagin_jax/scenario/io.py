@@ -1,4 +1,5 @@
-"""Scenario documents: the scenario.json schema (docs/rules.md), networkx graphs, node-link JSON.
+"""Scenario documents: the scenario.json schema (docs/rules.md); networkx graphs and node-link
+JSON are in ``scenario.node_link``.
 
 Loading validates everything (``ValueError`` naming field and value) before building anything.
 """
@@ -6,11 +7,9 @@ from __future__ import annotations
 
 import os
 
-import networkx as nx
 import numpy as np
 
-from sagin_jax.files import read_json, write_json
-
+from sagin_jax.files import read_json
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.types import Requests, Substrate
 
@@ -118,65 +117,3 @@ def load_scenario(path: str | os.PathLike, max_nodes: int = 10) -> tuple[Substra
     doc = read_json(path)
     sub = substrate_from_dict(doc)
     return sub, requests_from_dict(doc, sub.n_domains, max_nodes)
-
-
-# ---- networkx -------------------------------------------------------------------------------
-
-def substrate_to_networkx(sub: Substrate) -> nx.Graph:
-    doc = substrate_to_dict(sub)
-    g = nx.Graph()
-    for nd in doc["nodes"]:
-        g.add_node(nd["id"], segment=nd["segment"], domain=nd["domain"], cpu=nd["cpu"],
-                   sto=nd["sto"])
-    for lk in doc["links"]:
-        g.add_edge(lk["u"], lk["v"], bw=lk["bw"])
-    return g
-
-
-def substrate_from_networkx(g: nx.Graph, pad_edges_to: int | None = None) -> Substrate:
-    """A substrate from a networkx graph with node attributes ``cpu``, ``sto``, ``segment``,
-    ``domain`` (defaults to ``segment``) and edge attribute ``bw``. Nodes are relabelled 0..N-1 in
-    sorted order of their labels."""
-    if g.is_directed() or g.is_multigraph():
-        raise ValueError("substrate graph must be an undirected simple graph (nx.Graph)")
-    if g.number_of_nodes() == 0:
-        raise ValueError("substrate graph has no nodes")
-    try:
-        labels = sorted(g.nodes)
-    except TypeError:
-        raise ValueError("substrate graph node labels must be mutually comparable (e.g. all "
-                         f"ints), got {sorted({type(x).__name__ for x in g.nodes})}") from None
-    index = {lab: i for i, lab in enumerate(labels)}
-    nodes = []
-    for lab in labels:
-        attrs = g.nodes[lab]
-        for k in ("cpu", "sto", "segment"):
-            if k not in attrs:
-                raise ValueError(f"node {lab!r}: missing attribute '{k}'")
-        nodes.append({"id": index[lab], "segment": attrs["segment"],
-                      "domain": attrs.get("domain", attrs["segment"]), "cpu": attrs["cpu"],
-                      "sto": attrs["sto"]})
-    links = []
-    for u, v, attrs in g.edges(data=True):
-        if "bw" not in attrs:
-            raise ValueError(f"link ({u!r}, {v!r}): missing attribute 'bw'")
-        links.append({"u": index[u], "v": index[v], "bw": attrs["bw"]})
-    return substrate_from_dict({"nodes": nodes, "links": links}, pad_edges_to)
-
-
-def save_node_link(sub: Substrate, path: str | os.PathLike) -> None:
-    write_json(path, nx.node_link_data(substrate_to_networkx(sub), edges="links"))
-
-
-def load_node_link(path: str | os.PathLike) -> Substrate:
-    doc = read_json(path)
-    try:
-        # a file that does not say otherwise is an undirected simple graph (networkx would
-        # default to a multigraph)
-        g = nx.node_link_graph(doc, directed=False, multigraph=False, edges="links")
-    except (KeyError, TypeError, AttributeError, nx.NetworkXError) as err:
-        raise ValueError(f"{path}: not a node-link graph: {err!r}") from None
-    if not g.is_multigraph() and len(doc["links"]) != g.number_of_edges():
-        raise ValueError(f"{path}: {len(doc['links'])} links but only {g.number_of_edges()} "
-                         "distinct node pairs: duplicate link")
-    return substrate_from_networkx(g)

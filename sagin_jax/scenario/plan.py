@@ -1,5 +1,5 @@
-"""The static shape of a generation program (``Bounds``, ``_Plan``) and its traced numbers
-(``_params``), from a ``ScenarioConfig``: one compile per distinct plan; configs that differ only
+"""The static shape of a generation program (``Bounds``, ``Plan``) and its traced numbers
+(``plan_params``), from a ``ScenarioConfig``: one compile per distinct plan; configs that differ only
 in ranges, rates and probabilities share it.
 
 Static bounds. The link list is padded to ``Bounds.max_edges`` and the neighbour lists to
@@ -130,7 +130,7 @@ def scenario_bounds(cfg: ScenarioConfig) -> Bounds:
                   max_degree=int(cfg.max_degree if cfg.max_degree is not None else degree))
 
 
-class _Plan(NamedTuple):
+class Plan(NamedTuple):
     """Everything that shapes the program (hashable; one compile per distinct plan)."""
 
     ns: int
@@ -161,14 +161,14 @@ def _bern_bits(p: float) -> int:
     return 16
 
 
-def _plan(cfg: ScenarioConfig) -> _Plan:
+def make_plan(cfg: ScenarioConfig) -> Plan:
     b = scenario_bounds(cfg)
     if cfg.max_req_nodes > _MAX_REQ_NODES:
         raise ValueError(f"max_req_nodes={cfg.max_req_nodes} exceeds {_MAX_REQ_NODES}, the "
                          "largest request the JAX generator draws")
     spans = [hi - lo + 1 for r in (cfg.cpu_range, cfg.sto_range, cfg.bw_range) for lo, hi in r]
     spans.append(cfg.inter_bw_range[1] - cfg.inter_bw_range[0] + 1)
-    return _Plan(
+    return Plan(
         ns=cfg.n_space, na=cfg.n_air, ng=cfg.n_ground, planes=cfg.space_planes,
         k_air=cfg.air_k_nearest if cfg.n_air > 1 else 0, u2g=cfg.uav_to_ground,
         s2u=cfg.sat_to_uav, domains_per_segment=tuple(cfg.domains_per_segment),
@@ -181,7 +181,7 @@ def _plan(cfg: ScenarioConfig) -> _Plan:
     )
 
 
-def _params(cfg: ScenarioConfig) -> dict:
+def plan_params(cfg: ScenarioConfig) -> dict:
     """The numbers of the config as arrays (traced, so they do not trigger compiles)."""
     def lo_span(ranges):
         return (np.array([r[0] for r in ranges], np.int32),
@@ -198,9 +198,9 @@ def _params(cfg: ScenarioConfig) -> dict:
         link_threshold=np.uint32(min(round(cfg.req_link_prob * (1 << k)), 1 << k)),
         alpha=np.float32(cfg.waxman_alpha), beta=np.float32(cfg.waxman_beta),
         gap_scale=np.float32(1.0 / cfg.arrival_rate), mean_lifetime=np.float32(cfg.mean_lifetime),
-        one=np.int32(1),  # the trip count of ``_pin``'s loop: traced, so XLA cannot drop it
+        one=np.int32(1),  # the trip count of ``pin``'s loop: traced, so XLA cannot drop it
     )
 
 
-def _grid_links_plan(plan: _Plan) -> np.ndarray:
+def grid_links_plan(plan: Plan) -> np.ndarray:
     return _grid_links(ScenarioConfig(n_space=plan.ns, space_planes=plan.planes))

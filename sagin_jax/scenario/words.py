@@ -1,4 +1,4 @@
-"""Counter-based random words (``_Stream``) and the uniform integers drawn from them.
+"""Counter-based random words (``Stream``) and the uniform integers drawn from them.
 
 A stream's key (threefry) seeds a hash of a counter: word ``c`` is ``mix(mix(c ^ k0) + k1)``.
 XLA's threefry costs ~30-40 ns per 32-bit word on a CPU, the hash ~2 ns, and a scenario needs
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sagin_jax.scenario.bitlines import _pin, _where
+from sagin_jax.scenario.bitlines import pin, where
 
 
 def _mix(x):
@@ -27,7 +27,7 @@ def _mix(x):
     return x ^ (x >> 14)
 
 
-class _Stream:
+class Stream:
     """Counter-based words from one key: word ``c`` is ``mix(mix(c ^ k0) + k1)`` with ``(k0, k1)``
     the key's threefry data. Each call takes the next block of counters (static offsets)."""
 
@@ -75,7 +75,7 @@ class _Stream:
         return jax.random.randint(k, shape, lo, lo + span, dtype=jnp.int32)
 
 
-def _mulhi(w, span):
+def mulhi(w, span):
     """floor(w * span / 2**32) for uint32 w and span <= 2**16, in 32-bit arithmetic."""
     span = jnp.asarray(span).astype(jnp.uint32)
     hi, lo = w >> 16, w & jnp.uint32(0xFFFF)
@@ -96,12 +96,12 @@ def _divmod_small(v, span):
     return q, v - q * jnp.asarray(span, jnp.int32)
 
 
-def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span, one=None):
+def uniform_ints(stream: Stream, digits: int, shape: tuple, lo, span, one=None):
     """i32 uniform on [lo, lo + span), ``digits`` per word (2, 1, or 0 = exact randint).
 
     Two digits: the ``half = ceil(last / 2)`` words of a row give the row's first ``half``
     values as ``v % span`` and the rest as ``v // span`` (``v`` the word's uniform on
-    ``[0, span**2)``). The words are hashed once, as one flat block made once (``_pin`` with
+    ``[0, span**2)``). The words are hashed once, as one flat block made once (``pin`` with
     ``one``, before the reshape: XLA CPU vectorises a flat pass fully, an [R, 45], [R, 23] or
     [R, 10] one only in part; pinned after it, the request program took 5-7% longer); the
     digits are a [.., 2, half] select over them, read as [.., 2 * half] and cut to ``last``.
@@ -111,10 +111,10 @@ def _uniform_ints(stream: _Stream, digits: int, shape: tuple, lo, span, one=None
     if digits == 0:
         return stream.randint(shape, lo, span)
     if digits == 1:
-        return lo + _mulhi(stream.words(*shape), span)
+        return lo + mulhi(stream.words(*shape), span)
     *lead, last = shape
     half = (last + 1) // 2
-    w = _pin(one, stream.words(int(np.prod(lead)) * half)).reshape(*lead, 1, half)
-    q, r = _divmod_small(_mulhi(w, span * span), span)  # v uniform on [0, span**2) < 2**16
+    w = pin(one, stream.words(int(np.prod(lead)) * half)).reshape(*lead, 1, half)
+    q, r = _divmod_small(mulhi(w, span * span), span)  # v uniform on [0, span**2) < 2**16
     high = lax.broadcasted_iota(jnp.int32, (*lead, 2, half), len(lead)) == 1
-    return lo + _where(high, q, r).reshape(*lead, 2 * half)[..., :last]
+    return lo + where(high, q, r).reshape(*lead, 2 * half)[..., :last]

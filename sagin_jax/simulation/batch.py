@@ -8,13 +8,16 @@ import functools
 from typing import Sequence
 
 import jax
+from jax.sharding import PartitionSpec as P
 
+from sagin_jax.compilation import Job
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs, unpad
+from sagin_jax.devices.sharding import AXIS
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.build import max_concurrent
 from sagin_jax.scenario.generate import make_requests, make_substrates  # noqa: F401 (re-export)
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.online import simulate
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs, unpad  # noqa: F401
 
 
 SEED_LOOPS = ("vmap", "map")
@@ -32,7 +35,7 @@ def over_seeds(fn, seed_loop: str | None = None, mesh=None):
     ``"map"``: the seeds run one after another inside the program (``lax.map``). Batched
     ``while`` loops run until their slowest member is done, so a vmapped BFS costs the longest
     BFS among the seeds; on a CPU, which gains nothing from the wide vector, looping is ~5x
-    faster. With a ``mesh`` (``sagin_jax.simulation.sharding.seed_mesh``) each device runs its
+    faster. With a ``mesh`` (``sagin_jax.devices.sharding.seed_mesh``) each device runs its
     own block of seeds (``shard_map``), so several CPU host devices or GPUs work in parallel.
     Every combination gives the same numbers.
     """
@@ -46,8 +49,6 @@ def over_seeds(fn, seed_loop: str | None = None, mesh=None):
             return jax.lax.map(lambda a: fn(*a), args)
     if mesh is None:
         return body
-    from jax.sharding import PartitionSpec as P
-    from sagin_jax.simulation.sharding import AXIS
     return jax.shard_map(body, mesh=mesh, in_specs=P(AXIS), out_specs=P(AXIS), check_vma=False)
 
 
@@ -95,7 +96,6 @@ def simulate_jobs(policy: NodePolicy, params, seeds: Sequence[int], subs: Substr
                   reqs: Requests, record_paths: bool = False, seed_loop: str | None = None,
                   mesh=None, max_active: int | None = None) -> list:
     """The program ``simulate_seeds`` with these arguments will run, as a compile job."""
-    from sagin_jax.compilation import Job
     args, static = _simulate_call(policy, params, list(seeds), subs, reqs, record_paths,
                                   seed_loop, mesh, max_active)
     return [Job(simulate_batch, args, static)]

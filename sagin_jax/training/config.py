@@ -21,7 +21,60 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from sagin_jax.checks import is_finite_number, is_int, is_number, one_line, where_prefix
+
 ALGOS = ("ddrl-nra", "rlvne")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a traced hyperparameter may take: an interval of the real line whose ends are
+    included unless ``low_open`` / ``high_open``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            return False
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}")
+
+
+POSITIVE = Domain(0.0, math.inf, low_open=True, high_open=True)
+NON_NEGATIVE = Domain(0.0, math.inf, high_open=True)
+UNIT = Domain(0.0, 1.0)
+HYPER_DOMAINS = {
+    "lr": POSITIVE,  # a step size α (eq. 21)
+    "init_scale": POSITIVE,  # a standard deviation
+    "ar_scale": POSITIVE,  # divides AR in O (eq. 14)
+    "w_ar": NON_NEGATIVE, "w_rc": NON_NEGATIVE, "w_acr": NON_NEGATIVE,  # weights of O's terms
+    "failed_weight": UNIT,
+    "central_strength": UNIT,  # params <- (1 - s) params + s mean
+    "baseline_weight": UNIT,
+    "baseline_decay": Domain(0.0, 1.0, high_open=True),  # at 1 the running mean never moves
+    "reward_norm": UNIT,
+    "entropy_coef": NON_NEGATIVE,
+    "max_grad_norm": Domain(0.0, math.inf, low_open=True),  # inf = no clipping
+}
+"""The domain of every traced hyperparameter that has one (``failed_reward`` is any finite
+number); ``train``'s flags, ``TrainConfig`` and the sweep's search spaces all check against it."""
+
+
+def check_domain(name: str, v, label: str | None = None) -> None:
+    """ValueError "``label`` must be <domain>, got v" if ``v`` lies outside ``name``'s domain."""
+    domain = HYPER_DOMAINS.get(name)
+    if domain is not None and v not in domain:
+        raise ValueError(f"{label or name} must be {domain}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -74,12 +127,8 @@ class TrainConfig:
             raise ValueError(f"central_server_every must be >= 0, got {self.central_server_every}")
         if self.batch_reduce not in ("sum", "mean"):
             raise ValueError(f"batch_reduce must be 'sum' or 'mean', got {self.batch_reduce!r}")
-        if not self.lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {self.lr}")
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0 (inf = off), got {self.max_grad_norm}")
-        if not 0.0 <= self.baseline_decay <= 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1], got {self.baseline_decay}")
+        for name in HYPER_DEFAULTS:
+            check_domain(name, getattr(self, name))
 
     def static(self) -> "TrainConfig":
         """This config with every traced field at its default: the key of a compiled program."""
@@ -101,6 +150,60 @@ class TrainConfig:
         if d.get("max_grad_norm", 0.0) is None:
             d["max_grad_norm"] = math.inf
         return cls(**d)
+
+    @classmethod
+    def from_json(cls, doc, path=None, field: str = "train",
+                  n_train: int | None = None) -> "TrainConfig":
+        """A validated TrainConfig from a JSON object read from ``path``: each field must have
+        the type of its default (an int field an integer, a float field a finite number, a str
+        field a string), then ``validate``. Every problem is a ValueError naming ``path`` and the
+        field."""
+        w = where_prefix(path)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{w}field '{field}' must be a JSON object, got "
+                             f"{type(doc).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - set(fields))
+        if unknown:
+            raise ValueError(f"{w}unknown {field} field(s) {unknown}; known: {sorted(fields)}")
+        for name, v in doc.items():
+            f = fields[name]
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if name == "max_grad_norm" and (v is None or is_number(v) and math.isinf(v) and v > 0):
+                continue  # null or inf = no clipping (JSON has no inf; to_dict writes null)
+            kind = _field_kind(default)
+            ok = {"bool": lambda x: isinstance(x, bool),
+                  "int": is_int,
+                  "number": is_finite_number,
+                  "str": lambda x: isinstance(x, str)}.get(kind, lambda x: True)(v)
+            if kind is None and v is not None and not isinstance(v, (str, int, float, list)):
+                ok = False
+            if kind is None and isinstance(v, float) and not math.isfinite(v):
+                ok = False
+            if not ok:
+                want = {"int": "an integer", "number": "a finite number", "str": "a string",
+                        "bool": "true or false"}.get(kind, "a number, string or null")
+                raise ValueError(f"{w}{field}.{name} must be {want}, got {v!r}")
+        try:
+            cfg = cls.from_dict(doc)
+            cfg.validate(n_train)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{w}{field}: {one_line(err)}") from None
+        return cfg
+
+
+def _field_kind(default) -> str | None:
+    """The JSON type a TrainConfig field must have, from its default's type (None: a None default
+    or a container, left to ``validate``)."""
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "number"
+    if isinstance(default, str):
+        return "str"
+    return None
 
 
 # TrainConfig fields whose value is traced (a Hyper field of the same name), with their defaults
@@ -132,6 +235,8 @@ class Hyper:
     reward_norm: jax.Array
     entropy_coef: jax.Array
     max_grad_norm: jax.Array
+
+    check_domain = staticmethod(check_domain)
 
     @staticmethod
     def names() -> tuple[str, ...]:

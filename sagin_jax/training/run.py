@@ -13,11 +13,13 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
+from sagin_jax.compilation import Job
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.types import (Requests, Substrate, compact_requests,
                                       compact_substrate)
-from sagin_jax.simulation.seed_axis import run_index, seed_keys, take_runs
+from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         table_size)
 from sagin_jax.training.config import Hyper, TrainConfig
@@ -42,7 +44,6 @@ class TrainResult:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="epoch", leave=False)
 
 
@@ -165,7 +166,6 @@ def population_jobs(tcfg: TrainConfig, seeds: Sequence[int], hypers: Hyper, subs
     run (``sagin_jax.compilation.compile_ahead``), and params [S, L, ...] shaped as it returns
     them, for ``evaluate_jobs``. Runs the (cheap) ``init`` program once, to have a carry to lower
     the epoch with (``init`` itself is compiled here, in the caller's thread)."""
-    from sagin_jax.compilation import Job
     init, epoch, data = _population_calls(tcfg, list(seeds), hypers, subs, train_reqs,
                                           seed_loop, mesh, max_active, max_block)
     k, sb, rq, h = data[0]
@@ -248,7 +248,6 @@ def evaluate_jobs(tcfg: TrainConfig, params, subs: Substrate, test_reqs: Request
                   seed_loop: str | None = None, mesh=None, max_active: int | None = None) -> list:
     """The program ``evaluate_grid`` with these arguments will run, as a compile job; ``params``
     may be any of the right shape (e.g. ``population_jobs``'s)."""
-    from sagin_jax.compilation import Job
     program, args = _evaluate_call(tcfg, params, subs, test_reqs, list(seeds), seed_loop, mesh,
                                    max_active)
     return [Job(program, args)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sagin_jax.experiments.stats import mean_ci
+from sagin_jax.experiments.stats import mean_ci, relative_gain
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds, table_size
-from sagin_jax.simulation.sharding import default_mesh
+from sagin_jax.devices.sharding import default_mesh
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.run import evaluate_grid, train_population
 
@@ -24,7 +24,7 @@ def best_train_config(sw: dict, algo: str, best_params: dict) -> TrainConfig:
 
 def paired_gain(a: np.ndarray, b: np.ndarray) -> dict:
     """Per-seed relative difference a/b - 1 on the same seeds: mean and 95% half-width."""
-    d = np.asarray(a, np.float64) / np.asarray(b, np.float64) - 1.0
+    d = relative_gain(a, b)
     m, h = mean_ci(d)
     return {"mean": float(m), "ci95": float(h), "n_seeds": int(d.size)}
 

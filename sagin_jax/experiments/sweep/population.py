@@ -11,8 +11,8 @@ import numpy as np
 from sagin_jax.files import atomic_path
 from sagin_jax.scenario.types import compact_requests, compact_substrate
 from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
-from sagin_jax.simulation.seed_axis import seed_keys, take_runs
-from sagin_jax.simulation.sharding import default_mesh
+from sagin_jax.devices.seed_axis import seed_keys, take_runs
+from sagin_jax.devices.sharding import default_mesh
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.run import grid_programs, population_epoch_program, population_runs
 

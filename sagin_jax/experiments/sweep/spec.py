@@ -76,6 +76,10 @@ def validate_space(path, name: str, space) -> dict:
         if log and low <= 0:
             raise ValueError(f"{_field(path, where)}: low={low} must be > 0 on a log scale")
         out[p] = {"low": low, "high": high, "log": log}
+    for p, s in out.items():  # every value a trial can draw must lie in the parameter's domain
+        for end, v in ([("choices", c) for c in s["choices"]] if "choices" in s
+                       else [("low", s["low"]), ("high", s["high"])]):
+            Hyper.check_domain(p, v, _field(path, f"{name}.{p}.{end}"))
     return out
 
 

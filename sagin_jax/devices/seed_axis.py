@@ -12,6 +12,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from sagin_jax.devices.sharding import shard_seeds
+
 
 def seed_key_data(seeds: Sequence[int]) -> np.ndarray:
     """u32[S, 2]: the key data of ``jax.random.key(s)`` for every seed, on the host.
@@ -45,7 +47,6 @@ def take(tree, idx: np.ndarray, mesh=None):
     array keeps its key type). Host data is handed over as it is: placing an array that already
     sits on one device onto a mesh would compile a slicing program per leaf shape."""
     if mesh is not None:
-        from sagin_jax.simulation.sharding import shard_seeds
         put = lambda a: shard_seeds(a, mesh)  # noqa: E731
     else:
         put = jax.device_put
