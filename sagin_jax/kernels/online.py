@@ -1,0 +1,330 @@
+"""The "kernel" request-step strategy: a whole online pass as one Pallas (Triton) program per seed.
+
+``grid`` = the seeds. Each program holds its seed's residual CPU, storage and bandwidth and its
+active-request table, and handles the requests in arrival order with in-kernel loops (no host
+round trip): release what has departed, place the nodes with the policy (eqs. 1, 2, 4, 5), map
+the links by min-hop BFS over eligible links (eqs. 3, 6), commit all or nothing
+(docs/rules.md). It writes one outcome row per request (``KernelRows``); revenue, cost and the
+running metrics are computed from the rows in XLA by the simulator's own functions
+(``kernels.rows``).
+
+The rules are those of ``simulation.online`` with the "sequential" strategy, step for step:
+
+* release: departing rows in increasing row order, each row's CPU, storage and bandwidth added
+  back (``state.release_expired``);
+* nodes: the policy's order, stop at the first request node with no feasible host; a ranked
+  choice is the feasible host of highest score, ties by smallest id (``base.argmax_feasible``);
+* links: the order of ``layout.request_arrays``; the static min-hop tree's path when all its
+  links are eligible, else a level-synchronous BFS whose parent of a node is its smallest-id
+  neighbour one level closer (neighbour lists are sorted by id); the demand is subtracted from
+  each path link before the next request link (``links.embed_links``);
+* commit: accepted when every node and link was mapped and the table has a free row (the first
+  free row is taken, as ``online.handle_request``).
+
+Sums of residuals are the sequential strategy's in the same order, except the substrate NRM
+score's Σ of incident residual bandwidth, a reduction whose order may differ: exact for the
+integer-valued capacities and demands of generated scenarios, as ``embedding.batched`` states.
+
+Policies: NRMVNE. Other policies, training mode and the audit trail's paths are not expressed in
+the kernel yet: ``simulate_kernel`` raises ``NotImplementedError`` for them and callers keep the
+XLA strategies.
+
+``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
+``lower_for_cuda`` lowers it for a GPU on a machine without one.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+from sagin_jax import features
+from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, request_arrays,
+                                      substrate_arrays)
+from sagin_jax.policies.base import NodePolicy
+from sagin_jax.scenario.types import Requests, Substrate
+
+KERNEL_POLICIES = ("nrmvne",)
+"""Policies (``NodePolicy.name``) the kernel expresses."""
+
+NUM_WARPS = 4
+
+
+@struct.dataclass
+class KernelRows:
+    """One outcome row per request, leaves [S, R, ...]."""
+
+    status: jax.Array  # i32: 1 accepted, 2 embedded but no free table row (overflow), 0 rejected
+    hosts: jax.Array  # i32[M] host per request node, -1 where none was chosen
+    hops: jax.Array  # i32[L] path length per request link (0 unless the links were all mapped)
+
+
+def _scratch_shapes(d: Dims) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
+    """Per-seed state, kept in outputs the program reads and writes (the Triton backend has no
+    scratch buffers); discarded by the caller."""
+    f32, i32 = jnp.float32, jnp.int32
+    return {
+        "res_cpu": ((d.NP,), f32), "res_sto": ((d.NP,), f32), "res_bw": ((d.EP,), f32),
+        "work_bw": ((d.EP,), f32), "usage": ((d.EP,), f32),
+        "dist": ((d.NP,), i32), "parent": ((d.NP,), i32),
+        "slot_active": ((d.AP,), i32), "slot_departure": ((d.AP,), f32),
+        "slot_hosts": ((d.AP, d.MP), i32), "slot_cpu": ((d.AP, d.MP), f32),
+        "slot_sto": ((d.AP, d.MP), f32), "slot_usage": ((d.AP, d.EP), f32),
+    }
+
+
+def _row_shapes(d: Dims):
+    i32 = jnp.int32
+    return {"status": ((d.n_requests,), i32), "hosts": ((d.n_requests, d.MP), i32),
+            "hops": ((d.n_requests, d.LP), i32)}
+
+
+def _first(mask: jax.Array, size: int) -> jax.Array:
+    """Index of the first true entry of a 1-D mask (``size`` when none)."""
+    return jnp.min(jnp.where(mask, jnp.arange(size, dtype=jnp.int32), size))
+
+
+def _any(mask: jax.Array) -> jax.Array:
+    """``mask.any()`` (Triton lowers no boolean reductions)."""
+    return jnp.max(mask.astype(jnp.int32)) > 0
+
+
+def _pick(vec: jax.Array, i: jax.Array) -> jax.Array:
+    """``vec[i]`` for a value held in registers (a one-hot sum: exact, one non-zero term)."""
+    return jnp.sum(jnp.where(jnp.arange(vec.shape[0], dtype=jnp.int32) == i, vec,
+                             jnp.zeros_like(vec)))
+
+
+def _kernel(d: Dims, interpret: bool, *refs):
+    names = (tuple("sub_" + f for f in SUBSTRATE_FIELDS)
+             + tuple("req_" + f for f in REQUEST_FIELDS)
+             + tuple("out_" + f for f in _row_shapes(d)) + tuple(_scratch_shapes(d)))
+    r = dict(zip(names, refs))
+    NP, EP, MP, LP, AP = d.NP, d.EP, d.MP, d.LP, d.AP
+    node_ids = jnp.arange(NP, dtype=jnp.int32)
+    slot_ids = jnp.arange(AP, dtype=jnp.int32)
+    m_ids = jnp.arange(MP, dtype=jnp.int32)
+    l_ids = jnp.arange(LP, dtype=jnp.int32)
+
+    def sync():
+        """Make this program's stores visible to all its threads before they are gathered."""
+        if not interpret:
+            plt.debug_barrier()
+
+    r["res_cpu"][...] = r["sub_cpu"][...]
+    r["res_sto"][...] = r["sub_sto"][...]
+    r["res_bw"][...] = r["sub_bw0"][...]
+    r["slot_active"][...] = jnp.zeros((AP,), jnp.int32)
+    sync()
+
+    def release(now):
+        """``state.release_expired``: every active row with departure <= now, in row order."""
+        leaving0 = (r["slot_active"][...] == 1) & (r["slot_departure"][...] <= now)
+
+        def body(leaving):
+            a = _first(leaving, AP)
+            # hosts are distinct, so each node's one-hot sum has at most one non-zero term
+            onehot = r["slot_hosts"][a, :][None, :] == node_ids[:, None]  # [NP, MP]
+            back = lambda x: jnp.sum(jnp.where(onehot, x[None, :], 0.0), axis=1)  # noqa: E731
+            r["res_cpu"][...] = r["res_cpu"][...] + back(r["slot_cpu"][a, :])
+            r["res_sto"][...] = r["res_sto"][...] + back(r["slot_sto"][a, :])
+            r["res_bw"][...] = r["res_bw"][...] + r["slot_usage"][a, :]
+            sync()
+            return leaving & (slot_ids != a)
+
+        jax.lax.while_loop(_any, body, leaving0)
+        r["slot_active"][...] = jnp.where(leaving0, 0, r["slot_active"][...])
+
+    def nrm_scores():
+        """``features.nrm_substrate`` on the residuals at the request's arrival."""
+        nbr_edge = r["sub_nbr_edge"][...]
+        bw = r["res_bw"][jnp.maximum(nbr_edge, 0)]  # [NP, KP]
+        inc = jnp.sum(jnp.where(nbr_edge >= 0, bw, 0.0), axis=1)
+        return (r["res_cpu"][...] + r["res_sto"][...]) * inc
+
+    def map_nodes(k):
+        """Stage 1 (``online.map_nodes``); -> (ok, hosts i32[MP], cpu, sto) working copies."""
+        score = nrm_scores()
+        domain = r["sub_domain"][...]
+
+        def more(c):
+            i, failed = c[0], c[1]
+            return (i < MP) & ~failed
+
+        def place(c):
+            i, failed, cpu, sto, used, hosts = c
+            j = r["req_node_order"][k, i]
+            live = r["req_node_mask"][k, j] == 1
+            need_cpu, need_sto = r["req_cpu"][k, j], r["req_sto"][k, j]
+            feas = ((domain == r["req_domain"][k, j]) & (cpu >= need_cpu) & (sto >= need_sto)
+                    & ~used)
+            best = jnp.max(jnp.where(feas, score, -jnp.inf))
+            host = _first(feas & (score == best), NP)  # base.argmax_feasible
+            placed = live & _any(feas)
+            at = placed & (node_ids == host)
+            cpu = cpu - jnp.where(at, need_cpu, 0.0)
+            sto = sto - jnp.where(at, need_sto, 0.0)
+            hosts = jnp.where(placed & (m_ids == j), host, hosts)
+            return i + 1, failed | (live & ~placed), cpu, sto, used | at, hosts
+
+        init = (jnp.int32(0), jnp.bool_(False), r["res_cpu"][...], r["res_sto"][...],
+                jnp.zeros((NP,), jnp.bool_), jnp.full((MP,), -1, jnp.int32))
+        _, failed, cpu, sto, _, hosts = jax.lax.while_loop(more, place, init)
+        return ~failed, hosts, cpu, sto
+
+    def tree_path_ok(src, dst, demand):
+        """Every link of the static min-hop tree's path is eligible (``links.walk_path``)."""
+        def body(c):
+            v, left, ok = c
+            p = r["sub_tree_parent"][src, v]
+            e = r["sub_edge_id"][v, p]
+            return p, left - 1, ok & (r["work_bw"][e] >= demand)
+
+        _, _, ok = jax.lax.while_loop(lambda c: c[1] > 0, body,
+                                      (dst, r["sub_hops"][src, dst], jnp.bool_(True)))
+        return ok
+
+    def bfs(src, dst, demand):
+        """``links.bfs_tree`` over links with work_bw >= demand; fills dist/parent, -> hops."""
+        nbr = r["sub_nbr_node"][...]
+        nbr_edge = r["sub_nbr_edge"][...]
+        slot_ok = (nbr_edge >= 0) & (r["work_bw"][jnp.maximum(nbr_edge, 0)] >= demand)
+        r["dist"][...] = jnp.where(node_ids == src, 0, -1)
+        r["parent"][...] = jnp.full((NP,), -1, jnp.int32)
+        sync()
+
+        def body(c):
+            level, _ = c
+            at_level = slot_ok & (r["dist"][jnp.maximum(nbr, 0)] == level)  # [NP, KP]
+            best = jnp.min(jnp.where(at_level, nbr, NP), axis=1)
+            dist = r["dist"][...]
+            new = (dist < 0) & (best < NP)
+            r["dist"][...] = jnp.where(new, level + 1, dist)
+            r["parent"][...] = jnp.where(new, best, r["parent"][...])
+            sync()
+            return level + 1, (r["dist"][dst] < 0) & _any(new)
+
+        jax.lax.while_loop(lambda c: c[1], body, (jnp.int32(0), src != dst))
+        return jnp.maximum(r["dist"][dst], 0)
+
+    def take_path(src, dst, hops, from_tree, demand):
+        """Subtract ``demand`` along the path read back from ``dst`` (``links.walk_path``)."""
+        def body(c):
+            v, left = c
+            p = jnp.where(from_tree, r["sub_tree_parent"][src, v], r["parent"][v])
+            e = r["sub_edge_id"][v, p]
+            r["work_bw"][e] = r["work_bw"][e] - demand
+            r["usage"][e] = r["usage"][e] + demand
+            return p, left - 1
+
+        jax.lax.while_loop(lambda c: c[1] > 0, body, (dst, hops))
+        sync()
+
+    def map_links(k, hosts, active):
+        """Stage 2 (``links.embed_links``) on work_bw; -> (ok, hops i32[LP] by link index)."""
+        r["work_bw"][...] = r["res_bw"][...]
+        r["usage"][...] = jnp.zeros((EP,), jnp.float32)
+        sync()
+        n_live = jnp.where(active, r["req_n_links"][k], 0)
+
+        def body(c):
+            i, ok, hops_out = c
+            j = r["req_link_order"][k, i]
+            demand = r["req_link_bw"][k, j]
+            src = _pick(hosts, r["req_link_a"][k, j])
+            dst = _pick(hosts, r["req_link_b"][k, j])
+            from_tree = tree_path_ok(src, dst, demand)
+            hops = jax.lax.cond(from_tree, lambda: r["sub_hops"][src, dst],
+                                lambda: bfs(src, dst, demand))
+            take_path(src, dst, hops, from_tree, demand)
+            return i + 1, hops > 0, jnp.where(l_ids == j, hops, hops_out)
+
+        _, ok, hops = jax.lax.while_loop(
+            lambda c: (c[0] < n_live) & c[1], body,
+            (jnp.int32(0), jnp.bool_(True), jnp.zeros((LP,), jnp.int32)))
+        ok = ok & active
+        return ok, jnp.where(ok, hops, 0)
+
+    def request(k, carry):
+        now = r["req_arrival"][k]
+        release(now)
+        nodes_ok, hosts, cpu, sto = map_nodes(k)
+        links_ok, hops = map_links(k, hosts, nodes_ok)
+        free = (r["slot_active"][...] == 0) & (slot_ids < d.max_active)
+        slot = _first(free, AP)
+        has_free = slot < d.max_active
+        embedded = nodes_ok & links_ok
+        accepted = embedded & has_free
+
+        @pl.when(accepted)
+        def _commit():
+            r["res_cpu"][...] = cpu
+            r["res_sto"][...] = sto
+            r["res_bw"][...] = r["work_bw"][...]
+            r["slot_active"][slot] = jnp.int32(1)
+            r["slot_departure"][slot] = now + r["req_lifetime"][k]
+            mask = r["req_node_mask"][k, :] == 1
+            r["slot_hosts"][slot, :] = jnp.where(mask, hosts, -1)
+            r["slot_cpu"][slot, :] = jnp.where(mask, r["req_cpu"][k, :], 0.0)
+            r["slot_sto"][slot, :] = jnp.where(mask, r["req_sto"][k, :], 0.0)
+            r["slot_usage"][slot, :] = r["usage"][...]
+
+        sync()
+        r["out_status"][k] = jnp.where(accepted, 1, jnp.where(embedded, 2, 0)).astype(jnp.int32)
+        r["out_hosts"][k, :] = hosts
+        r["out_hops"][k, :] = hops
+        return carry
+
+    jax.lax.fori_loop(0, d.n_requests, request, 0)
+
+
+def node_order(policy: NodePolicy, req: Requests) -> jax.Array:
+    """i32[R, M]: the order the policy places each request's nodes in (request data only)."""
+    if policy.name == "nrmvne":
+        return jax.vmap(lambda q: features.rank_order(features.nrm_request(q)))(req)
+    raise NotImplementedError(
+        f"policy {policy.name!r} is not expressed in the kernel (kernel policies: "
+        f"{', '.join(KERNEL_POLICIES)}); use the 'sequential' or 'batched' strategy")
+
+
+def _seed_block(shape):
+    """One seed's whole array per program (the seed axis squeezed away)."""
+    zeros = (0,) * len(shape)
+    return pl.BlockSpec((None,) + tuple(shape), lambda s: (s,) + zeros)
+
+
+def kernel_call(d: Dims, n_seeds: int, in_shapes, interpret: bool):
+    """The ``pallas_call`` over ``n_seeds`` programs; inputs are the ``SUBSTRATE_FIELDS`` then
+    the ``REQUEST_FIELDS`` arrays with a leading seed axis (``in_shapes``: their per-seed
+    shapes), outputs the rows then the scratch state."""
+    outs = {**_row_shapes(d), **_scratch_shapes(d)}
+    return pl.pallas_call(
+        functools.partial(_kernel, d, interpret), grid=(n_seeds,),
+        in_specs=[_seed_block(s) for s in in_shapes],
+        out_shape=[jax.ShapeDtypeStruct((n_seeds,) + s, t) for s, t in outs.values()],
+        out_specs=[_seed_block(s) for s, _ in outs.values()], interpret=interpret,
+        name="sagin_online_pass", compiler_params=plt.CompilerParams(num_warps=NUM_WARPS))
+
+
+def run_kernel(policy: NodePolicy, subs: Substrate, reqs: Requests, max_active: int,
+               interpret: bool = False):
+    """The kernel over a leading seed axis of ``subs`` and ``reqs``; -> (KernelRows with
+    hosts [S, R, M] and hops [S, R, L], final residuals (res_cpu [S, N], res_sto, res_bw [S, E]))."""
+    one_sub = jax.tree_util.tree_map(lambda x: x[0], subs)
+    one_req = jax.tree_util.tree_map(lambda x: x[0], reqs)
+    d = Dims.of(one_sub, one_req, max_active)
+    order = jax.vmap(lambda q: node_order(policy, q))(reqs)
+    sub_arrays = jax.vmap(lambda s: substrate_arrays(s, d))(subs)
+    req_arrays = jax.vmap(lambda q, o: request_arrays(q, d, o))(reqs, order)
+    args = [sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
+    call = kernel_call(d, args[0].shape[0], [a.shape[1:] for a in args], interpret)
+    outs = dict(zip(tuple(_row_shapes(d)) + tuple(_scratch_shapes(d)), call(*args)))
+    rows = KernelRows(status=outs["status"], hosts=outs["hosts"][..., :d.max_nodes],
+                      hops=outs["hops"][..., :d.max_links])
+    residual = (outs["res_cpu"][:, :d.n_nodes], outs["res_sto"][:, :d.n_nodes],
+                outs["res_bw"][:, :d.n_edges])
+    return rows, residual

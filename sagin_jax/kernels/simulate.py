@@ -1,0 +1,26 @@
+"""``simulate`` with the "kernel" strategy: the Pallas pass (``kernels.online``) then the outcome
+rows turned into the simulator's ``Outcome`` (``kernels.rows``)."""
+from __future__ import annotations
+
+import jax
+
+from sagin_jax.kernels.online import run_kernel
+from sagin_jax.kernels.rows import outcome_rows
+from sagin_jax.policies.base import NodePolicy
+from sagin_jax.scenario.types import Requests, Substrate
+
+
+def simulate_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
+                    max_active: int, interpret: bool = False):
+    """One online pass per seed from an empty network, leaves with a leading seed axis;
+    -> (final state, Outcome[S, R]) as ``batch.simulate_batch``.
+
+    The final state has the kernel's residuals (``res_cpu``, ``res_sto``, ``res_bw``), the
+    totals and the active table's arrival, departure and revenue; the table's per-row demands
+    stay in the kernel (``slot_hosts``, ``slot_cpu``, ``slot_sto``, ``slot_bw`` are [A + 1, 1]
+    placeholders). ``params`` and ``keys`` are unused by the deterministic policies the kernel
+    expresses. Raises ``NotImplementedError`` for a policy the kernel does not express."""
+    del params, keys
+    rows, (res_cpu, res_sto, res_bw) = run_kernel(policy, subs, reqs, max_active, interpret)
+    state, out = jax.vmap(lambda s, q, r: outcome_rows(s, q, r, max_active))(subs, reqs, rows)
+    return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw), out

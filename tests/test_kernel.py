@@ -1,0 +1,109 @@
+"""The "kernel" strategy (one Pallas program per seed, sagin_jax/kernels) in Pallas interpret mode
+on the CPU: the same decisions, values, metrics and final residuals as the "sequential" strategy
+on the paper config, the same as the networkx reference on hand-worked substrates, and a module
+that lowers for CUDA to one Triton kernel call."""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.kernels.cost import cuda_cost
+from sagin_jax.kernels.simulate import simulate_kernel
+from sagin_jax.policies.baselines import NRMVNE, RANDOM
+from sagin_jax.reference.simulate import simulate as ref_simulate
+from sagin_jax.scenario.io import requests_from_dict, substrate_from_dict
+from sagin_jax.scenario.types import stack
+from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
+                                        simulate_batch, table_size)
+from tests import test_reference_handworked as hw
+
+PAPER = ScenarioConfig(n_test=100)  # the paper's substrate, 100 test requests per seed
+SEEDS = (0, 1, 2)
+
+
+@functools.lru_cache(maxsize=None)
+def paper_runs():
+    subs, reqs = make_substrates(PAPER, SEEDS), make_requests(PAPER, SEEDS, "test")
+    a = table_size(reqs)
+    seq = simulate_batch(NRMVNE, None, seed_keys(SEEDS), subs, reqs, max_active=a,
+                         strategy="sequential")
+    ker = jax.jit(lambda k, s, r: simulate_kernel(NRMVNE, None, k, s, r, a, interpret=True))(
+        seed_keys(SEEDS), subs, reqs)
+    return subs, reqs, seq, ker
+
+
+def test_kernel_matches_sequential_on_paper_config():
+    _, _, (s_seq, o_seq), (s_ker, o_ker) = paper_runs()
+    acc = np.asarray(o_seq.accepted)
+    assert 0 < acc.sum() < acc.size  # both outcomes occur
+    for f in ("accepted", "hosts", "overflow"):
+        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
+    for f in ("revenue", "cost", "link_revenue", "link_cost"):
+        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f),
+                                      err_msg=f)
+    for f in ("time", "ar", "acr", "rc", "rc_link"):
+        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f),
+                                      err_msg=f)
+    for f in ("res_cpu", "res_sto", "res_bw"):
+        np.testing.assert_array_equal(getattr(s_ker, f), getattr(s_seq, f), err_msg=f)
+
+
+HANDWORKED = {
+    "bfs-min-id-parent": lambda: hw.bfs_scenario(5, 0),
+    "storage-rejection": hw.storage_scenario,
+    "second-link-fails": hw.second_link_failure_scenario,
+    "departure-first": hw.departure_scenario,
+}
+"""Each scenario compiles its own program (~8 s in interpret mode), so four that cover the
+BFS parent rule, both rejection stages and departures before arrivals."""
+
+
+def test_kernel_matches_reference_on_handworked_substrates():
+    """Every hand-worked scenario against the networkx reference: acceptance, hosts, revenue,
+    cost, the running metrics and the residuals after the last request."""
+    for name, make in HANDWORKED.items():
+        doc = make()
+        sub = substrate_from_dict(doc)
+        req = requests_from_dict(doc, sub.n_domains, max_nodes=5)
+        subs, reqs = stack([sub]), stack([req])
+        a = table_size(reqs)
+        state, out = jax.jit(lambda s, r, a=a: simulate_kernel(NRMVNE, None, None, s, r, a,
+                                                               interpret=True))(subs, reqs)
+        ref = ref_simulate(doc, "nrmvne")
+        mask = np.asarray(req.node_mask)
+        for k, theirs in enumerate(ref["trace"]):
+            where = f"{name} request {k}"
+            assert bool(out.accepted[0, k]) == theirs["accepted"], where
+            if theirs["accepted"]:
+                assert np.asarray(out.hosts[0, k])[mask[k]].tolist() == theirs["node_map"], where
+            assert float(out.value.revenue[0, k]) == theirs["revenue"], where
+            assert float(out.value.cost[0, k]) == theirs["cost"], where
+        for k, theirs in enumerate(ref["metrics"]):
+            for mine, key in ((out.metrics.ar, "AR"), (out.metrics.acr, "ACR"),
+                              (out.metrics.rc, "RC"), (out.metrics.rc_link, "RC_link")):
+                assert math.isclose(float(mine[0, k]), theirs[key], rel_tol=1e-6,
+                                    abs_tol=1e-9), (name, k, key)
+        assert np.asarray(state.res_cpu[0]).tolist() == ref["residual"]["cpu"], name
+        assert np.asarray(state.res_sto[0]).tolist() == ref["residual"]["sto"], name
+        real = np.flatnonzero(np.asarray(sub.edge_mask))
+        bw = [ref["residual"]["bw"][(int(sub.edge_u[e]), int(sub.edge_v[e]))] for e in real]
+        assert np.asarray(state.res_bw[0])[real].tolist() == bw, name
+
+
+def test_kernel_lowers_for_cuda_as_one_triton_call():
+    subs, reqs = make_substrates(PAPER, SEEDS[:2]), make_requests(PAPER, SEEDS[:2], "test")
+    cost = cuda_cost(lambda k, s, r: simulate_kernel(NRMVNE, None, k, s, r, table_size(reqs)),
+                     seed_keys(SEEDS[:2]), subs, reqs)
+    assert cost["pallas_calls"] == 1, cost
+    print("lowered cuda module:", cost)
+
+
+def test_kernel_refuses_policies_it_does_not_express():
+    subs, reqs = make_substrates(PAPER, SEEDS[:1]), make_requests(PAPER, SEEDS[:1], "test")
+    with pytest.raises(NotImplementedError, match="random"):
+        simulate_kernel(RANDOM, None, seed_keys(SEEDS[:1]), subs, reqs, 16, interpret=True)
