@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import jax
 
-from sagin_jax.kernels.online import run_kernel
+from sagin_jax.kernels.online import KERNEL_POLICIES, run_kernel
 from sagin_jax.kernels.rows import outcome_rows
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
+
+
+def kernel_applies(policy: NodePolicy, strategy: str | None, record_paths: bool,
+                   mesh=None) -> bool:
+    """The request-step strategy is "kernel" (``online.request_step_strategy``) and the kernel
+    expresses the pass: a policy of ``KERNEL_POLICIES``, no recorded paths (the audit trail),
+    no device mesh. Otherwise the XLA strategy runs ("batched", the kernel's fallback)."""
+    from sagin_jax.simulation.online import request_step_strategy
+    return (request_step_strategy(strategy) == "kernel" and policy.name in KERNEL_POLICIES
+            and not record_paths and mesh is None)
 
 
 def simulate_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
