@@ -1,7 +1,7 @@
 """The "kernel" strategy (one Pallas program per seed, sagin_jax/kernels) in Pallas interpret mode
 on the CPU: the same decisions, values, metrics and final residuals as the "sequential" strategy
-on the paper config, the same as the networkx reference on hand-worked substrates, and a module
-that lowers for CUDA to one Triton kernel call."""
+on the paper config (NRMVNE, DDRL-NRA and RLVNE greedy), the same as the networkx reference on
+hand-worked substrates, and a module that lowers for CUDA to one Triton kernel call."""
 from __future__ import annotations
 
 import functools
@@ -20,6 +20,9 @@ from sagin_jax.scenario.io import requests_from_dict, substrate_from_dict
 from sagin_jax.scenario.types import stack
 from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
                                         simulate_batch, table_size)
+from sagin_jax.simulation.online import simulate
+from sagin_jax.training.config import TrainConfig
+from sagin_jax.training.reinforce import policies_for
 from tests import test_reference_handworked as hw
 
 PAPER = ScenarioConfig(n_test=100)  # the paper's substrate, 100 test requests per seed
@@ -96,12 +99,48 @@ def test_kernel_matches_reference_on_handworked_substrates():
         assert np.asarray(state.res_bw[0])[real].tolist() == bw, name
 
 
-def test_kernel_lowers_for_cuda_as_one_triton_call():
-    subs, reqs = make_substrates(PAPER, SEEDS[:2]), make_requests(PAPER, SEEDS[:2], "test")
-    cost = cuda_cost(lambda k, s, r: simulate_kernel(NRMVNE, None, k, s, r, table_size(reqs)),
-                     seed_keys(SEEDS[:2]), subs, reqs)
-    assert cost["pallas_calls"] == 1, cost
-    print("lowered cuda module:", cost)
+@pytest.mark.parametrize("algo", ["ddrl-nra", pytest.param("rlvne", marks=pytest.mark.slow)])
+def test_kernel_greedy_agents_match_sequential(algo):
+    """The learning agents' test mode (argmax of the linear score on the normalised features)
+    with each seed's own freshly drawn parameters: identical decisions, values and metrics; the
+    log-probability of the choices equal up to float rounding (the kernel sums the score feature
+    by feature, XLA by a dot product): |Δ| <= 1e-6 · |logp| + 1e-5 per request."""
+    subs, reqs = make_substrates(PAPER, SEEDS), make_requests(PAPER, SEEDS, "test")
+    a, keys = table_size(reqs), seed_keys(SEEDS)
+    _, greedy, init = policies_for(TrainConfig(algo=algo))
+    params = jax.vmap(init)(keys, subs)
+    _, o_seq = jax.jit(jax.vmap(lambda p, k, s, r: simulate(greedy, p, k, s, r, a)))(
+        params, keys, subs, reqs)
+    _, o_ker = jax.jit(lambda p, k, s, r: simulate_kernel(
+        greedy, p, k, s, r, a, interpret=True, params_per_seed=True))(params, keys, subs, reqs)
+    acc = np.asarray(o_seq.accepted)
+    assert 0 < acc.sum() < acc.size
+    for f in ("accepted", "hosts"):
+        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
+    for f in ("revenue", "cost"):
+        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f))
+    for f in ("ar", "acr", "rc", "rc_link"):
+        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f))
+    np.testing.assert_allclose(o_ker.logp, o_seq.logp, rtol=1e-6, atol=1e-5)
+    assert np.abs(np.asarray(o_seq.logp)).max() > 1.0  # the log-probabilities are compared
+
+
+@pytest.mark.parametrize("policy", ["nrmvne", "ddrl-nra-greedy", "rlvne-greedy"])
+def test_kernel_lowers_for_cuda_as_one_triton_call(policy):
+    """Lowered for CUDA on this CPU machine (Triton rejects any primitive it cannot lower):
+    one Triton kernel call, and one XLA loop outside it (the scan over the outcome rows)."""
+    seeds = SEEDS[:2]
+    subs, reqs = make_substrates(PAPER, seeds), make_requests(PAPER, seeds, "test")
+    if policy == "nrmvne":
+        pol, params = NRMVNE, None
+    else:
+        algo = policy.removesuffix("-greedy")
+        _, pol, init = policies_for(TrainConfig(algo=algo))
+        params = init(seed_keys(seeds[:1])[0], jax.tree_util.tree_map(lambda x: x[0], subs))
+    cost = cuda_cost(lambda p, k, s, r: simulate_kernel(pol, p, k, s, r, table_size(reqs)),
+                     params, seed_keys(seeds), subs, reqs)
+    assert cost == {"pallas_calls": 1, "while_loops": 1}, cost
+    print(policy, "lowered cuda module:", cost)
 
 
 def test_kernel_refuses_policies_it_does_not_express():

@@ -59,14 +59,15 @@ def _pad(x: jax.Array, shape: tuple[int, ...], value) -> jax.Array:
 
 
 SUBSTRATE_FIELDS = ("cpu", "sto", "domain", "nbr_node", "nbr_edge", "hops", "tree_parent",
-                    "edge_id", "bw0")
+                    "edge_id", "bw0", "ad", "degree", "real")
 REQUEST_FIELDS = ("arrival", "lifetime", "node_mask", "cpu", "sto", "domain", "link_a",
                   "link_b", "link_bw", "node_order", "link_order", "n_links")
 
 
 def substrate_arrays(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
     """One seed's substrate, padded (see the module docstring); ``bw0`` is the initial residual
-    bandwidth (0 on padding, as ``state.init_state``)."""
+    bandwidth (0 on padding, as ``state.init_state``), ``ad``, ``degree`` the learning agents'
+    static features, ``real`` 1 on real nodes."""
     np_, ep, kp = d.NP, d.EP, d.KP
     i32 = lambda x: x.astype(jnp.int32)  # noqa: E731 (tables may be stored narrower)
     return {
@@ -78,6 +79,9 @@ def substrate_arrays(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
         "tree_parent": _pad(i32(sub.tree_parent), (np_, np_), -1),
         "edge_id": _pad(i32(sub.edge_id), (np_, np_), -1),
         "bw0": _pad(jnp.where(sub.edge_mask, sub.edge_bw, 0.0), (ep,), 0.0),
+        "ad": _pad(sub.ad, (np_,), 0.0),  # eq. 16 (DDRL-NRA's feature)
+        "degree": _pad(features.degree(sub), (np_,), 0.0),  # RLVNE's feature
+        "real": _pad(jnp.ones((d.n_nodes,), jnp.int32), (np_,), 0),  # 1: a real node
     }
 
 

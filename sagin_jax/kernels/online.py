@@ -25,9 +25,14 @@ Sums of residuals are the sequential strategy's in the same order, except the su
 score's Σ of incident residual bandwidth, a reduction whose order may differ: exact for the
 integer-valued capacities and demands of generated scenarios, as ``embedding.batched`` states.
 
-Policies: NRMVNE. Other policies, training mode and the audit trail's paths are not expressed in
-the kernel yet: ``simulate_kernel`` raises ``NotImplementedError`` for them and callers keep the
-XLA strategies.
+Policies (``KERNEL_POLICIES``): NRMVNE, and DDRL-NRA and RLVNE greedy (test mode: the per-domain
+or central linear score on the normalised features, argmax over the feasible nodes, ties by
+smallest id, and the choice's log-probability). The linear score is summed feature by feature
+here and by a dot product in XLA: the same decisions unless two feasible nodes' scores are
+within rounding of each other (the tests compare decisions on the paper config). GRC, random,
+the sampled (training) policies and the audit trail's paths are not expressed in the kernel:
+``policy_kind`` raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the
+XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
 ``lower_for_cuda`` lowers it for a GPU on a machine without one.
@@ -43,15 +48,18 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from sagin_jax import features
-from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, request_arrays,
-                                      substrate_arrays)
+from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, next_pow2,
+                                      request_arrays, substrate_arrays)
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 
-KERNEL_POLICIES = ("nrmvne",)
-"""Policies (``NodePolicy.name``) the kernel expresses."""
+KERNEL_POLICIES = {"nrmvne": "nrmvne", "ddrl-nra-greedy": "ddrl", "rlvne-greedy": "rlvne"}
+"""Policies (``NodePolicy.name``) the kernel expresses -> the kernel's policy kind."""
 
 NUM_WARPS = 4
+
+# the Triton compiler parameters' class, as spelt by the installed JAX (renamed in 0.5)
+TritonParams = getattr(plt, "CompilerParams", None) or getattr(plt, "TritonCompilerParams")
 
 
 @struct.dataclass
@@ -61,6 +69,7 @@ class KernelRows:
     status: jax.Array  # i32: 1 accepted, 2 embedded but no free table row (overflow), 0 rejected
     hosts: jax.Array  # i32[M] host per request node, -1 where none was chosen
     hops: jax.Array  # i32[L] path length per request link (0 unless the links were all mapped)
+    logp: jax.Array  # f32 Σ log-probability of the node choices (0 for the ranked heuristics)
 
 
 def _scratch_shapes(d: Dims) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
@@ -80,7 +89,7 @@ def _scratch_shapes(d: Dims) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
 def _row_shapes(d: Dims):
     i32 = jnp.int32
     return {"status": ((d.n_requests,), i32), "hosts": ((d.n_requests, d.MP), i32),
-            "hops": ((d.n_requests, d.LP), i32)}
+            "hops": ((d.n_requests, d.LP), i32), "logp": ((d.n_requests,), jnp.float32)}
 
 
 def _first(mask: jax.Array, size: int) -> jax.Array:
@@ -99,11 +108,13 @@ def _pick(vec: jax.Array, i: jax.Array) -> jax.Array:
                              jnp.zeros_like(vec)))
 
 
-def _kernel(d: Dims, interpret: bool, *refs):
+def _kernel(d: Dims, kind: str, interpret: bool, *refs):
     names = (tuple("sub_" + f for f in SUBSTRATE_FIELDS)
-             + tuple("req_" + f for f in REQUEST_FIELDS)
+             + tuple("req_" + f for f in REQUEST_FIELDS) + ("pol_w", "pol_b")
              + tuple("out_" + f for f in _row_shapes(d)) + tuple(_scratch_shapes(d)))
     r = dict(zip(names, refs))
+    domain = r["sub_domain"][...]
+    real = r["sub_real"][...] == 1
     NP, EP, MP, LP, AP = d.NP, d.EP, d.MP, d.LP, d.AP
     node_ids = jnp.arange(NP, dtype=jnp.int32)
     slot_ids = jnp.arange(AP, dtype=jnp.int32)
@@ -139,42 +150,90 @@ def _kernel(d: Dims, interpret: bool, *refs):
         jax.lax.while_loop(_any, body, leaving0)
         r["slot_active"][...] = jnp.where(leaving0, 0, r["slot_active"][...])
 
-    def nrm_scores():
-        """``features.nrm_substrate`` on the residuals at the request's arrival."""
+    def incident_bw():
+        """``features.residual_incident_bw`` on the residuals at the request's arrival."""
         nbr_edge = r["sub_nbr_edge"][...]
         bw = r["res_bw"][jnp.maximum(nbr_edge, 0)]  # [NP, KP]
-        inc = jnp.sum(jnp.where(nbr_edge >= 0, bw, 0.0), axis=1)
-        return (r["res_cpu"][...] + r["res_sto"][...]) * inc
+        return jnp.sum(jnp.where(nbr_edge >= 0, bw, 0.0), axis=1)
+
+    def linear(cols, w, b):
+        """Σ_c cols[c] · w[c] + b, in column order (the policies' 1x1 convolution)."""
+        out = cols[0] * w[0]
+        for c in range(1, len(cols)):
+            out = out + cols[c] * w[c]
+        return out + b
+
+    def greedy(score, feas):
+        """The feasible node of highest score, ties by smallest id (``base.argmax_feasible``),
+        and its log-probability under the softmax over the feasible nodes
+        (``base.masked_log_softmax``; 0 when none is feasible)."""
+        best = jnp.max(jnp.where(feas, score, -jnp.inf))
+        host = _first(feas & (score == best), NP)
+        if kind == "nrmvne":
+            return host, jnp.float32(0.0)
+        zmax = jnp.max(jnp.where(feas, score, -1e30))
+        ez = jnp.where(feas, jnp.exp(jnp.where(feas, score, -jnp.inf) - zmax), 0.0)
+        lse = jnp.log(jnp.maximum(jnp.sum(ez), 1e-30)) + zmax
+        return host, jnp.where(_any(feas), best - lse, 0.0)
+
+    def scores(k, j, cpu, sto, inc, hosts):
+        """The policy's node scores for request node ``j`` on the working residuals."""
+        if kind == "nrmvne":  # features.nrm_substrate, fixed at the request's arrival
+            return inc
+        if kind == "ddrl":  # ddrl.domain_feature_matrix of j's domain, the domain's agent
+            dj = r["req_domain"][k, j]
+            member = domain == dj
+            cols = []
+            for x in (cpu, sto, inc, r["sub_ad"][...]):
+                scale = jnp.max(jnp.where(member, jnp.abs(x), 0.0))
+                cols.append(jnp.where(member, x, 0.0) / jnp.where(scale > 0, scale, 1.0))
+            w = [r["pol_w"][dj, c] for c in range(4)]
+            return linear(cols, w, r["pol_b"][dj])
+        # rlvne.rlvne_features: [cpu, degree, incident bw, AVG(DST)] min-max over real nodes
+        placed = hosts >= 0
+        cols_h = r["sub_hops"][node_ids[:, None], jnp.maximum(hosts, 0)[None, :]]  # [NP, MP]
+        dst = (jnp.sum(jnp.where(placed[None, :], cols_h.astype(jnp.float32), 0.0), axis=1)
+               / (jnp.sum(placed.astype(jnp.float32)) + 1.0))
+        cols = []
+        for x in (cpu, r["sub_degree"][...], inc, dst):
+            lo = jnp.min(jnp.where(real, x, jnp.inf))
+            hi = jnp.max(jnp.where(real, x, -jnp.inf))
+            span = hi - lo
+            cols.append((x - lo) / jnp.where(span > 0, span, 1.0))
+        w = [r["pol_w"][0, c] for c in range(4)]
+        return jnp.maximum(linear(cols, w, r["pol_b"][0]), 0.0)
 
     def map_nodes(k):
-        """Stage 1 (``online.map_nodes``); -> (ok, hosts i32[MP], cpu, sto) working copies."""
-        score = nrm_scores()
-        domain = r["sub_domain"][...]
+        """Stage 1 (``online.map_nodes``); -> (ok, hosts i32[MP], cpu, sto working copies,
+        Σ log-probability of the choices)."""
+        inc = incident_bw()
+        if kind == "nrmvne":
+            inc = (r["res_cpu"][...] + r["res_sto"][...]) * inc
 
         def more(c):
             i, failed = c[0], c[1]
             return (i < MP) & ~failed
 
         def place(c):
-            i, failed, cpu, sto, used, hosts = c
+            i, failed, cpu, sto, used, hosts, logp = c
             j = r["req_node_order"][k, i]
             live = r["req_node_mask"][k, j] == 1
             need_cpu, need_sto = r["req_cpu"][k, j], r["req_sto"][k, j]
             feas = ((domain == r["req_domain"][k, j]) & (cpu >= need_cpu) & (sto >= need_sto)
                     & ~used)
-            best = jnp.max(jnp.where(feas, score, -jnp.inf))
-            host = _first(feas & (score == best), NP)  # base.argmax_feasible
+            host, lp = greedy(scores(k, j, cpu, sto, inc, hosts), feas)
             placed = live & _any(feas)
             at = placed & (node_ids == host)
             cpu = cpu - jnp.where(at, need_cpu, 0.0)
             sto = sto - jnp.where(at, need_sto, 0.0)
             hosts = jnp.where(placed & (m_ids == j), host, hosts)
-            return i + 1, failed | (live & ~placed), cpu, sto, used | at, hosts
+            logp = logp + jnp.where(placed, lp, 0.0)
+            return i + 1, failed | (live & ~placed), cpu, sto, used | at, hosts, logp
 
         init = (jnp.int32(0), jnp.bool_(False), r["res_cpu"][...], r["res_sto"][...],
-                jnp.zeros((NP,), jnp.bool_), jnp.full((MP,), -1, jnp.int32))
-        _, failed, cpu, sto, _, hosts = jax.lax.while_loop(more, place, init)
-        return ~failed, hosts, cpu, sto
+                jnp.zeros((NP,), jnp.bool_), jnp.full((MP,), -1, jnp.int32), jnp.float32(0.0))
+        _, failed, cpu, sto, _, hosts, logp = jax.lax.while_loop(more, place, init)
+        return ~failed, hosts, cpu, sto, logp
 
     def tree_path_ok(src, dst, demand):
         """Every link of the static min-hop tree's path is eligible (``links.walk_path``)."""
@@ -252,7 +311,7 @@ def _kernel(d: Dims, interpret: bool, *refs):
     def request(k, carry):
         now = r["req_arrival"][k]
         release(now)
-        nodes_ok, hosts, cpu, sto = map_nodes(k)
+        nodes_ok, hosts, cpu, sto, logp = map_nodes(k)
         links_ok, hops = map_links(k, hosts, nodes_ok)
         free = (r["slot_active"][...] == 0) & (slot_ids < d.max_active)
         slot = _first(free, AP)
@@ -277,18 +336,42 @@ def _kernel(d: Dims, interpret: bool, *refs):
         r["out_status"][k] = jnp.where(accepted, 1, jnp.where(embedded, 2, 0)).astype(jnp.int32)
         r["out_hosts"][k, :] = hosts
         r["out_hops"][k, :] = hops
+        r["out_logp"][k] = logp
         return carry
 
     jax.lax.fori_loop(0, d.n_requests, request, 0)
 
 
-def node_order(policy: NodePolicy, req: Requests) -> jax.Array:
-    """i32[R, M]: the order the policy places each request's nodes in (request data only)."""
-    if policy.name == "nrmvne":
+def policy_kind(policy: NodePolicy) -> str:
+    """The kernel's name for ``policy``; ``NotImplementedError`` for one it does not express."""
+    if policy.name not in KERNEL_POLICIES:
+        raise NotImplementedError(
+            f"policy {policy.name!r} is not expressed in the kernel (kernel policies: "
+            f"{', '.join(KERNEL_POLICIES)}); use the 'sequential' or 'batched' strategy")
+    return KERNEL_POLICIES[policy.name]
+
+
+def node_order(kind: str, req: Requests) -> jax.Array:
+    """i32[R, M]: the order the policy places each request's nodes in (request data only):
+    NRMVNE by request NRM descending, the learning agents in index order."""
+    if kind == "nrmvne":
         return jax.vmap(lambda q: features.rank_order(features.nrm_request(q)))(req)
-    raise NotImplementedError(
-        f"policy {policy.name!r} is not expressed in the kernel (kernel policies: "
-        f"{', '.join(KERNEL_POLICIES)}); use the 'sequential' or 'batched' strategy")
+    return jnp.broadcast_to(jnp.arange(req.max_nodes, dtype=jnp.int32), req.cpu.shape)
+
+
+def policy_weights(kind: str, params, n_domains: int) -> tuple[jax.Array, jax.Array]:
+    """One seed's linear-policy parameters as (w f32[UP, 4], b f32[UP]): DDRL-NRA's per-domain
+    1x1 convolution (``ddrl.NodeScorer``), RLVNE's one kernel in row 0, zeros for NRMVNE."""
+    up = next_pow2(n_domains)
+    if kind == "ddrl":
+        conv = params["params"]["conv1x1"]
+        w, b = conv["kernel"][..., 0], conv["bias"][..., 0]
+    elif kind == "rlvne":
+        w, b = params["w"][None, :], params["b"][None]
+    else:
+        w, b = jnp.zeros((1, 4), jnp.float32), jnp.zeros((1,), jnp.float32)
+    w, b = w.astype(jnp.float32), b.astype(jnp.float32)
+    return (jnp.pad(w, [(0, up - w.shape[0]), (0, 0)]), jnp.pad(b, [(0, up - b.shape[0])]))
 
 
 def _seed_block(shape):
@@ -297,34 +380,42 @@ def _seed_block(shape):
     return pl.BlockSpec((None,) + tuple(shape), lambda s: (s,) + zeros)
 
 
-def kernel_call(d: Dims, n_seeds: int, in_shapes, interpret: bool):
+def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool):
     """The ``pallas_call`` over ``n_seeds`` programs; inputs are the ``SUBSTRATE_FIELDS`` then
-    the ``REQUEST_FIELDS`` arrays with a leading seed axis (``in_shapes``: their per-seed
-    shapes), outputs the rows then the scratch state."""
+    the ``REQUEST_FIELDS`` arrays and the policy weights (``policy_weights``), with a leading
+    seed axis (``in_shapes``: their per-seed shapes); outputs the rows then the scratch state."""
     outs = {**_row_shapes(d), **_scratch_shapes(d)}
     return pl.pallas_call(
-        functools.partial(_kernel, d, interpret), grid=(n_seeds,),
+        functools.partial(_kernel, d, kind, interpret), grid=(n_seeds,),
         in_specs=[_seed_block(s) for s in in_shapes],
         out_shape=[jax.ShapeDtypeStruct((n_seeds,) + s, t) for s, t in outs.values()],
         out_specs=[_seed_block(s) for s, _ in outs.values()], interpret=interpret,
-        name="sagin_online_pass", compiler_params=plt.CompilerParams(num_warps=NUM_WARPS))
+        name="sagin_online_pass", compiler_params=TritonParams(num_warps=NUM_WARPS))
 
 
-def run_kernel(policy: NodePolicy, subs: Substrate, reqs: Requests, max_active: int,
-               interpret: bool = False):
-    """The kernel over a leading seed axis of ``subs`` and ``reqs``; -> (KernelRows with
+def run_kernel(policy: NodePolicy, params, subs: Substrate, reqs: Requests, max_active: int,
+               interpret: bool = False, params_per_seed: bool = False):
+    """The kernel over a leading seed axis of ``subs`` and ``reqs``; ``params`` shared by the
+    seeds, or with a leading seed axis when ``params_per_seed``; -> (KernelRows with
     hosts [S, R, M] and hops [S, R, L], final residuals (res_cpu [S, N], res_sto, res_bw [S, E]))."""
+    kind = policy_kind(policy)
     one_sub = jax.tree_util.tree_map(lambda x: x[0], subs)
     one_req = jax.tree_util.tree_map(lambda x: x[0], reqs)
     d = Dims.of(one_sub, one_req, max_active)
-    order = jax.vmap(lambda q: node_order(policy, q))(reqs)
+    n_seeds = subs.cpu.shape[0]
+    weights = functools.partial(policy_weights, kind, n_domains=one_sub.n_domains)
+    w, b = (jax.vmap(weights)(params) if params_per_seed else
+            jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_seeds,) + x.shape),
+                                   weights(params)))
+    order = jax.vmap(lambda q: node_order(kind, q))(reqs)
     sub_arrays = jax.vmap(lambda s: substrate_arrays(s, d))(subs)
     req_arrays = jax.vmap(lambda q, o: request_arrays(q, d, o))(reqs, order)
-    args = [sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
-    call = kernel_call(d, args[0].shape[0], [a.shape[1:] for a in args], interpret)
+    args = ([sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
+            + [w, b])
+    call = kernel_call(d, kind, n_seeds, [a.shape[1:] for a in args], interpret)
     outs = dict(zip(tuple(_row_shapes(d)) + tuple(_scratch_shapes(d)), call(*args)))
     rows = KernelRows(status=outs["status"], hosts=outs["hosts"][..., :d.max_nodes],
-                      hops=outs["hops"][..., :d.max_links])
+                      hops=outs["hops"][..., :d.max_links], logp=outs["logp"])
     residual = (outs["res_cpu"][:, :d.n_nodes], outs["res_sto"][:, :d.n_nodes],
                 outs["res_bw"][:, :d.n_edges])
     return rows, residual

@@ -60,7 +60,7 @@ def outcome_rows(sub: Substrate, req: Requests, rows: KernelRows, max_active: in
         state = state.replace(totals=accept_totals(t, value.revenue, now, now + q.lifetime,
                                                    accepted))
         out = Outcome(accepted=accepted, hosts=rows.hosts[k], value=value,
-                      metrics=running_metrics(state, now), extra={"logp": jnp.float32(0.0)},
+                      metrics=running_metrics(state, now), extra={"logp": rows.logp[k]},
                       paths=None, overflow=rows.status[k] == 2, trips=jnp.int32(0))
         return state, out
 

@@ -21,16 +21,18 @@ def kernel_applies(policy: NodePolicy, strategy: str | None, record_paths: bool,
 
 
 def simulate_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
-                    max_active: int, interpret: bool = False):
+                    max_active: int, interpret: bool = False, params_per_seed: bool = False):
     """One online pass per seed from an empty network, leaves with a leading seed axis;
     -> (final state, Outcome[S, R]) as ``batch.simulate_batch``.
 
     The final state has the kernel's residuals (``res_cpu``, ``res_sto``, ``res_bw``), the
     totals and the active table's arrival, departure and revenue; the table's per-row demands
     stay in the kernel (``slot_hosts``, ``slot_cpu``, ``slot_sto``, ``slot_bw`` are [A + 1, 1]
-    placeholders). ``params`` and ``keys`` are unused by the deterministic policies the kernel
-    expresses. Raises ``NotImplementedError`` for a policy the kernel does not express."""
-    del params, keys
-    rows, (res_cpu, res_sto, res_bw) = run_kernel(policy, subs, reqs, max_active, interpret)
+    placeholders). ``params``: shared by the seeds, or with a leading seed axis when
+    ``params_per_seed``; ``keys`` are unused by the deterministic policies the kernel expresses.
+    Raises ``NotImplementedError`` for a policy the kernel does not express."""
+    del keys
+    rows, (res_cpu, res_sto, res_bw) = run_kernel(policy, params, subs, reqs, max_active,
+                                                  interpret, params_per_seed)
     state, out = jax.vmap(lambda s, q, r: outcome_rows(s, q, r, max_active))(subs, reqs, rows)
     return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw), out
