@@ -61,7 +61,7 @@ def _pad(x: jax.Array, shape: tuple[int, ...], value) -> jax.Array:
 SUBSTRATE_FIELDS = ("cpu", "sto", "domain", "nbr_node", "nbr_edge", "hops", "tree_parent",
                     "edge_id", "bw0", "ad", "degree", "real")
 REQUEST_FIELDS = ("arrival", "lifetime", "node_mask", "cpu", "sto", "domain", "link_a",
-                  "link_b", "link_bw", "node_order", "link_order", "n_links")
+                  "link_b", "link_bw", "node_order", "link_order", "n_links", "uniform")
 
 
 def substrate_arrays(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
@@ -85,9 +85,11 @@ def substrate_arrays(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
     }
 
 
-def request_arrays(req: Requests, d: Dims, node_order: jax.Array) -> dict[str, jax.Array]:
+def request_arrays(req: Requests, d: Dims, node_order: jax.Array,
+                   uniform: jax.Array) -> dict[str, jax.Array]:
     """One seed's requests, padded; ``node_order`` i32[R, M] is the policy's placement order
-    (position -> request node). Links are ordered by ``link_keys`` descending, ties by smaller
+    (position -> request node), ``uniform`` f32[R, M] the uniform draw of each placement
+    (position). Links are ordered by ``link_keys`` descending, ties by smaller
     index (``features.rank_order``, as ``links.embed_links`` picks them)."""
     req = widen(req)
     r, mp, lp = d.n_requests, d.MP, d.LP
@@ -106,4 +108,5 @@ def request_arrays(req: Requests, d: Dims, node_order: jax.Array) -> dict[str, j
             axis=1),
         "link_order": _pad(link_order.astype(jnp.int32), (r, lp), 0),
         "n_links": req.link_mask.sum(axis=1, dtype=jnp.int32),
+        "uniform": _pad(uniform.astype(jnp.float32), (r, mp), 0.0),
     }

@@ -25,17 +25,17 @@ Sums of residuals are the sequential strategy's in the same order, except the su
 score's Σ of incident residual bandwidth, a reduction whose order may differ: exact for the
 integer-valued capacities and demands of generated scenarios, as ``embedding.batched`` states.
 
-Policies (``KERNEL_POLICIES``): NRMVNE, and DDRL-NRA and RLVNE greedy (test mode: the per-domain
-or central linear score on the normalised features, argmax over the feasible nodes, ties by
+Policies (``KERNEL_POLICIES``): NRMVNE; random, with the uniforms drawn outside the kernel from
+the XLA path's keys (``uniforms``); DDRL-NRA and RLVNE greedy (test mode: the per-domain or
+central linear score on the normalised features, argmax over the feasible nodes, ties by
 smallest id, and the choice's log-probability). The linear score is summed feature by feature
-here and by a dot product in XLA: the same decisions unless two feasible nodes' scores are
-within rounding of each other (the tests compare decisions on the paper config). GRC, random,
-the sampled (training) policies and the audit trail's paths are not expressed in the kernel:
-``policy_kind`` raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the
-XLA strategy.
+here and by a dot product in XLA: the same decisions unless two feasible nodes' scores are within
+rounding of each other (the tests compare decisions on the paper config). GRC, the sampled
+(training) policies and the audit trail's paths are not expressed in the kernel: ``policy_kind``
+raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
-``lower_for_cuda`` lowers it for a GPU on a machine without one.
+``kernels.cost.cuda_cost`` lowers it for a GPU on a machine without one.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, ne
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 
-KERNEL_POLICIES = {"nrmvne": "nrmvne", "ddrl-nra-greedy": "ddrl", "rlvne-greedy": "rlvne"}
+KERNEL_POLICIES = {"nrmvne": "nrmvne", "ddrl-nra-greedy": "ddrl", "rlvne-greedy": "rlvne",
+                   "random": "random"}
 """Policies (``NodePolicy.name``) the kernel expresses -> the kernel's policy kind."""
 
 NUM_WARPS = 4
@@ -176,6 +177,18 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         lse = jnp.log(jnp.maximum(jnp.sum(ez), 1e-30)) + zmax
         return host, jnp.where(_any(feas), best - lse, 0.0)
 
+    def uniform_choice(u, feas):
+        """``baselines.RANDOM``'s draw: ``base.inverse_cdf`` of the uniform ``u`` over equal
+        weights on the n feasible nodes picks the feasible node of rank floor(u · n) by id
+        (capped at the last), and its log-probability is -log n. Exact arithmetic gives the
+        same node as the float cumulative sum unless u · n lies within rounding of an integer."""
+        n = jnp.sum(feas.astype(jnp.int32))
+        before = jnp.sum(jnp.where(feas[None, :] & (node_ids[None, :] < node_ids[:, None]), 1, 0),
+                         axis=1)  # [NP]: feasible nodes with a smaller id
+        rank = jnp.minimum(jnp.floor(u * n.astype(jnp.float32)).astype(jnp.int32), n - 1)
+        host = _first(feas & (before == rank), NP)
+        return host, -jnp.log(jnp.maximum(n, 1).astype(jnp.float32))
+
     def scores(k, j, cpu, sto, inc, hosts):
         """The policy's node scores for request node ``j`` on the working residuals."""
         if kind == "nrmvne":  # features.nrm_substrate, fixed at the request's arrival
@@ -221,7 +234,10 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
             need_cpu, need_sto = r["req_cpu"][k, j], r["req_sto"][k, j]
             feas = ((domain == r["req_domain"][k, j]) & (cpu >= need_cpu) & (sto >= need_sto)
                     & ~used)
-            host, lp = greedy(scores(k, j, cpu, sto, inc, hosts), feas)
+            if kind == "random":
+                host, lp = uniform_choice(r["req_uniform"][k, i], feas)
+            else:
+                host, lp = greedy(scores(k, j, cpu, sto, inc, hosts), feas)
             placed = live & _any(feas)
             at = placed & (node_ids == host)
             cpu = cpu - jnp.where(at, need_cpu, 0.0)
@@ -359,6 +375,17 @@ def node_order(kind: str, req: Requests) -> jax.Array:
     return jnp.broadcast_to(jnp.arange(req.max_nodes, dtype=jnp.int32), req.cpu.shape)
 
 
+def uniforms(kind: str, key: jax.Array, n_requests: int, max_nodes: int) -> jax.Array:
+    """f32[R, M]: the uniform of each placement, drawn as ``online.run_online`` and
+    ``map_nodes`` derive the policy's keys (request k: ``split(key, R)[k]``, placement i:
+    ``fold_in`` i) and ``base.sample_masked`` draws (zeros for the deterministic policies)."""
+    if kind != "random":
+        return jnp.zeros((n_requests, max_nodes), jnp.float32)
+    keys = jax.random.split(key, n_requests)
+    return jax.vmap(lambda k: jax.vmap(lambda i: jax.random.uniform(
+        jax.random.fold_in(k, i), dtype=jnp.float32))(jnp.arange(max_nodes)))(keys)
+
+
 def policy_weights(kind: str, params, n_domains: int) -> tuple[jax.Array, jax.Array]:
     """One seed's linear-policy parameters as (w f32[UP, 4], b f32[UP]): DDRL-NRA's per-domain
     1x1 convolution (``ddrl.NodeScorer``), RLVNE's one kernel in row 0, zeros for NRMVNE."""
@@ -393,9 +420,9 @@ def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool):
         name="sagin_online_pass", compiler_params=TritonParams(num_warps=NUM_WARPS))
 
 
-def run_kernel(policy: NodePolicy, params, subs: Substrate, reqs: Requests, max_active: int,
-               interpret: bool = False, params_per_seed: bool = False):
-    """The kernel over a leading seed axis of ``subs`` and ``reqs``; ``params`` shared by the
+def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
+               max_active: int, interpret: bool = False, params_per_seed: bool = False):
+    """The kernel over a leading seed axis of ``keys``, ``subs`` and ``reqs``; ``params`` shared by the
     seeds, or with a leading seed axis when ``params_per_seed``; -> (KernelRows with
     hosts [S, R, M] and hops [S, R, L], final residuals (res_cpu [S, N], res_sto, res_bw [S, E]))."""
     kind = policy_kind(policy)
@@ -409,7 +436,9 @@ def run_kernel(policy: NodePolicy, params, subs: Substrate, reqs: Requests, max_
                                    weights(params)))
     order = jax.vmap(lambda q: node_order(kind, q))(reqs)
     sub_arrays = jax.vmap(lambda s: substrate_arrays(s, d))(subs)
-    req_arrays = jax.vmap(lambda q, o: request_arrays(q, d, o))(reqs, order)
+    u = (jax.vmap(lambda k: uniforms(kind, k, d.n_requests, d.max_nodes))(keys)
+         if kind == "random" else jnp.zeros((n_seeds, d.n_requests, d.max_nodes), jnp.float32))
+    req_arrays = jax.vmap(lambda q, o, x: request_arrays(q, d, o, x))(reqs, order, u)
     args = ([sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
             + [w, b])
     call = kernel_call(d, kind, n_seeds, [a.shape[1:] for a in args], interpret)

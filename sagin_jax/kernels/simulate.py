@@ -29,10 +29,10 @@ def simulate_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Req
     totals and the active table's arrival, departure and revenue; the table's per-row demands
     stay in the kernel (``slot_hosts``, ``slot_cpu``, ``slot_sto``, ``slot_bw`` are [A + 1, 1]
     placeholders). ``params``: shared by the seeds, or with a leading seed axis when
-    ``params_per_seed``; ``keys`` are unused by the deterministic policies the kernel expresses.
-    Raises ``NotImplementedError`` for a policy the kernel does not express."""
-    del keys
-    rows, (res_cpu, res_sto, res_bw) = run_kernel(policy, params, subs, reqs, max_active,
+    ``params_per_seed``; ``keys`` (one per seed) drive the random policy's draws as in
+    ``online.simulate``. Raises ``NotImplementedError`` for a policy the kernel does not
+    express."""
+    rows, (res_cpu, res_sto, res_bw) = run_kernel(policy, params, keys, subs, reqs, max_active,
                                                   interpret, params_per_seed)
     state, out = jax.vmap(lambda s, q, r: outcome_rows(s, q, r, max_active))(subs, reqs, rows)
     return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw), out
