@@ -59,7 +59,8 @@ grep -h "wall\|compiled" /tmp/rep/README.md | head -5 >> "$O/repro_cold.log" 2>&
 # 2: where a wide request step's time goes (step time by seed width, one width traced)
 W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
 stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \
-  --trace-width $TW --variants ${PROFILE_VARIANTS:-} --variant-widths $VW --no-warmup --out /tmp/gprof
+  --trace-width $TW ${PROFILE_VARIANTS:+--variants $PROFILE_VARIANTS} --variant-widths $VW --no-warmup \
+  --out /tmp/gprof
 cp /tmp/gprof/profile.txt "$O/profile.txt" 2>/dev/null
 # 3: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
 SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchC ${CAP_FIG4:-80} "${SJ[@]}" bench --accelerator --config $C --out /tmp/bC
