@@ -1,6 +1,6 @@
 """The "kernel" strategy (one Pallas program per seed, sagin_jax/kernels) in Pallas interpret mode
 on the CPU: the same decisions, values, metrics and final residuals as the "sequential" strategy
-on the paper config (NRMVNE, DDRL-NRA and RLVNE greedy), the same as the networkx reference on
+on the paper config (NRMVNE, GRC, random, DDRL-NRA and RLVNE greedy), the same as the networkx reference on
 hand-worked substrates, and a module that lowers for CUDA to one Triton kernel call."""
 from __future__ import annotations
 
@@ -125,22 +125,47 @@ def test_kernel_greedy_agents_match_sequential(algo):
     assert np.abs(np.asarray(o_seq.logp)).max() > 1.0  # the log-probabilities are compared
 
 
-@pytest.mark.parametrize("policy", ["nrmvne", "ddrl-nra-greedy", "rlvne-greedy"])
+@pytest.mark.parametrize("policy", ["nrmvne"] + [
+    pytest.param(p, marks=pytest.mark.slow)
+    for p in ("grc", "random", "ddrl-nra-greedy", "rlvne-greedy")])
 def test_kernel_lowers_for_cuda_as_one_triton_call(policy):
     """Lowered for CUDA on this CPU machine (Triton rejects any primitive it cannot lower):
     one Triton kernel call, and one XLA loop outside it (the scan over the outcome rows)."""
     seeds = SEEDS[:2]
     subs, reqs = make_substrates(PAPER, seeds), make_requests(PAPER, seeds, "test")
-    if policy == "nrmvne":
-        pol, params = NRMVNE, None
+    if policy in ("nrmvne", "grc", "random"):
+        pol, params = {"nrmvne": NRMVNE, "grc": GRC, "random": RANDOM}[policy], None
     else:
         algo = policy.removesuffix("-greedy")
         _, pol, init = policies_for(TrainConfig(algo=algo))
         params = init(seed_keys(seeds[:1])[0], jax.tree_util.tree_map(lambda x: x[0], subs))
     cost = cuda_cost(lambda p, k, s, r: simulate_kernel(pol, p, k, s, r, table_size(reqs)),
                      params, seed_keys(seeds), subs, reqs)
-    assert cost == {"pallas_calls": 1, "while_loops": 1}, cost
+    # GRC's request ranks (one power iteration over all requests, vmapped) run in XLA before
+    # the kernel: a second loop
+    assert cost == {"pallas_calls": 1, "while_loops": 2 if policy == "grc" else 1}, cost
     print(policy, "lowered cuda module:", cost)
+
+
+@pytest.mark.slow
+def test_kernel_grc_matches_sequential():
+    """GRC: the substrate rank vector iterated in the kernel (same stopping rule, same
+    per-node summation order) ranks like the XLA path: identical decisions, values, metrics."""
+    subs, reqs = make_substrates(PAPER, SEEDS), make_requests(PAPER, SEEDS, "test")
+    a, keys = table_size(reqs), seed_keys(SEEDS)
+    s_seq, o_seq = simulate_batch(GRC, None, keys, subs, reqs, max_active=a,
+                                  strategy="sequential")
+    s_ker, o_ker = simulate_batch(GRC, None, keys, subs, reqs, max_active=a, strategy="kernel")
+    acc = np.asarray(o_seq.accepted)
+    assert 0 < acc.sum() < acc.size
+    for f in ("accepted", "hosts"):
+        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
+    for f in ("revenue", "cost"):
+        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f))
+    for f in ("ar", "acr", "rc", "rc_link"):
+        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f))
+    for f in ("res_cpu", "res_sto", "res_bw"):
+        np.testing.assert_array_equal(getattr(s_ker, f), getattr(s_seq, f), err_msg=f)
 
 
 def test_kernel_random_matches_sequential():
@@ -164,5 +189,6 @@ def test_kernel_random_matches_sequential():
 
 def test_kernel_refuses_policies_it_does_not_express():
     subs, reqs = make_substrates(PAPER, SEEDS[:1]), make_requests(PAPER, SEEDS[:1], "test")
-    with pytest.raises(NotImplementedError, match="grc"):
-        simulate_kernel(GRC, None, seed_keys(SEEDS[:1]), subs, reqs, 16, interpret=True)
+    training = policies_for(TrainConfig(algo="ddrl-nra"))[0]  # sampled: not in the kernel
+    with pytest.raises(NotImplementedError, match="ddrl-nra"):
+        simulate_kernel(training, None, seed_keys(SEEDS[:1]), subs, reqs, 16, interpret=True)

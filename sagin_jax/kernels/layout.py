@@ -59,7 +59,7 @@ def _pad(x: jax.Array, shape: tuple[int, ...], value) -> jax.Array:
 
 
 SUBSTRATE_FIELDS = ("cpu", "sto", "domain", "nbr_node", "nbr_edge", "hops", "tree_parent",
-                    "edge_id", "bw0", "ad", "degree", "real")
+                    "edge_id", "bw0", "ad", "degree", "real", "grc_nbr", "grc_edge", "grc_side")
 REQUEST_FIELDS = ("arrival", "lifetime", "node_mask", "cpu", "sto", "domain", "link_a",
                   "link_b", "link_bw", "node_order", "link_order", "n_links", "uniform")
 
@@ -82,7 +82,26 @@ def substrate_arrays(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
         "ad": _pad(sub.ad, (np_,), 0.0),  # eq. 16 (DDRL-NRA's feature)
         "degree": _pad(features.degree(sub), (np_,), 0.0),  # RLVNE's feature
         "real": _pad(jnp.ones((d.n_nodes,), jnp.int32), (np_,), 0),  # 1: a real node
+        **grc_slots(sub, d),
     }
+
+
+def grc_slots(sub: Substrate, d: Dims) -> dict[str, jax.Array]:
+    """Each node's neighbour slots in the order ``features.grc_vector`` sums them: first the
+    links the node is ``edge_u`` of, then those it is ``edge_v`` of, each by link id (the two
+    ``segment_sum``s, accumulated in link order). ``grc_side``: 0 / 1 for those groups, -1 on
+    empty slots."""
+    edge = sub.nbr_edge.astype(jnp.int32)
+    valid = edge >= 0
+    ids = jnp.arange(sub.n_nodes, dtype=jnp.int32)[:, None]
+    side = jnp.where(valid, jnp.where(sub.edge_u[jnp.maximum(edge, 0)] == ids, 0, 1), -1)
+    key = jnp.where(valid, side * sub.n_edges + edge, 2 * sub.n_edges)
+    order = jnp.argsort(key, axis=1, stable=True)
+    take = lambda x: jnp.take_along_axis(x, order, axis=1)  # noqa: E731
+    kp, np_ = d.KP, d.NP
+    return {"grc_nbr": _pad(take(sub.nbr_node.astype(jnp.int32)), (np_, kp), -1),
+            "grc_edge": _pad(take(edge), (np_, kp), -1),
+            "grc_side": _pad(take(side), (np_, kp), -1)}
 
 
 def request_arrays(req: Requests, d: Dims, node_order: jax.Array,

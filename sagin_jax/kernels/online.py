@@ -30,9 +30,13 @@ the XLA path's keys (``uniforms``); DDRL-NRA and RLVNE greedy (test mode: the pe
 central linear score on the normalised features, argmax over the feasible nodes, ties by
 smallest id, and the choice's log-probability). The linear score is summed feature by feature
 here and by a dot product in XLA: the same decisions unless two feasible nodes' scores are within
-rounding of each other (the tests compare decisions on the paper config). GRC, the sampled
-(training) policies and the audit trail's paths are not expressed in the kernel: ``policy_kind``
-raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the XLA strategy.
+rounding of each other (the tests compare decisions on the paper config); GRC (``baselines.GRC``,
+its default damping, tolerance and iteration cap), with the substrate rank vector iterated in the
+kernel to the same stopping rule, each node's sum taken in the XLA path's order
+(``layout.grc_slots``), and the request ranks computed in XLA before the kernel (one more XLA
+loop, over all requests at once). The sampled (training) policies and the audit trail's paths
+are not expressed in the kernel: ``policy_kind`` raises ``NotImplementedError`` for them and
+``batch.simulate_batch`` keeps the XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
 ``kernels.cost.cuda_cost`` lowers it for a GPU on a machine without one.
@@ -53,11 +57,12 @@ from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, ne
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
 
-KERNEL_POLICIES = {"nrmvne": "nrmvne", "ddrl-nra-greedy": "ddrl", "rlvne-greedy": "rlvne",
-                   "random": "random"}
+KERNEL_POLICIES = {"nrmvne": "nrmvne", "grc": "grc", "ddrl-nra-greedy": "ddrl",
+                   "rlvne-greedy": "rlvne", "random": "random"}
 """Policies (``NodePolicy.name``) the kernel expresses -> the kernel's policy kind."""
 
 NUM_WARPS = 4
+GRC_DAMPING, GRC_TOL, GRC_MAX_ITER = 0.85, 1e-5, 1000  # baselines.GRC (make_grc's defaults)
 
 # the Triton compiler parameters' class, as spelt by the installed JAX (renamed in 0.5)
 TritonParams = getattr(plt, "CompilerParams", None) or getattr(plt, "TritonCompilerParams")
@@ -80,7 +85,7 @@ def _scratch_shapes(d: Dims) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
     return {
         "res_cpu": ((d.NP,), f32), "res_sto": ((d.NP,), f32), "res_bw": ((d.EP,), f32),
         "work_bw": ((d.EP,), f32), "usage": ((d.EP,), f32),
-        "dist": ((d.NP,), i32), "parent": ((d.NP,), i32),
+        "dist": ((d.NP,), i32), "parent": ((d.NP,), i32), "grc_vec": ((d.NP,), f32),
         "slot_active": ((d.AP,), i32), "slot_departure": ((d.AP,), f32),
         "slot_hosts": ((d.AP, d.MP), i32), "slot_cpu": ((d.AP, d.MP), f32),
         "slot_sto": ((d.AP, d.MP), f32), "slot_usage": ((d.AP, d.EP), f32),
@@ -170,7 +175,7 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         (``base.masked_log_softmax``; 0 when none is feasible)."""
         best = jnp.max(jnp.where(feas, score, -jnp.inf))
         host = _first(feas & (score == best), NP)
-        if kind == "nrmvne":
+        if kind in ("nrmvne", "grc"):
             return host, jnp.float32(0.0)
         zmax = jnp.max(jnp.where(feas, score, -1e30))
         ez = jnp.where(feas, jnp.exp(jnp.where(feas, score, -jnp.inf) - zmax), 0.0)
@@ -191,7 +196,7 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
 
     def scores(k, j, cpu, sto, inc, hosts):
         """The policy's node scores for request node ``j`` on the working residuals."""
-        if kind == "nrmvne":  # features.nrm_substrate, fixed at the request's arrival
+        if kind in ("nrmvne", "grc"):  # the rank score, fixed at the request's arrival
             return inc
         if kind == "ddrl":  # ddrl.domain_feature_matrix of j's domain, the domain's agent
             dj = r["req_domain"][k, j]
@@ -216,10 +221,46 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         w = [r["pol_w"][0, c] for c in range(4)]
         return jnp.maximum(linear(cols, w, r["pol_b"][0]), 0.0)
 
+    def grc_scores(damping=GRC_DAMPING, tol=GRC_TOL, max_iter=GRC_MAX_ITER):
+        """``features.grc_substrate`` on the residuals at the request's arrival: the same
+        iteration, stopping rule and per-node summation order (``layout.grc_slots``)."""
+        cpu = r["res_cpu"][...]
+        total = jnp.sum(cpu)
+        c = jnp.where(total > 0, cpu / jnp.where(total > 0, total, 1.0), 0.0)
+        slots = range(d.KP)
+        side = [r["sub_grc_side"][:, s] for s in slots]
+        nbr = [jnp.maximum(r["sub_grc_nbr"][:, s], 0) for s in slots]
+        w = [jnp.where(side[s] >= 0, r["res_bw"][jnp.maximum(r["sub_grc_edge"][:, s], 0)], 0.0)
+             for s in slots]
+        out_w = functools.reduce(lambda a, b: a + b, w)  # integer-valued: exact in any order
+        r["grc_vec"][...] = jnp.where(out_w > 0, 1.0 / jnp.where(out_w > 0, out_w, 1.0), 0.0)
+        sync()
+        coef = [w[s] * r["grc_vec"][nbr[s]] for s in slots]  # w(u, v) / out_w(v)
+
+        def body(carry):
+            vec, _, it = carry
+            r["grc_vec"][...] = vec
+            sync()
+            to_u = to_v = jnp.zeros((NP,), jnp.float32)
+            for s in slots:
+                term = coef[s] * r["grc_vec"][nbr[s]]
+                to_u = to_u + jnp.where(side[s] == 0, term, 0.0)
+                to_v = to_v + jnp.where(side[s] == 1, term, 0.0)
+            new = (1.0 - damping) * c + damping * (to_u + to_v)
+            diff = new - vec
+            return new, jnp.sqrt(jnp.sum(diff * diff)), it + 1
+
+        vec, _, _ = jax.lax.while_loop(lambda cr: (cr[1] >= tol) & (cr[2] < max_iter), body,
+                                       (c, jnp.float32(jnp.inf), jnp.int32(0)))
+        return vec
+
     def map_nodes(k):
         """Stage 1 (``online.map_nodes``); -> (ok, hosts i32[MP], cpu, sto working copies,
         Σ log-probability of the choices)."""
-        inc = incident_bw()
+        if kind == "grc":
+            inc = grc_scores()
+        else:
+            inc = incident_bw()
         if kind == "nrmvne":
             inc = (r["res_cpu"][...] + r["res_sto"][...]) * inc
 
@@ -372,6 +413,9 @@ def node_order(kind: str, req: Requests) -> jax.Array:
     NRMVNE by request NRM descending, the learning agents in index order."""
     if kind == "nrmvne":
         return jax.vmap(lambda q: features.rank_order(features.nrm_request(q)))(req)
+    if kind == "grc":
+        return jax.vmap(lambda q: features.rank_order(features.grc_request(
+            q, GRC_DAMPING, GRC_TOL, GRC_MAX_ITER)))(req)
     return jnp.broadcast_to(jnp.arange(req.max_nodes, dtype=jnp.int32), req.cpu.shape)
 
 
