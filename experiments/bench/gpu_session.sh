@@ -3,7 +3,8 @@
 # deadline (DEADLINE seconds), so that a slow stage costs only itself; run from the repository
 # root with the machine's own python3 and packages (PYTHONPATH, no install). Logs go to $OUT
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
-# script can be checked on a CPU first (~4 minutes on 2 cores):
+# script can be checked on a CPU first (the two kernel stages take ~3 minutes of it on 2 shared
+# cores, in Pallas interpret mode):
 #   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
 # Stages, in this order: the "kernel" strategy (sagin_jax.kernels.bench: NRMVNE test pass, 1
 # seed and then 16,384 seeds, against the "batched" XLA step, decisions compared, and the kernel's

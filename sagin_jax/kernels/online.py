@@ -25,18 +25,21 @@ Sums of residuals are the sequential strategy's in the same order, except the su
 score's Σ of incident residual bandwidth, a reduction whose order may differ: exact for the
 integer-valued capacities and demands of generated scenarios, as ``embedding.batched`` states.
 
-Policies (``KERNEL_POLICIES``): NRMVNE; random, with the uniforms drawn outside the kernel from
-the XLA path's keys (``uniforms``); DDRL-NRA and RLVNE greedy (test mode: the per-domain or
-central linear score on the normalised features, argmax over the feasible nodes, ties by
-smallest id, and the choice's log-probability). The linear score is summed feature by feature
-here and by a dot product in XLA: the same decisions unless two feasible nodes' scores are within
-rounding of each other (the tests compare decisions on the paper config); GRC (``baselines.GRC``,
-its default damping, tolerance and iteration cap), with the substrate rank vector iterated in the
-kernel to the same stopping rule, each node's sum taken in the XLA path's order
-(``layout.grc_slots``), and the request ranks computed in XLA before the kernel (one more XLA
-loop, over all requests at once). The sampled (training) policies and the audit trail's paths
-are not expressed in the kernel: ``policy_kind`` raises ``NotImplementedError`` for them and
-``batch.simulate_batch`` keeps the XLA strategy.
+Policies (``KERNEL_POLICIES``), test mode:
+
+* NRMVNE, and GRC (``baselines.GRC``): the substrate score from the residuals at the request's
+  arrival; GRC's rank vector is iterated in the kernel to the same stopping rule, each node's
+  sum taken in the XLA path's order (``layout.grc_slots``); the request's node order (NRM or
+  GRC of the request) is computed in XLA before the kernel;
+* random: uniforms drawn outside the kernel from the XLA path's keys (``uniforms``);
+* DDRL-NRA and RLVNE greedy: the per-domain or central linear score on the normalised
+  features, argmax over the feasible nodes, ties by smallest id, and the choice's
+  log-probability. The score is summed feature by feature here and by a dot product in XLA:
+  the same decisions unless two feasible nodes' scores lie within rounding of each other.
+
+The sampled (training) policies and the audit trail's paths are not expressed in the kernel:
+``policy_kind`` raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the
+XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
 ``kernels.cost.cuda_cost`` lowers it for a GPU on a machine without one.
@@ -59,7 +62,9 @@ from sagin_jax.scenario.types import Requests, Substrate
 
 KERNEL_POLICIES = {"nrmvne": "nrmvne", "grc": "grc", "ddrl-nra-greedy": "ddrl",
                    "rlvne-greedy": "rlvne", "random": "random"}
-"""Policies (``NodePolicy.name``) the kernel expresses -> the kernel's policy kind."""
+"""Policies (``NodePolicy.name``) the kernel expresses -> the kernel's policy kind. "grc" is
+``baselines.GRC`` (``GRC_DAMPING``, ``GRC_TOL``, ``GRC_MAX_ITER``): a ``make_grc`` policy with
+other settings has the same name, so the kernel must not be used for it."""
 
 NUM_WARPS = 4
 GRC_DAMPING, GRC_TOL, GRC_MAX_ITER = 0.85, 1e-5, 1000  # baselines.GRC (make_grc's defaults)
