@@ -129,11 +129,14 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
     NP, EP, MP, LP, AP = d.NP, d.EP, d.MP, d.LP, d.AP
     node_ids = jnp.arange(NP, dtype=jnp.int32)
     slot_ids = jnp.arange(AP, dtype=jnp.int32)
+    edge_ids = jnp.arange(EP, dtype=jnp.int32)
     m_ids = jnp.arange(MP, dtype=jnp.int32)
     l_ids = jnp.arange(LP, dtype=jnp.int32)
 
     def sync():
-        """Make this program's stores visible to all its threads before they are gathered."""
+        """A barrier of this program's threads: between a store and another thread's load of
+        the same words (and back). Read-modify-writes are whole vectors, each word updated by
+        the thread that owns it."""
         if not interpret:
             plt.debug_barrier()
 
@@ -244,6 +247,7 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
 
         def body(carry):
             vec, _, it = carry
+            sync()  # every thread has read the previous iterate before it is overwritten
             r["grc_vec"][...] = vec
             sync()
             to_u = to_v = jnp.zeros((NP,), jnp.float32)
@@ -333,16 +337,20 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         return jnp.maximum(r["dist"][dst], 0)
 
     def take_path(src, dst, hops, from_tree, demand):
-        """Subtract ``demand`` along the path read back from ``dst`` (``links.walk_path``)."""
+        """Subtract ``demand`` along the path read back from ``dst`` (``links.walk_path``): the
+        path's links are marked walking back, then every link is updated by the threads that
+        own it, as ``links.embed_links`` does (x - 0.0 off the path)."""
         def body(c):
-            v, left = c
+            v, left, on = c
             p = jnp.where(from_tree, r["sub_tree_parent"][src, v], r["parent"][v])
-            e = r["sub_edge_id"][v, p]
-            r["work_bw"][e] = r["work_bw"][e] - demand
-            r["usage"][e] = r["usage"][e] + demand
-            return p, left - 1
+            return p, left - 1, on | (edge_ids == r["sub_edge_id"][v, p])
 
-        jax.lax.while_loop(lambda c: c[1] > 0, body, (dst, hops))
+        _, _, on = jax.lax.while_loop(lambda c: c[1] > 0, body,
+                                      (dst, hops, jnp.zeros((EP,), jnp.bool_)))
+        take = jnp.where(on, demand, 0.0)
+        sync()  # every thread has read work_bw for this link's eligibility
+        r["work_bw"][...] = r["work_bw"][...] - take
+        r["usage"][...] = r["usage"][...] + take
         sync()
 
     def map_links(k, hosts, active):
