@@ -13,10 +13,12 @@ import pytest
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.kernels.cost import cuda_cost
+from sagin_jax.kernels.layout import Dims, next_pow2
 from sagin_jax.kernels.simulate import simulate_kernel
 from sagin_jax.policies.baselines import GRC, NRMVNE, RANDOM
 from sagin_jax.reference.simulate import simulate as ref_simulate
 from sagin_jax.scenario.io import requests_from_dict, substrate_from_dict
+from sagin_jax.scenario.plan import scenario_bounds
 from sagin_jax.scenario.types import stack
 from sagin_jax.simulation.batch import (make_requests, make_substrates, seed_keys,
                                         simulate_batch, table_size)
@@ -39,6 +41,22 @@ def paper_runs():
     ker = simulate_batch(NRMVNE, None, seed_keys(SEEDS), subs, reqs, max_active=a,
                          strategy="kernel")
     return subs, reqs, seq, ker
+
+
+def test_paper_config_pads_to_the_powers_of_two_of_its_bounds():
+    """Triton blocks are powers of two: the paper's bounds (``scenario_bounds``: 466 links,
+    degree 28) and 100 nodes, 10 request nodes, 45 request links pad to 512, 32, 128, 16, 64;
+    a generated seed set (links padded to its own largest count) pads within them."""
+    assert [next_pow2(n) for n in (0, 1, 2, 3, 64, 65)] == [1, 1, 2, 4, 64, 128]
+    bounds = scenario_bounds(PAPER)
+    assert (bounds.max_edges, bounds.max_degree) == (466, 28)
+    assert (next_pow2(bounds.max_edges), next_pow2(bounds.max_degree)) == (512, 32)
+    subs, reqs = make_substrates(PAPER, SEEDS[:1]), make_requests(PAPER, SEEDS[:1], "test")
+    one = lambda t: jax.tree_util.tree_map(lambda x: x[0], t)  # noqa: E731
+    d = Dims.of(one(subs), one(reqs), 40)
+    assert (d.n_nodes, d.max_nodes, d.max_links) == (100, 10, 45)
+    assert (d.NP, d.MP, d.LP, d.AP) == (128, 16, 64, 64)
+    assert d.EP <= 512 and d.KP <= 32
 
 
 def test_kernel_matches_sequential_on_paper_config():

@@ -8,6 +8,8 @@ the per-row demands stay in the kernel. Rows are released with
 ``state.release_expired_batched`` (one masked reduction, no loop): AR is computed exactly for the
 integer-valued inputs of generated scenarios and is then the sequential strategy's value; with
 fractional inputs its float fallback may differ from the sequential release order in the last bit.
+The rows are read by one ``lax.scan`` of R steps, a loop with a fixed trip count (on a GPU no
+host round trip, but R steps of small kernels).
 """
 from __future__ import annotations
 
