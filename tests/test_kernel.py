@@ -1,7 +1,8 @@
 """The "kernel" strategy (one Pallas program per seed, sagin_jax/kernels) in Pallas interpret mode
 on the CPU: the same decisions, values, metrics and final residuals as the "sequential" strategy
-on the paper config (NRMVNE, GRC, random, DDRL-NRA and RLVNE greedy), the same as the networkx reference on
-hand-worked substrates, and a module that lowers for CUDA to one Triton kernel call."""
+on the paper config (NRMVNE, GRC, random, DDRL-NRA and RLVNE greedy), the same as the networkx
+reference on hand-worked substrates, and a module that lowers for CUDA to one Triton kernel
+call."""
 from __future__ import annotations
 
 import functools

@@ -479,9 +479,10 @@ def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool):
 
 def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
                max_active: int, interpret: bool = False, params_per_seed: bool = False):
-    """The kernel over a leading seed axis of ``keys``, ``subs`` and ``reqs``; ``params`` shared by the
-    seeds, or with a leading seed axis when ``params_per_seed``; -> (KernelRows with
-    hosts [S, R, M] and hops [S, R, L], final residuals (res_cpu [S, N], res_sto, res_bw [S, E]))."""
+    """The kernel over a leading seed axis of ``keys``, ``subs`` and ``reqs``; ``params``
+    shared by the seeds, or with a leading seed axis when ``params_per_seed``; -> (KernelRows
+    with hosts [S, R, M] and hops [S, R, L], final residuals (res_cpu [S, N], res_sto,
+    res_bw [S, E]))."""
     kind = policy_kind(policy)
     one_sub = jax.tree_util.tree_map(lambda x: x[0], subs)
     one_req = jax.tree_util.tree_map(lambda x: x[0], reqs)
