@@ -19,7 +19,7 @@ LAYERS = [
     ("sagin_jax.features",),
     ("sagin_jax.policies",),
     ("sagin_jax.embedding",),
-    ("sagin_jax.simulation", "sagin_jax.audit_trail"),
+    ("sagin_jax.simulation", "sagin_jax.kernels", "sagin_jax.audit_trail"),
     ("sagin_jax.training", "sagin_jax.env"),
     ("sagin_jax.validate",),
     ("sagin_jax.experiments",),

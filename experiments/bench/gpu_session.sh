@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# One GPU session's measurements (issues 9 and 10), each stage under its own time cap inside one
+# One GPU session's measurements, each stage under its own time cap inside one
 # deadline (DEADLINE seconds), so that a slow stage costs only itself; run from the repository
 # root with the machine's own python3 and packages (PYTHONPATH, no install). Logs go to $OUT
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
-# script can be checked on a CPU first (~4 minutes on 2 cores):
+# script can be checked on a CPU first (the two kernel stages take ~3 minutes of it on 2 shared
+# cores, in Pallas interpret mode):
 #   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
-# Stages, in this order: where a wide request step's time goes (gpu_profile.py: step time by
-# seed width and by link window / BFS levels per trip, one width traced); reproduce --full cold
-# (an empty compilation cache) and its CSVs against results/; bench --accelerator with
+# Stages, in this order: the "kernel" strategy (sagin_jax.kernels.bench: NRMVNE test pass, 1
+# seed and then 16,384 seeds, against the "batched" XLA step, decisions compared, and the kernel's
+# CUDA module cost; caps CAP_KERNEL1, CAP_KERNELW, width KERNEL_WIDTH); reproduce --full cold
+# (an empty compilation cache; the kernel strategy is the GPU default) and its CSVs against
+# results/; where a wide request step's time goes (gpu_profile.py: step time by seed width and by
+# link window / BFS levels per trip, one width traced); bench --accelerator with
 # gpu_fig4.json (the Fig. 4 grid), gpu_latency.json (1 seed, loop trips, 16,384 scenarios
 # generated, training memory) and gpu_width.json (1,024-16,384 seeds); reproduce --full warm;
 # the equivalence tests; the raw cost of one while_loop trip. Each stage's cap (CAP_PROFILE,
@@ -42,26 +46,33 @@ if [ "$SMOKE" = 1 ]; then  # the same stages, shrunk
   echo '{"seeds": [2, 4], "loops": ["vmap"], "reference_seeds": 0, "fig4": null, "trip_seeds": 0, "generation": null, "train_memory_seeds": []}' > $B
   echo '{"seeds": [1], "loops": ["vmap"], "reference_seeds": 0, "trip_seeds": 0, "generation": null, "fig4": {"seeds": 2, "lrs": [0.005, 0.01], "epochs": 1, "loop": "vmap"}, "train_memory_seeds": []}' > $C
 fi
-# 0: where a wide request step's time goes (step time by seed width, one width traced)
-W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
-stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \
-  --trace-width $TW --variants ${PROFILE_VARIANTS:-} --variant-widths $VW --no-warmup --out /tmp/gprof
-cp /tmp/gprof/profile.txt "$O/profile.txt" 2>/dev/null
+# 0: the kernel strategy first (1 seed, then the 16,384-seed width), each against "batched"
+KR=1000; KW=${KERNEL_WIDTH:-16384}; [ "$SMOKE" = 1 ] && KR=40 && KW=4
+stage kernel_1seed ${CAP_KERNEL1:-90} "$PY" -m sagin_jax.kernels.bench --widths 1 --requests $KR \
+  --strategies kernel,batched
+stage kernel_width ${CAP_KERNELW:-120} "$PY" -m sagin_jax.kernels.bench --widths $KW --requests $KR \
+  --strategies kernel
 # 1: reproduce --full, cold (empty cache), then its CSVs against the committed CPU results
 SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold ${CAP_REPRO:-190} "${SJ[@]}" reproduce $FULL --out /tmp/rep
 REF=results; [ "$SMOKE" = 1 ] && REF=/tmp/rep
 "$PY" experiments/bench/compare_results.py /tmp/rep $REF >> "$O/repro_cold.log" 2>&1
 grep -h "wall\|compiled" /tmp/rep/README.md | head -5 >> "$O/repro_cold.log" 2>&1
-# 2: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
+# 2: where a wide request step's time goes (step time by seed width, one width traced)
+W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
+stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \
+  --trace-width $TW ${PROFILE_VARIANTS:+--variants $PROFILE_VARIANTS} --variant-widths $VW --no-warmup \
+  --out /tmp/gprof
+cp /tmp/gprof/profile.txt "$O/profile.txt" 2>/dev/null
+# 3: the Fig. 4 grid, 32 seeds x 4 learning rates x 10 epochs
 SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchC ${CAP_FIG4:-80} "${SJ[@]}" bench --accelerator --config $C --out /tmp/bC
-# 3: one-seed latency, trips, generation of 16,384 scenarios, training memory
+# 4: one-seed latency, trips, generation of 16,384 scenarios, training memory
 SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchA ${CAP_LATENCY:-110} "${SJ[@]}" bench --accelerator --config $A --out /tmp/bA
-# 4: seed width 1,024 / 4,096 / 16,384 (test passes and training)
+# 5: seed width 1,024 / 4,096 / 16,384 (test passes and training)
 SAGIN_JAX_CACHE_DIR=/tmp/cc_bench stage benchB ${CAP_WIDTH:-130} "${SJ[@]}" bench --accelerator --config $B --out /tmp/bB
-# 5: reproduce --full warm (the same cache, now filled)
+# 6: reproduce --full warm (the same cache, now filled)
 SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_warm ${CAP_WARM:-90} "${SJ[@]}" reproduce $FULL --out /tmp/rep2
-# 6: the equivalence tests on this backend, with what time is left
-stage tests 200 "$PY" -m pytest -p no:cacheprovider -n 0 -x tests/test_equivalence.py
+# 7: the kernel and equivalence tests on this backend, with what time is left
+stage tests 200 "$PY" -m pytest -p no:cacheprovider -n 0 -x tests/test_kernel.py tests/test_equivalence.py
 "$PY" - >> "$O/env.txt" 2>&1 <<'P'
 import jax, time  # the raw cost of one while_loop trip on this backend (10,000 trivial trips)
 f = jax.jit(lambda x: jax.lax.while_loop(lambda c: c[0] < 10000, lambda c: (c[0] + 1, c[1] * 1.0001), (0, x)))

@@ -17,7 +17,7 @@ from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.build import max_concurrent
 from sagin_jax.scenario.generate import make_requests, make_substrates  # noqa: F401 (re-export)
 from sagin_jax.scenario.types import Requests, Substrate
-from sagin_jax.simulation.online import simulate
+from sagin_jax.simulation.online import request_step_strategy, simulate
 
 
 SEED_LOOPS = ("vmap", "map")
@@ -61,8 +61,14 @@ def simulate_batch(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requ
     ``over_seeds`` for ``seed_loop`` and ``mesh``, ``online.request_step_strategy`` for
     ``strategy``).
 
-    ``params`` is shared by all seeds (``None`` for the heuristics).
+    ``params`` is shared by all seeds (``None`` for the heuristics). The "kernel" strategy runs
+    ``kernels.simulate.simulate_kernel`` where it applies (``kernel_applies``).
     """
+    if request_step_strategy(strategy) == "kernel":  # Pallas is imported only when used
+        from sagin_jax.kernels.simulate import kernel_applies, simulate_kernel
+        if kernel_applies(policy, strategy, record_paths, mesh):
+            return simulate_kernel(policy, params, keys, subs, reqs, max_active,
+                                   interpret=jax.default_backend() == "cpu")
     def run(key, sub, req):
         return simulate(policy, params, key, sub, req, max_active=max_active,
                         record_paths=record_paths, strategy=strategy)

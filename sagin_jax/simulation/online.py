@@ -119,7 +119,7 @@ class Outcome:
         return self.extra["logp"]
 
 
-STRATEGIES = ("sequential", "batched")
+STRATEGIES = ("sequential", "batched", "kernel")
 STRATEGY_ENV = "SAGIN_JAX_REQUEST_STEP"
 
 
@@ -132,12 +132,17 @@ def request_step_strategy(strategy: str | None = None) -> str:
       every trip is a host round trip: release as one masked reduction, the node loop unrolled,
       all links mapped at once in rounds (``embedding.batched``).
 
-    Both give the same results (tested against each other and the reference). ``strategy``, else
+    * ``"kernel"``: a whole pass as one Pallas program per seed (``sagin_jax.kernels``), for
+      GPUs; ``batch.simulate_batch`` runs it for the policies it expresses and falls back to
+      ``"batched"`` otherwise (other policies, recorded paths, a mesh, a single request step).
+
+    All give the same results (tested against each other and the reference). ``strategy``, else
     the environment variable ``SAGIN_JAX_REQUEST_STEP``, else by backend: sequential on cpu,
-    batched on gpu/tpu.
+    kernel on gpu, batched on tpu.
     """
+    backend = jax.default_backend()
     choice = strategy or os.environ.get(STRATEGY_ENV) or (
-        "sequential" if jax.default_backend() == "cpu" else "batched")
+        {"cpu": "sequential", "gpu": "kernel"}.get(backend, "batched"))
     if choice not in STRATEGIES:
         raise ValueError(f"request-step strategy must be one of {STRATEGIES}, got {choice!r} "
                          f"(argument or ${STRATEGY_ENV})")
@@ -150,7 +155,7 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
 
     ``strategy``: see ``request_step_strategy`` (same results, different loop structure)."""
     now = req.arrival
-    batched = request_step_strategy(strategy) == "batched"
+    batched = request_step_strategy(strategy) in ("batched", "kernel")  # kernel: its fallback
     active_before = state.slot_active.sum(dtype=jnp.int32)
     with jax.named_scope("release"):
         state = (release_expired_batched if batched else release_expired)(state, now)

@@ -1,0 +1,1 @@
+"""Device kernels: whole online passes as one Pallas program per seed (``kernels.online``)."""
