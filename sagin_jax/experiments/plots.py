@@ -39,11 +39,12 @@ def _band(ax, x, mean, half, metric: str | None = None, **kw):
     return line
 
 
-def save_figure(fig, path: Path) -> None:
-    """Save ``fig`` as PNG atomically (temp file + rename) and close it."""
+def save_figure(fig, path: Path, rect=(0, 0, 1, 1)) -> None:
+    """Save ``fig`` as PNG atomically (temp file + rename) and close it; the axes are laid out
+    within ``rect`` (figure fractions left, bottom, right, top)."""
     plt = pyplot()
     try:
-        fig.tight_layout()
+        fig.tight_layout(rect=rect)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
     finally:
@@ -110,6 +111,16 @@ GAIN_STYLE = {("ddrl-nra", "nrmvne"): ("tab:green", "-"), ("ddrl-nra", "rlvne"):
               ("ddrl-nra-best", "rlvne"): ("tab:blue", "--")}
 
 
+def _load_axis(ax, points) -> None:
+    """Log ρ axis labelled at the tested loads only."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    rhos = sorted({p["rho"] for p in points if {"rate", "lifetime"} & set(p["series"])})
+    ax.set_xticks(rhos, [f"{r:g}" for r in rhos])
+
+
 def _gain_panel(ax, points, metric: str, claim: float | None) -> None:
     """Paired gain of each DDRL-NRA variant over NRMVNE and RLVNE vs ρ (log axis): the rate
     series as lines with 95% bands, the lifetime series as open markers with error bars."""
@@ -127,13 +138,14 @@ def _gain_panel(ax, points, metric: str, claim: float | None) -> None:
         lp = [(p["rho"], get(p)) for p in life if get(p) is not None]
         if lp:
             ax.errorbar([r for r, _ in lp], [g["mean"] * 100 for _, g in lp],
-                        yerr=[g["ci"] * 100 for _, g in lp], fmt="s", mfc="none", color=color,
-                        capsize=3, label=f"{variant} vs {vs} (lifetime varied)")
+                        yerr=[g["ci"] * 100 for _, g in lp], fmt="s" if ls == "-" else "D",
+                        mfc="none", color=color, capsize=3,
+                        label=f"{variant} vs {vs}, lifetime varied")
     ax.axhline(0.0, color="black", lw=0.8)
     if claim is not None:
         ax.axhline(claim * 100, color="tab:red", lw=0.8, linestyle=":",
                    label=f"paper: +{claim * 100:.2f}%")
-    ax.set_xscale("log")
+    _load_axis(ax, points)
     ax.set_xlabel("offered load ρ = arrival rate × mean lifetime")
     ax.set_ylabel(f"DDRL-NRA gain in {metric} (%)")
     ax.grid(alpha=0.3, which="both")
@@ -159,7 +171,7 @@ def _acceptance_panel(ax, points) -> None:
             _clipped_errorbar(ax, [p["rho"] for p in life], [p["final"][v]["ACR"] for p in life],
                               "ACR", fmt="s", mfc="none", color=color)
     ax.axhline(0.9, color="black", lw=0.8, linestyle=":")
-    ax.set_xscale("log")
+    _load_axis(ax, points)
     ax.set_xlabel("offered load ρ (squares: lifetime varied instead of rate)")
     ax.set_ylabel(LABELS["ACR"])
     ax.set_ylim(0.0, 1.02)
@@ -171,15 +183,16 @@ def load_curves(path: Path, points: list, claims: dict | None = None) -> None:
     algorithm's acceptance, against the offered load (log axis; mean and 95% interval)."""
     claims = claims or {}
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     _gain_panel(axes[0], points, "AR", claims.get("AR"))
     _gain_panel(axes[1], points, "ACR", claims.get("ACR"))
     _acceptance_panel(axes[2], points)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
     axes[2].legend(fontsize=7)
     fig.suptitle("Fig. 9 — DDRL-NRA's gain and every algorithm's acceptance against offered load "
                  "(mean, 95% interval over seeds)", fontsize=10)
-    save_figure(fig, path)
+    save_figure(fig, path, rect=(0, 0.13, 1, 1))
 
 
 def request_size(path: Path, points: list, claims: dict | None = None) -> None:

@@ -137,13 +137,14 @@ def load_note(d: dict) -> str:
                 "tested here.")
     g0 = base["gain"]["ddrl-nra"]["nrmvne"]["AR"]
     p_star, g_star = best
+    n_points = len([p for p in pts if {"rate", "lifetime"} & set(p["series"])])
     text = (f"- **Offered load (Figs. 9, 10).** The saturation hypothesis: at the default load "
             f"({_rho(base)}) every algorithm accepts {_acceptance_span(base)} of requests, so "
             "capacity, not node choice, would bound what any placement rule gains; if so, "
             "DDRL-NRA's gain over NRMVNE should be larger at a lower load, where the network is "
             f"not full. At {_rho(base)} the AR gain is {_fmt(g0, pct=True)}; the largest over "
-            f"{len(rate)} loads is {_fmt(g_star, pct=True)} at {_rho(p_star)}, where every "
-            f"algorithm accepts {_acceptance_span(p_star)}. ")
+            f"the {n_points} load points is {_fmt(g_star, pct=True)} at {_rho(p_star)}, where "
+            f"every algorithm accepts {_acceptance_span(p_star)}. ")
     change = L.gain_change(base, p_star) if p_star is not base else None
     if change is None or not _excludes_zero(change):
         text += ("No load gives a gain significantly larger than the default one"
@@ -166,9 +167,16 @@ def load_note(d: dict) -> str:
     else:
         text += (f"The gain is larger at a higher load ({_fmt(change, pct=True)}, paired over "
                  "seeds): **the hypothesis does not hold** — the gain grows with saturation. ")
+    tuned = L.largest_gain(pts, variant="ddrl-nra-best")
+    if tuned is not None:
+        text += (f"With the sweep's best hyperparameters (`{s.get('best_config')}`) the largest "
+                 f"gain is {_fmt(tuned[1], pct=True)} at {_rho(tuned[0])}. ")
     up_to, first = L.all_accept_up_to(pts)
     if up_to is not None:
         text += f"Every algorithm accepts more than 90% of requests up to ρ = {up_to:g}. "
+    elif first is not None:
+        text += (f"Even at the lowest load, ρ = {first[0]:g}, not every algorithm accepts 90% of "
+                 f"requests ({first[1]}: {first[2]:.3f}). ")
     pairs = [(lp, rp) for lp in L.in_series(pts, "lifetime") if "rate" not in lp["series"]
              for rp in rate if math.isclose(lp["rho"], rp["rho"], rel_tol=1e-9)
              and lp["req_nodes"] == rp["req_nodes"]]
