@@ -195,3 +195,31 @@ def test_bad_load_experiment_is_refused(tmp_path, change, message):
     f.write_text(json.dumps({**_experiment(), **change}))
     with pytest.raises(ValueError, match=message):
         load_experiment(f)
+
+
+def _summary_point(rho, gains, acr=0.5, series=("rate",)):
+    """A summary point whose DDRL-NRA AR gain over NRMVNE has the per-seed ``gains``."""
+    g = np.asarray(gains, np.float64)
+    return {"rho": rho, "series": list(series), "req_nodes": [2, 10],
+            "final": {a: {"ACR": {"mean": acr, "ci": 0.01, "values": [acr] * g.size}}
+                      for a in ("ddrl-nra", "nrmvne")},
+            "gain": {"ddrl-nra": {"nrmvne": {"AR": L.stat(g)}}}}
+
+
+@pytest.mark.parametrize("low_load_gain,verdict", [
+    ([0.20, 0.22, 0.21, 0.19], "**the hypothesis holds**"),
+    ([0.01, -0.01, 0.02, 0.00], "**the data do not support the hypothesis**"),
+])
+def test_saturation_verdict_follows_the_paired_change_of_the_gain(low_load_gain, verdict):
+    """The paragraph's verdict comes from the numbers: a gain at a lower load that exceeds the
+    default load's gain, paired over seeds, supports the hypothesis; a flat gain does not."""
+    from sagin_jax.experiments.report import load_note
+    base = _summary_point(40, [0.00, 0.01, -0.01, 0.005], acr=0.4)
+    low = _summary_point(10, low_load_gain, acr=0.7)
+    d = {"seeds": 4, "summary": {"base_rho": 40.0, "base_req_nodes": [2, 10],
+                                 "points": [low, base]}}
+    text = load_note(d)
+    assert verdict in text, text
+    other = ({"**the hypothesis holds**", "**the data do not support the hypothesis**"}
+             - {verdict}).pop()
+    assert other not in text
