@@ -206,15 +206,23 @@ def _summary_point(rho, gains, acr=0.5, series=("rate",)):
             "gain": {"ddrl-nra": {"nrmvne": {"AR": L.stat(g)}}}}
 
 
-@pytest.mark.parametrize("low_load_gain,verdict", [
-    ([0.20, 0.22, 0.21, 0.19], "**the hypothesis holds**"),
-    ([0.01, -0.01, 0.02, 0.00], "**the data do not support the hypothesis**"),
+FLAT = [0.00, 0.01, -0.01, 0.005]
+
+
+@pytest.mark.parametrize("base_gain,low_load_gain,verdict", [
+    (FLAT, [0.20, 0.22, 0.21, 0.19], "**the hypothesis holds**"),
+    (FLAT, [0.01, -0.01, 0.02, 0.00], "**the data do not support the hypothesis**"),
+    # larger than the default load's gain, paired over seeds, but not above 0 itself
+    ([-0.10, -0.11, -0.12, -0.10], [-0.045, 0.052, -0.040, -0.048],
+     "**the data do not support the hypothesis**"),
 ])
-def test_saturation_verdict_follows_the_paired_change_of_the_gain(low_load_gain, verdict):
+def test_saturation_verdict_follows_the_paired_change_of_the_gain(base_gain, low_load_gain,
+                                                                   verdict):
     """The paragraph's verdict comes from the numbers: a gain at a lower load that exceeds the
-    default load's gain, paired over seeds, supports the hypothesis; a flat gain does not."""
+    default load's gain, paired over seeds, and exceeds 0, supports the hypothesis; a flat gain,
+    or one that only moves closer to 0, does not."""
     from sagin_jax.experiments.report import load_note
-    base = _summary_point(40, [0.00, 0.01, -0.01, 0.005], acr=0.4)
+    base = _summary_point(40, base_gain, acr=0.4)
     low = _summary_point(10, low_load_gain, acr=0.7)
     d = {"seeds": 4, "summary": {"base_rho": 40.0, "base_req_nodes": [2, 10],
                                  "points": [low, base]}}

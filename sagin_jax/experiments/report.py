@@ -160,10 +160,15 @@ def load_note(d: dict) -> str:
     elif change["mean"] > 0 and p_star["rho"] < base["rho"]:
         text += (f"That is {_fmt(change, pct=True)} more than at the default load (paired over "
                  "seeds; the largest of several loads, so the interval understates the "
-                 "uncertainty of the choice): **the hypothesis holds** — the gain grows where "
-                 "the network is not saturated. Against the paper's "
-                 f"+{PAPER_GAINS['AR'] * 100:.2f}% that best gain is: "
-                 f"{gain_verdict(g_star, PAPER_GAINS['AR'])}. ")
+                 "uncertainty of the choice)")
+        if g_star["mean"] - g_star["ci"] > 0:
+            text += (": **the hypothesis holds** — DDRL-NRA gains where the network is not "
+                     f"saturated. Against the paper's +{PAPER_GAINS['AR'] * 100:.2f}% that best "
+                     f"gain is: {gain_verdict(g_star, PAPER_GAINS['AR'])}. ")
+        else:
+            text += (", but that gain does not exceed 0 outside its interval: **the data do not "
+                     "support the hypothesis** that DDRL-NRA gains once the network is not "
+                     "saturated. ")
     else:
         text += (f"The gain is larger at a higher load ({_fmt(change, pct=True)}, paired over "
                  "seeds): **the hypothesis does not hold** — the gain grows with saturation. ")
