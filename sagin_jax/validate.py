@@ -32,12 +32,14 @@ from sagin_jax.training.config import HYPER_DOMAINS, TrainConfig, check_domain
 
 ALGOS = ("nrmvne", "grc", "random", "ddrl-nra", "rlvne")
 LEARNING_ALGOS = ("ddrl-nra", "rlvne")
-EXPERIMENT_KINDS = ("fig4", "compare", "storage")
+EXPERIMENT_KINDS = ("fig4", "compare", "storage", "load")
 EXPERIMENT_FIELDS = {
     "common": ("name", "kind", "seeds", "description", "scenario", "train", "seed_loop"),
     "fig4": ("lrs",),
     "compare": ("algos", "lr", "rlvne_lr", "time_points"),
     "storage": ("sto_ranges", "lr", "time_points"),
+    "load": ("loads", "lifetime_loads", "req_nodes_ranges", "algos", "lr", "rlvne_lr",
+             "best_config"),
 }
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -77,6 +79,42 @@ def cli_args(args) -> None:
 
 def _is_learning_rate(v) -> bool:
     return v in HYPER_DOMAINS["lr"]
+
+
+def _load_fields(exp: dict, w: str, path) -> None:
+    """The fields of a load experiment: offered loads (numbers > 0), request-size ranges, each
+    point's scenario valid, and the sweep's best configuration as a relative path."""
+    base = exp.get("scenario", {})
+    for key in ("loads", "lifetime_loads"):
+        vals = exp.get(key, [] if key == "lifetime_loads" else None)
+        if not isinstance(vals, list) or (key == "loads" and not vals):
+            raise ValueError(f"{w}field '{key}' must be a {'non-empty ' * (key == 'loads')}"
+                             f"list of offered loads, got {vals!r}")
+        for i, rho in enumerate(vals):
+            if not _positive_finite(rho):
+                raise ValueError(f"{w}field '{key}'[{i}] must be a finite number > 0, got "
+                                 f"{rho!r}")
+            cfg = scenario_config(base, path)
+            varied = ("arrival_rate", "mean_lifetime")[key == "lifetime_loads"]
+            other = cfg.mean_lifetime if key == "loads" else cfg.arrival_rate
+            scenario_config({**base, varied: rho / other}, path,
+                            field=f"{key}[{i}] with scenario")
+    ranges = exp.get("req_nodes_ranges", [])
+    if not isinstance(ranges, list):
+        raise ValueError(f"{w}field 'req_nodes_ranges' must be a list of [lo, hi], got "
+                         f"{ranges!r}")
+    for i, r in enumerate(ranges):
+        if not (isinstance(r, list) and len(r) == 2 and all(is_int(x) for x in r)
+                and 1 <= r[0] <= r[1]):
+            raise ValueError(f"{w}field 'req_nodes_ranges'[{i}] must be [lo, hi] integers with "
+                             f"1 <= lo <= hi, got {r!r}")
+        scenario_config({**base, "req_nodes": r}, path,
+                        field=f"req_nodes_ranges[{i}] with scenario")
+    best = exp.get("best_config")
+    if best is not None and not (isinstance(best, str) and best and not os.path.isabs(best)
+                                 and ".." not in best.split("/")):
+        raise ValueError(f"{w}field 'best_config' must be a path relative to the output "
+                         f"folder (no '..'), or null, got {best!r}")
 
 
 def experiment(doc, path, seeds: int | None = None) -> dict:
@@ -153,6 +191,8 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
                                  f"0 <= lo <= hi, got {r!r}")
             ScenarioConfig.from_json({**exp.get("scenario", {}), "req_sto": r}, path,
                             field=f"sto_ranges[{i}] with scenario")
+    if kind == "load":
+        _load_fields(exp, w, path)
     train = exp.get("train", {})
     TrainConfig.from_json(train if not isinstance(train, dict) else {**train}, path,
                  n_train=scen.n_train)

@@ -446,7 +446,7 @@ def test_experiments_dir_does_not_depend_on_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert experiments_dir() != tmp_path / "experiments"
     assert sorted(p.name for p in (experiments_dir() / "small").glob("*.json")) == [
-        "fig4.json", "fig5_7.json", "fig8.json"]
+        "fig4.json", "fig5_7.json", "fig8.json", "load.json"]
 
 
 @pytest.mark.slow

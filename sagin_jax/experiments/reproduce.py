@@ -34,7 +34,7 @@ from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import objective
 from sagin_jax.training.run import evaluate_grid, train_grid
 
-KINDS = ("fig4", "compare", "storage")
+KINDS = ("fig4", "compare", "storage", "load")
 METRICS = ("AR", "ACR", "RC", "RC_link")
 
 
@@ -56,6 +56,8 @@ def load_experiment(path: str | os.PathLike, seeds: int | None = None) -> dict:
 
 def _config_hash(exp: dict) -> str:
     clean = {k: v for k, v in exp.items() if not k.startswith("_")}
+    if exp.get("_best_train") is not None:  # a load experiment's best configuration, as read
+        clean["best_train"] = exp["_best_train"]
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,7 +110,7 @@ def _section(name: str):
     return _WATCH.section(name) if _WATCH is not None else contextlib.nullcontext()
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
     """(substrates, train requests, test requests, table size) of ``seeds``: generated once by
     the JAX generator (one compiled program per config) and shared by every algorithm and every
@@ -293,7 +295,166 @@ def run_storage(exp: dict, out: Path, progress: bool) -> dict:
     return {"ranges": list(per_range), "final": final, "ar_scale": tcfg.ar_scale}
 
 
-RUNNERS = {"fig4": run_fig4, "compare": run_compare, "storage": run_storage}
+# --- offered load and request size --------------------------------------------------------
+
+GAIN_METRICS = ("AR", "ACR")
+GAIN_VS = ("nrmvne", "rlvne")
+BEST = "ddrl-nra-best"
+"""DDRL-NRA trained with the traced hyperparameters of a sweep's best configuration."""
+
+
+def read_best_train(exp: dict, out: Path) -> dict | None:
+    """The traced training hyperparameters (``HYPER_DEFAULTS``' fields) of the sweep's best
+    configuration ``out / exp["best_config"]``, or None when the experiment names none or the
+    file is not there. Only traced fields are taken: the schedule (epochs, batch size) stays the
+    experiment's, so the run shares the compiled program of the paper-default agent."""
+    from sagin_jax.training.config import HYPER_DEFAULTS
+    name = exp.get("best_config")
+    if not name or not (out / name).is_file():
+        return None
+    path = out / name
+    doc = read_json(path)
+    train = doc.get("train") if isinstance(doc, dict) else None
+    if not isinstance(train, dict):
+        raise ValueError(f"{path}: no 'train' section (expected a sweep's best.json)")
+    tcfg = validate.train_config(train, path)
+    return {k: getattr(tcfg, k) for k in HYPER_DEFAULTS}
+
+
+def _load_setup(exp: dict):
+    """(points, seeds, algos, the DDRL-NRA settings {variant: Hyper}) of a load experiment."""
+    import dataclasses
+    from sagin_jax.experiments.load import load_points
+    from sagin_jax.training.config import Hyper
+    points = load_points(exp["_scenario"], exp["loads"], exp.get("lifetime_loads", []),
+                         exp.get("req_nodes_ranges", []))
+    tcfg, lr = _trained_setup(exp, "ddrl-nra")
+    settings = {"ddrl-nra": Hyper.from_config(tcfg, lr=lr, xp=np)}
+    if exp.get("_best_train") is not None and "ddrl-nra" in _compare_algos(exp):
+        best = dataclasses.replace(tcfg, **exp["_best_train"])
+        settings[BEST] = Hyper.from_config(best, xp=np)
+    return points, list(range(exp["seeds"])), _compare_algos(exp), settings
+
+
+def _load_table(points: list, seeds: list) -> int:
+    """One active-request table for every point (the largest any needs), so that every point
+    runs the same compiled programs. On the paper's scenario with 32 seeds ρ = 80 needs 128
+    rows and ρ = 2.5 16; a larger table costs little, as departures are released row by row:
+    training DDRL-NRA at ρ = 40 on 32 seeds took 6.9 s with 128 rows and 6.8 s with 80."""
+    return max(scenarios(p.cfg, tuple(seeds))[3] for p in points)
+
+
+def _load_finals(o, lead: tuple, ar_scale: float) -> dict:
+    """Per-seed values at the last test request: AR, ACR, R/C and O (eq. 14, at ``ar_scale``)."""
+    m = _outcome_metrics(o, lead)
+    fin = {name: m[name][:, -1] for name in ("AR", "ACR", "RC")}
+    fin["O"] = np.asarray(objective(SimpleNamespace(ar=fin["AR"], rc=fin["RC"], acr=fin["ACR"]),
+                                    ar_scale), np.float64)
+    return fin
+
+
+def _run_load_point(exp: dict, cfg: ScenarioConfig, seeds: list, algos: list, settings: dict,
+                    table: int, progress: bool) -> dict:
+    """{variant: per-seed finals} of every algorithm at one point, on the same test seeds."""
+    from sagin_jax.training.config import Hyper
+    from sagin_jax.training.run import train_population
+    subs, train_reqs, test_reqs, _ = scenarios(cfg, tuple(seeds))
+    ar_scale = _trained_setup(exp, "ddrl-nra")[0].ar_scale
+    finals = {}
+    for algo in algos:
+        if algo in TRAINED:
+            tcfg, lr = _trained_setup(exp, algo)
+            hypers = settings if algo == "ddrl-nra" else {
+                algo: Hyper.from_config(tcfg, lr=lr, xp=np)}
+            with _section("train"):
+                res = train_population(cfg, tcfg, seeds, Hyper.stack(list(hypers.values())),
+                                       progress=progress, subs=subs, train_reqs=train_reqs,
+                                       max_active=table, **_batching(exp))
+                jax.block_until_ready(res.params)
+            with _section("simulate"):
+                o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
+                                                        max_active=table, **_batching(exp)))
+            for j, variant in enumerate(hypers):
+                finals[variant] = _load_finals(o, (j,), ar_scale)
+        else:
+            with _section("simulate"):
+                _, o = jax.block_until_ready(simulate_seeds(BASELINES[algo], None, seeds, subs,
+                                                            test_reqs, max_active=table,
+                                                            **_batching(exp)))
+            finals[algo] = _load_finals(o, (), ar_scale)
+    return finals
+
+
+def _load_summary_point(point, finals: dict) -> dict:
+    """One point of the summary: its settings, every variant's finals and the paired gains of
+    each DDRL-NRA variant over NRMVNE and RLVNE."""
+    from sagin_jax.experiments.load import paired_gain, stat
+    gains = {v: {vs: {name: stat(paired_gain(finals[v][name], finals[vs][name]))
+                      for name in GAIN_METRICS}
+                 for vs in GAIN_VS if vs in finals}
+             for v in ("ddrl-nra", BEST) if v in finals}
+    return {"label": point.label, "series": list(point.series), "rho": point.rho,
+            "arrival_rate": point.cfg.arrival_rate, "mean_lifetime": point.cfg.mean_lifetime,
+            "req_nodes": list(point.req_nodes),
+            "final": {v: {name: stat(x) for name, x in f.items()} for v, f in finals.items()},
+            "gain": gains}
+
+
+LOAD_COLUMNS = ("series", "rho", "arrival_rate", "mean_lifetime", "req_nodes", "algo",
+                "metric", "vs", "mean", "ci_low", "ci_high", "n_seeds")
+
+
+def _load_rows(p: dict) -> list:
+    """CSV rows of one summary point: each variant's metrics (``vs`` empty) and each paired gain
+    (``metric`` as gain_<metric>, ``vs`` the other algorithm)."""
+    head = {"series": "+".join(p["series"]), "rho": p["rho"], "arrival_rate": p["arrival_rate"],
+            "mean_lifetime": p["mean_lifetime"], "req_nodes": "{}-{}".format(*p["req_nodes"])}
+    rows = []
+    for v, f in p["final"].items():
+        for name, st in f.items():
+            low, high = interval_bounds(name, st["mean"], st["ci"])
+            rows.append({**head, "algo": v, "metric": name, "vs": "", "mean": st["mean"],
+                         "ci_low": float(low), "ci_high": float(high), "n_seeds": st["n"]})
+    for v, per_vs in p["gain"].items():
+        for vs, per_metric in per_vs.items():
+            for name, st in per_metric.items():
+                low, high = interval_bounds(None, st["mean"], st["ci"])
+                rows.append({**head, "algo": v, "metric": f"gain_{name}", "vs": vs,
+                             "mean": st["mean"], "ci_low": float(low), "ci_high": float(high),
+                             "n_seeds": st["n"]})
+    return rows
+
+
+def run_load(exp: dict, out: Path, progress: bool) -> dict:
+    """Every algorithm at each point of offered load and request size (``load.load_points``):
+    DDRL-NRA trained with the paper's defaults and, if the sweep's best configuration is there,
+    with its hyperparameters (one training program for both), RLVNE trained, the heuristics
+    run; all on the same seeds, one active-request table for all points (one set of compiled
+    programs)."""
+    points, seeds, algos, settings = _load_setup(exp)
+    table = _load_table(points, seeds)
+    summary_points = []
+    for point in points:
+        if progress:
+            print(f"[{exp['name']}] {point.label}", flush=True)
+        finals = _run_load_point(exp, point.cfg, seeds, algos, settings, table, progress)
+        summary_points.append(_load_summary_point(point, finals))
+    write_csv(out / f"{exp['name']}.csv", list(LOAD_COLUMNS),
+              [r for p in summary_points for r in _load_rows(p)])
+    from sagin_jax.experiments.load import offered_load
+    from sagin_jax.experiments.report import PAPER_GAINS
+    plots.load_curves(out / "fig9_load.png", summary_points, PAPER_GAINS)
+    if any("size" in p["series"] for p in summary_points):
+        plots.request_size(out / "fig10_reqsize.png", summary_points, PAPER_GAINS)
+    return {"algos": algos, "variants": list(summary_points[0]["final"]), "table": table,
+            "base_rho": offered_load(exp["_scenario"]),
+            "base_req_nodes": list(exp["_scenario"].req_nodes),
+            "best_config": exp.get("best_config") if BEST in settings else None,
+            "best_train": exp.get("_best_train") if BEST in settings else None,
+            "points": summary_points}
+
+
+RUNNERS = {"fig4": run_fig4, "compare": run_compare, "storage": run_storage, "load": run_load}
 
 
 # --- the programs an experiment will run, compiled ahead side by side ----------------------
@@ -341,6 +502,8 @@ def experiment_jobs(exp: dict) -> list:
     if exp["kind"] == "storage":
         return [j for cfg in _storage_cfgs(exp).values()
                 for j in _trained_jobs(exp, "ddrl-nra", cfg, seeds)]
+    if exp["kind"] == "load":
+        return _load_jobs(exp)
     cfg = exp["_scenario"]
     jobs = []
     for algo in _compare_algos(exp):
@@ -350,6 +513,32 @@ def experiment_jobs(exp: dict) -> list:
             subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
             jobs += simulate_jobs(BASELINES[algo], None, seeds, subs, test_reqs,
                                   max_active=table, **_batching(exp))
+    return jobs
+
+
+def _load_jobs(exp: dict) -> list:
+    """The programs of ``run_load``: every point's, all with the experiment's one table (the
+    points share them: ``compile_ahead`` compiles each distinct program once)."""
+    from sagin_jax.simulation.batch import simulate_jobs
+    from sagin_jax.training.config import Hyper
+    from sagin_jax.training.run import evaluate_jobs, population_jobs
+    points, seeds, algos, settings = _load_setup(exp)
+    table = _load_table(points, seeds)
+    jobs = []
+    for point in points:
+        subs, train_reqs, test_reqs, _ = scenarios(point.cfg, tuple(seeds))
+        for algo in algos:
+            if algo in TRAINED:
+                tcfg, lr = _trained_setup(exp, algo)
+                hypers = list(settings.values()) if algo == "ddrl-nra" else [
+                    Hyper.from_config(tcfg, lr=lr, xp=np)]
+                new, params = population_jobs(tcfg, seeds, Hyper.stack(hypers), subs,
+                                              train_reqs, max_active=table, **_batching(exp))
+                jobs += new + evaluate_jobs(tcfg, params, subs, test_reqs, seeds,
+                                            max_active=table, **_batching(exp))
+            else:
+                jobs += simulate_jobs(BASELINES[algo], None, seeds, subs, test_reqs,
+                                      max_active=table, **_batching(exp))
     return jobs
 
 
@@ -446,6 +635,9 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
         raise ValueError(f"two experiment files share a name: {names}")
     validate.output_dir(out, "--out")
     out_dir = Path(out)
+    for e in exps:
+        if e["kind"] == "load":
+            e["_best_train"] = read_best_train(e, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [] if written is None else written
     _TRAINED.clear()
