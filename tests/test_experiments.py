@@ -272,7 +272,6 @@ def test_bench_sweep_rows_report_both_sides_and_their_ratio(monkeypatch, capsys)
     returns made-up timings so the rows can be checked by hand."""
     from sagin_jax.config import ScenarioConfig
     from sagin_jax.experiments import bench as bench_mod
-    from sagin_jax.experiments.sweep import bench as sweep_bench
 
     seen = {}
 
@@ -284,7 +283,7 @@ def test_bench_sweep_rows_report_both_sides_and_their_ratio(monkeypatch, capsys)
                 "ratio": 2.5, "pruned": 5, "trial_epochs": 12, "baseline_trial_epochs": 30,
                 "epochs_saved": 0.6, "slot_epochs": 16, "population_epochs_s": 15.0}
 
-    monkeypatch.setattr(sweep_bench, "bench_sweep", fake)
+    monkeypatch.setattr(bench_mod, "bench_sweep", fake)
     record = bench_mod.Recorder()
     spec = {"sweep": {"configs": 3, "seeds": 2, "epochs": 10, "slots": 4}}
     bench_mod.bench_sweep_ratio(spec, ScenarioConfig(), record)
