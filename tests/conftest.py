@@ -19,7 +19,7 @@ from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_
 
 
 # CLI tests call main(), which turns on JAX's persistent compilation cache: keep it in a
-# throw-away folder for the session, never in the user's ~/.cache.
+# throw-away folder for the test run, never in the user's ~/.cache.
 os.environ.setdefault("SAGIN_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="sagin-jax-test-xla-"))
 # ... and turn it on for every test, shared by the xdist workers (the folder is made before they
 # start): many tests build fresh closures of the same programs, which the in-memory cache misses

@@ -1,6 +1,6 @@
 """Every bad input, of every kind, gets exit code 2, ONE line on stderr naming the culprit (the
 flag, or the file and field), and writes nothing: a table of bad inputs run in-process through
-``sagin_jax.cli.main`` (issue 12). Each case must fail before any compute, so the table is fast.
+``sagin_jax.cli.main``. Each case must fail before any compute, so the table is fast.
 
 Input kinds: command-line flags, output paths, scenario configs (``--config``), experiment files
 (``reproduce --config``), bench configs (``bench --config``), checkpoints, and scenario files
@@ -425,7 +425,7 @@ def test_crash_keeps_previous_complete_outputs(failing_runner, tmp_path, capsys)
     assert code == 130 and snapshot(res) == before
 
 
-# ---- import-time and process side effects (issue 13, item 7) ---------------------------------
+# ---- import-time and process side effects ------------------------------------------------------
 
 def test_host_devices_flag_is_never_duplicated(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4 --foo=1")

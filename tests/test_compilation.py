@@ -1,4 +1,4 @@
-"""Compilation discipline (issue 9): the counter counts what XLA compiles, host-side batch
+"""Compilation discipline: the counter counts what XLA compiles, host-side batch
 preparation compiles nothing, grids of any size share one program, and compiling ahead compiles
 each distinct program once (the bound on a whole small reproduction's programs is in
 test_experiments.py)."""
@@ -14,7 +14,7 @@ from sagin_jax.devices.seed_axis import run_index, seed_keys, take, take_runs, u
 
 def _programs(cc) -> int:
     """Programs a block needed: compiled by XLA or loaded from the persistent cache (CLI tests in
-    the same session turn that cache on)."""
+    the same test process turn that cache on)."""
     return cc.stats.compiled + cc.stats.cache_hits
 
 

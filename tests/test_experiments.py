@@ -19,7 +19,7 @@ from sagin_jax.experiments.reproduce import experiments_dir, load_experiment, re
 # Measured: 11 programs for experiments/small/fig5_7.json on 2 seeds (the generator's substrate
 # and request programs for the one scenario config; init, epoch and greedy evaluation for each of
 # DDRL-NRA and RLVNE; one online pass per heuristic); 13 while the generator made its seed keys
-# with a small program. 81 before the pipeline work of issue 9.
+# with a small program.
 MAX_PROGRAMS_SMALL_FIG5_7 = 15
 
 SMALL = {"n_space": 4, "n_air": 6, "n_ground": 10, "n_train": 40, "n_test": 40}
@@ -302,7 +302,7 @@ def test_bench_sweep_rows_report_both_sides_and_their_ratio(monkeypatch, capsys)
 
 def test_bench_timing_calls_the_program_once_more_only_with_warmup(tmp_path, capsys):
     """``_timed`` compiles ahead, then (warm-up) calls once untimed and once timed; with
-    ``"warmup": false`` (GPU sessions short of device time) only the timed call runs. A bench
+    ``"warmup": false`` (a device lent for minutes) only the timed call runs. A bench
     config with a non-boolean ``warmup`` is refused before any compute."""
     from sagin_jax.experiments.bench import _timed
     calls = []

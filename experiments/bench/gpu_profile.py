@@ -1,4 +1,4 @@
-"""Where a wide request step spends its time on this backend (issue 10): the NRMVNE test pass
+"""Where a wide request step spends its time on this backend: the NRMVNE test pass
 (``vmap`` over seeds, the backend's default request step) timed at several seed widths, then
 one width traced with ``jax.profiler`` and its events summed by name, each XLA op name followed
 by the source lines its HLO metadata names.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's measurements, each stage under its own time cap inside one
+# Measurements on a lent GPU machine, each stage under its own time cap inside one
 # deadline (DEADLINE seconds), so that a slow stage costs only itself; run from the repository
 # root with the machine's own python3 and packages (PYTHONPATH, no install). Logs go to $OUT
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the

@@ -1,4 +1,4 @@
-"""Link mapping with few sequential loop trips (the "batched" request-step strategy, issue 10).
+"""Link mapping with few sequential loop trips (the "batched" request-step strategy).
 
 The sequential rule (docs/rules.md, ``links.embed_links``) embeds a request's links one by one in
 bandwidth order, each on the min-hop path over links whose *current* residual covers its

@@ -18,8 +18,8 @@ function below:
   from XLA's buffer assignment of the compiled program (compiled, never run);
 * ``sweep-population`` / ``sweep-one-at-a-time`` (only with a ``sweep`` section, e.g.
   ``experiments/bench/sweep.json``): N random-search configurations trained as a sweep's
-  population (pruning, refill, the Optuna study in SQLite) against the same N trained one at a
-  time through ``train_grid``, as a user would drive Optuna by hand (issue 11's ratio).
+  population (pruning, refill, the Optuna study in a journal file) against the same N trained one
+  at a time through ``train_grid``, as a user would drive Optuna by hand.
 
 Writes ``OUT/bench.csv`` and ``OUT/bench.png`` (``--accelerator``: ``bench-gpu.*``); the last
 line printed is ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mode workload
@@ -73,7 +73,7 @@ ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_see
                "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2},
                "train_memory_seeds": [4096, 16384]}
 """``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
-32 seeds x 4 rates (issue 10), written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
+32 seeds x 4 rates, written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
 hours (use ``--config`` to shrink it)."""
 
 
@@ -93,7 +93,7 @@ def _program_mib(compiled) -> float:
 
 def _timed(fn, *args, warmup: bool = True):
     """(compile s, run s, program MiB) of a jitted fn: AOT compile, one warm call (unless
-    ``warmup`` is False: a GPU session short of time), one timed."""
+    ``warmup`` is False: for a device lent for minutes), one timed."""
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     compile_s = time.perf_counter() - t0
@@ -265,7 +265,7 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
 def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max, for
     both request-step strategies, and each strategy's time per request on this backend: trips
-    are the proxy for accelerator latency, where every trip is a host round trip (issue 10)."""
+    are the proxy for accelerator latency, where every trip is a host round trip."""
     n = spec.get("trip_seeds", 0)
     if not n:
         return
@@ -322,8 +322,8 @@ def train_memory(cfg: ScenarioConfig, tcfg: TrainConfig, n_seeds: int) -> dict:
 
 
 def bench_train_memory(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
-    """``train_memory`` for each of ``train_memory_seeds`` (issue 10's target: 16,384 training
-    seeds within 8 GiB)."""
+    """``train_memory`` for each of ``train_memory_seeds`` (16,384 training seeds should fit
+    in 8 GiB)."""
     tcfg = TrainConfig.from_dict({"algo": "ddrl-nra", **spec.get("train", {})})
     for n in spec.get("train_memory_seeds", []):
         m = train_memory(cfg, tcfg, n)
