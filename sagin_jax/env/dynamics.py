@@ -100,20 +100,29 @@ def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
             accepted, value, overflow)
 
 
+_MOVING = ("sim", "request", "order", "position", "work", "inc_bw", "clock")
+"""The ``EnvState`` fields a request's rejection changes (the loop below carries only these,
+not the substrate)."""
+
+
 def skip_unplaceable(state: EnvState, pool, rule: str, batched: bool) -> EnvState:
     """Reject requests while the node to place has no feasible host (the simulator's node stage
     stops there too), so an agent is only asked when it has a choice."""
     total = n_requests(state, pool)
+    whole = lambda moving: state.replace(**dict(zip(_MOVING, moving)))  # noqa: E731
 
-    def stuck(s):
+    def stuck(moving):
+        s = whole(moving)
         return (s.request < total) & ~current_mask(s, request_at(s, pool, s.request), pool).any()
 
-    def reject(s):
+    def reject(moving):
+        s = whole(moving)
         s = s.replace(work=s.work.replace(failed=jnp.bool_(True)))
         s, _, _, _ = finish(s, request_at(s, pool, s.request), jnp.bool_(True), batched)
-        return advance(s, pool, jnp.bool_(True), rule, batched)
+        s = advance(s, pool, jnp.bool_(True), rule, batched)
+        return tuple(getattr(s, f) for f in _MOVING)
 
-    return jax.lax.while_loop(stuck, reject, state)
+    return whole(jax.lax.while_loop(stuck, reject, tuple(getattr(state, f) for f in _MOVING)))
 
 
 def node_context(state: EnvState, pool) -> NodeContext:
