@@ -362,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     from sagin_jax.experiments.sweep import add_sweep_parser
     add_sweep_parser(sub)
+    from sagin_jax.experiments.ppo_compare import add_ppo_parser
+    add_ppo_parser(sub)
     return p
 
 

@@ -133,9 +133,11 @@ def gae(traj: Transition, last_value: jax.Array, gamma: float, lam: float):
     return advantages, advantages + traj.value
 
 
-def make_train(config: PPOConfig, env, env_params: EnvParams):
-    """-> ``train(key) -> (TrainState, metrics)``, pure. ``metrics`` per update:
-    ``reward`` (mean per step), ``acceptance`` (accepted / finished requests in the rollout)."""
+def make_train(config: PPOConfig, env, env_params: EnvParams, on_update=None):
+    """-> (network, ``train(key) -> (TrainState, metrics)``), pure. ``metrics`` per update:
+    ``reward`` (mean per step), ``acceptance`` (accepted / finished requests in the rollout).
+    ``on_update(metrics)``, if given, is called from the compiled loop after every update
+    (``jax.debug.callback``; a progress bar)."""
     config.validate()
     net = NodePolicyNet(config.hidden)
     batch = config.num_envs * config.num_steps
@@ -216,6 +218,8 @@ def make_train(config: PPOConfig, env, env_params: EnvParams):
             fin = traj.finished.sum()
             metrics = {"reward": traj.reward.mean(),
                        "acceptance": traj.accepted.sum() / jnp.maximum(fin, 1)}
+            if on_update is not None:
+                jax.debug.callback(on_update, metrics)
             return (state, env_state, obs, key), metrics
 
         runner, metrics = jax.lax.scan(update, (state, env_state, obs, key), None,
