@@ -129,6 +129,12 @@ class SaginEnv(environment.Environment):
             max_steps_in_episode=self.n_requests * self.max_nodes + 1)
         params = params.replace(**changes)
         self.check_params(params)
+        if params.pool is not None and params.starts is None:
+            # gymnax's step computes a reset every step and keeps it where an episode ended:
+            # with every start computed once, that reset is a gather
+            starts = jax.jit(jax.vmap(self.reset_to, in_axes=(0, None)))(
+                jnp.arange(params.pool.size), params)
+            params = params.replace(starts=starts)
         return params
 
     @property
@@ -188,6 +194,8 @@ class SaginEnv(environment.Environment):
         self.check_params(params)
         if params.pool is not None:
             index = jax.random.randint(key, (), 0, params.pool.size, dtype=jnp.int32)
+            if params.starts is not None:  # reset_to(index), computed by make_params
+                return jax.tree_util.tree_map(lambda x: x[index], params.starts)
             return self.reset_to(index, params)
         prm = params.generator
         sub = _substrate(jax.random.fold_in(key, 0), self._plan, prm)[0]

@@ -49,6 +49,7 @@ class EnvParams:
     w_acr: jax.Array
     ar_scale: jax.Array
     max_steps_in_episode: int  # gymnax truncation; the default never truncates a request set
+    starts: Any = None  # (obs, state) of ``reset_to`` for each pool scenario (leading axis S)
 
 
 @struct.dataclass
