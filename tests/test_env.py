@@ -239,3 +239,25 @@ def test_bad_action_and_bad_params_give_clear_errors():
         env.reset(jax.random.key(0), params.replace(pool=bad_pool))
     with pytest.raises(ValueError, match="node_order must be one of"):
         SaginEnv(SMALL, node_order="random")
+
+
+def test_observation_features_are_the_agents_own_feature_matrices():
+    """DDRL-NRA's FM (eq. 18) of each node's domain and RLVNE's features, from the policies'
+    own feature functions, appear in ``Observation.nodes`` (columns ``NODE_FEATURES``)."""
+    from sagin_jax.policies.ddrl import domain_feature_matrices
+    from sagin_jax.policies.rlvne import rlvne_features
+    env, _ = small_pool_env()
+    params = env.default_params
+    obs, state = env.reset_to(1, params)
+    a = random_masked(jax.random.key(0), obs)
+    obs, state, *_ = env.step(jax.random.key(0), state, a, params)  # one node placed
+    ctx = node_context(state, params.pool)
+    fms, valid = domain_feature_matrices(ctx)
+    nodes = np.asarray(obs.nodes)
+    members = np.asarray(state.sub.domain_nodes)
+    for d in range(members.shape[0]):
+        ids = members[d][np.asarray(valid[d])]
+        np.testing.assert_allclose(nodes[ids, :4], np.asarray(fms[d])[np.asarray(valid[d])],
+                                   rtol=1e-6)
+    np.testing.assert_allclose(nodes[:, 4:8], np.asarray(rlvne_features(ctx)), rtol=1e-6)
+    np.testing.assert_array_equal(nodes[:, 8], np.asarray(state.work.res_cpu))

@@ -49,7 +49,9 @@ class EnvParams:
     w_acr: jax.Array
     ar_scale: jax.Array
     max_steps_in_episode: int  # gymnax truncation; the default never truncates a request set
-    starts: Any = None  # (obs, state) of ``reset_to`` for each pool scenario (leading axis S)
+    # (obs, state) of ``reset_to`` for each pool scenario (leading axis S), computed by
+    # ``SaginEnv.make_params`` from ``pool``: change the pool through ``make_params(pool=...)``
+    starts: Any = None
 
 
 @struct.dataclass

@@ -200,7 +200,13 @@ def _readme(cfg, rows, pairs, summary) -> str:
             and by[(b, "AR")]["ci_low"] > 0]
     lines += ["", "PPO beats the paper's agent on AR." if wins else
               "PPO does not beat the paper's agent: no AR interval lies above zero."]
-    lines += ["", "## Means over seeds", "", "| algo | metric | mean | 95% interval |",
+    steps = cfg.num_updates * cfg.num_steps
+    lines += ["", "learning_curve.png: the acceptance over each update's training rollouts "
+              "(sampled actions). Acceptance falls as an episode's network fills, and each "
+              f"environment took {steps:,} steps in all (an episode of 1,000 requests is about "
+              "4,500 steps), so the curve mixes episode phases; the horizontal lines are the "
+              "greedy test means.",
+              "", "## Means over seeds", "", "| algo | metric | mean | 95% interval |",
               "|---|---|---|---|"]
     lines += [f"| {r['algo']} | {r['metric']} | {r['mean']:.4g} | "
               f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] |" for r in rows]
