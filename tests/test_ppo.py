@@ -91,3 +91,14 @@ def test_bad_ppo_config_names_the_field():
         PPOConfig(num_envs=3, num_steps=5, num_minibatches=2).validate()
     with pytest.raises(ValueError, match="ppo.lr must be"):
         PPOConfig(lr=float("nan")).validate()
+
+
+def test_ppo_command_bad_flags_exit_2_and_write_nothing(tmp_path, capsys):
+    from sagin_jax.cli import main
+    out = tmp_path / "ppo"
+    assert main(["ppo", "--updates", "0", "--out", str(out)]) == 2
+    assert main(["ppo", "--sweep-best", str(tmp_path / "none.json"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sagin-jax ppo: error: --updates must be a positive integer, got 0",
+                   f"sagin-jax ppo: error: --sweep-best: no such file: {tmp_path / 'none.json'}"]
+    assert not out.exists()
