@@ -56,7 +56,7 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
            "trip_seeds": 8, "generation": {"seeds": 16384, "numpy_seeds": 8},
-           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 64}}
+           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 32}}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
          "trip_seeds": 2, "generation": {"seeds": 1024, "numpy_seeds": 2}}
@@ -67,7 +67,7 @@ ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_see
                         "loop": "vmap"},
                "scale_nodes": [], "trip_seeds": 8,
                "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2},
-               "train_memory_seeds": [4096, 16384], "env": {"envs": [1024, 16384], "steps": 64}}
+               "train_memory_seeds": [4096, 16384], "env": {"envs": [1024, 16384], "steps": 32}}
 """``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
 32 seeds x 4 rates (issue 10), written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
 hours (use ``--config`` to shrink it)."""
