@@ -339,6 +339,35 @@ def add_bench_parser(sub) -> None:
     b.set_defaults(func=cmd_bench)
 
 
+def cmd_ppo(args) -> int:
+    from sagin_jax.experiments import ppo_compare  # lazy: imports gymnax (~3 s), an extra
+    return ppo_compare.cmd_ppo(args)
+
+
+def add_ppo_parser(sub) -> None:
+    p = _add(
+        sub, "ppo",
+        help="train PPO on the gymnax environment and compare it with DDRL-NRA and NRMVNE",
+        description="Train PPO (sagin_jax.training.ppo) on the training request sets of the "
+                    "reproduction's seeds, test it greedily on their test sets against "
+                    "DDRL-NRA (paper settings and the sweep's best) and NRMVNE, and write "
+                    "paired 95%% intervals of AR and ACR, a learning curve and a README to OUT. "
+                    "Needs the 'env' extra (gymnax).")
+    p.add_argument("--out", default="out/ppo", metavar="DIR",
+                   help="output folder (results/ppo for the committed results)")
+    p.add_argument("--seeds", type=_int, default=32, help="scenario seeds 0..N-1")
+    p.add_argument("--updates", type=_int, default=100, help="PPO updates")
+    p.add_argument("--envs", type=_int, default=32, help="environments")
+    p.add_argument("--steps", type=_int, default=64, help="steps per environment per update")
+    p.add_argument("--sweep-best", metavar="FILE",
+                   help="the sweep's best.json (without it: results/sweeps/ddrl_paper/best.json "
+                        "where present)")
+    p.add_argument("--no-sweep", action="store_true",
+                   help="skip DDRL-NRA with the sweep's best configuration")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ppo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="sagin-jax", formatter_class=_Formatter,
@@ -360,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reproduce_parser(sub)
     add_bench_parser(sub)
     add_sweep_parser(sub)
+    add_ppo_parser(sub)
     return p
 
 

@@ -60,7 +60,7 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
            "trip_seeds": 8, "generation": {"seeds": 16384, "numpy_seeds": 8},
-           "train_memory_seeds": [16384]}
+           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 32}}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
          "trip_seeds": 2, "generation": {"seeds": 1024, "numpy_seeds": 2}}
@@ -71,7 +71,7 @@ ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_see
                         "loop": "vmap"},
                "scale_nodes": [], "trip_seeds": 8,
                "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2},
-               "train_memory_seeds": [4096, 16384]}
+               "train_memory_seeds": [4096, 16384], "env": {"envs": [1024, 16384], "steps": 32}}
 """``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
 32 seeds x 4 rates, written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
 hours (use ``--config`` to shrink it)."""
@@ -367,6 +367,28 @@ def bench_sweep_ratio(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None
           flush=True)
 
 
+def bench_env(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
+    """``SaginEnv`` (vmapped, NRMVNE's choice) against ``simulate`` on the same scenarios, for
+    each count in the spec's ``env.envs`` (``env.steps`` steps); skipped without gymnax."""
+    env_spec = spec.get("env")
+    if not env_spec:
+        return
+    try:
+        from sagin_jax.env.throughput import env_vs_simulate
+    except ImportError:
+        print("env: skipped (gymnax is not installed: pip install 'sagin-jax[env]')", flush=True)
+        return
+    for n in env_spec["envs"]:
+        r = env_vs_simulate(cfg, n, env_spec.get("steps", 64))
+        record(workload="env-nrmvne", loop="vmap", seeds=n, compile_s=r["env_compile_s"],
+               run_s=r["env_run_s"], embeddings_per_s=r["env_requests_per_s"],
+               program_mib=float("nan"), env_steps_per_s=r["env_steps_per_s"],
+               ratio=r["ratio"])
+        record(workload="env-simulate-nrmvne", loop="default", seeds=n,
+               compile_s=r["sim_compile_s"], run_s=r["sim_run_s"],
+               embeddings_per_s=r["sim_requests_per_s"], program_mib=float("nan"))
+
+
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,
           accelerator: bool = False) -> list[dict]:
     """Run every workload of the bench spec; write ``out/bench.csv`` (``bench-gpu.csv`` with
@@ -390,6 +412,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     bench_generation(spec, cfg, record)
     bench_train_memory(spec, cfg, record)
     bench_sweep_ratio(spec, cfg, record)
+    bench_env(spec, cfg, record)
 
     rows = record.rows
     out_dir = Path(out)

@@ -16,7 +16,7 @@ from flax import struct
 
 from sagin_jax.embedding.accounting import RequestValue, request_value
 from sagin_jax.embedding.batched import embed_links_batched
-from sagin_jax.embedding.links import embed_links
+from sagin_jax.embedding.links import LinkEmbedding, embed_links
 from sagin_jax.embedding.nodes import feasible_hosts, place_node
 from sagin_jax.policies.base import NodeContext, NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate, widen
@@ -46,6 +46,47 @@ def sum_placed(total, extra, placed: jax.Array):
                                   total, extra)
 
 
+@struct.dataclass
+class Placement:
+    """The working copy of one request's node stage."""
+
+    res_cpu: jax.Array  # f32[N] residual CPU with this request's placed nodes deducted
+    res_sto: jax.Array  # f32[N]
+    used: jax.Array  # bool[N] hosts taken by this request
+    hosts: jax.Array  # i32[M] host per request node, -1 where none was chosen
+    failed: jax.Array  # bool: some real node found no feasible host (or got an infeasible one)
+
+
+def start_placement(state: SimState, max_nodes: int) -> Placement:
+    """The working copy before a request's first node: the residuals at its arrival."""
+    n = state.res_cpu.shape[0]
+    return Placement(res_cpu=state.res_cpu, res_sto=state.res_sto, used=jnp.zeros((n,), bool),
+                     hosts=jnp.full((max_nodes,), -1, jnp.int32), failed=jnp.bool_(False))
+
+
+def placement_mask(sub: Substrate, work: Placement, req: Requests, j: jax.Array) -> jax.Array:
+    """bool[N]: the feasible hosts of request node ``j`` given the working copy (eqs. 1, 2, 4,
+    5)."""
+    return feasible_hosts(sub, work.res_cpu, work.res_sto, work.used, req.cpu[j], req.sto[j],
+                          req.domain[j])
+
+
+def place_step(work: Placement, req: Requests, j: jax.Array, host: jax.Array,
+               feasible: jax.Array, live: jax.Array) -> tuple[Placement, jax.Array]:
+    """Map request node ``j`` onto ``host`` when ``live``; -> (working copy, placed).
+
+    ``host`` is clipped to the substrate's node range; a host outside ``feasible`` is a failed
+    placement (``failed`` is set, the working copy is unchanged), as is any step once ``failed``
+    is set by the caller's ``live``."""
+    host = jnp.clip(host, 0, work.res_cpu.shape[0] - 1)
+    placed = live & feasible[host]
+    cpu, sto, used = place_node(work.res_cpu, work.res_sto, work.used, host, req.cpu[j],
+                                req.sto[j], placed)
+    return Placement(res_cpu=cpu, res_sto=sto, used=used,
+                     hosts=work.hosts.at[j].set(jnp.where(placed, host, work.hosts[j])),
+                     failed=work.failed | (live & ~placed)), placed
+
+
 def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
               req: Requests, unrolled: bool = False) -> NodeStage:
     """Stage 1: place the request's nodes one by one in the policy's order.
@@ -65,39 +106,34 @@ def map_nodes(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
     n_live = req.node_mask.sum()
 
     def place(carry):
-        i, done, cpu, sto, used, hosts, failed, extra_sum = carry
+        i, done, work, extra_sum = carry
         j = order[i]
-        live = req.node_mask[j] & ~failed
-        feas = feasible_hosts(sub, cpu, sto, used, req.cpu[j], req.sto[j], req.domain[j])
-        ctx = blank.replace(res_cpu=cpu, res_sto=sto, used=used, hosts=hosts, node=j,
-                            feasible=feas)
+        live = req.node_mask[j] & ~work.failed
+        feas = placement_mask(sub, work, req, j)
+        ctx = blank.replace(res_cpu=work.res_cpu, res_sto=work.res_sto, used=work.used,
+                            hosts=work.hosts, node=j, feasible=feas)
         host, extra = policy.select(jax.random.fold_in(key, i), params, ctx, aux)
-        host = jnp.clip(host, 0, n - 1)
-        placed = live & feas[host]
-        failed = failed | (live & ~placed)
-        cpu, sto, used = place_node(cpu, sto, used, host, req.cpu[j], req.sto[j], placed)
-        hosts = hosts.at[j].set(jnp.where(placed, host, hosts[j]))
+        work, placed = place_step(work, req, j, host, feas, live)
         extra_sum = sum_placed(extra_sum, extra, placed)
         done = done + req.node_mask[j].astype(jnp.int32)
-        return i + 1, done, cpu, sto, used, hosts, failed, extra_sum
+        return i + 1, done, work, extra_sum
 
     def more(carry):
-        i, done, failed = carry[0], carry[1], carry[6]
-        return (i < m) & (done < n_live) & ~failed
+        i, done, work = carry[0], carry[1], carry[2]
+        return (i < m) & (done < n_live) & ~work.failed
 
     # loop over the request's real nodes only, stopping at the first one with no feasible host
-    init = (jnp.int32(0), jnp.int32(0), state.res_cpu, state.res_sto, jnp.zeros((n,), bool),
-            jnp.full((m,), -1, jnp.int32), jnp.bool_(False), zero_extra)
+    init = (jnp.int32(0), jnp.int32(0), start_placement(state, m), zero_extra)
     if unrolled:
         carry = init
         for _ in range(m):
             carry = place(carry)
-        _, _, cpu, sto, _, hosts, failed, extra_sum = carry
+        _, _, work, extra_sum = carry
         trips = jnp.int32(0)
     else:
-        trips, _, cpu, sto, _, hosts, failed, extra_sum = jax.lax.while_loop(more, place, init)
-    return NodeStage(ok=~failed, hosts=hosts, res_cpu=cpu, res_sto=sto, extra=extra_sum,
-                     trips=trips)
+        trips, _, work, extra_sum = jax.lax.while_loop(more, place, init)
+    return NodeStage(ok=~work.failed, hosts=work.hosts, res_cpu=work.res_cpu,
+                     res_sto=work.res_sto, extra=extra_sum, trips=trips)
 
 
 @struct.dataclass
@@ -149,6 +185,57 @@ def request_step_strategy(strategy: str | None = None) -> str:
     return choice
 
 
+def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: jax.Array,
+                   res_cpu: jax.Array, res_sto: jax.Array, links: LinkEmbedding,
+                   handled: jax.Array | bool = True):
+    """Accept or reject a mapped request atomically and update the totals (eqs. 7-9, 11);
+    -> (state, accepted, RequestValue, overflow).
+
+    Accepted when every node got a host (``nodes_ok``), every link a path (``links.ok``) and the
+    active table has a free row (``overflow`` marks the last case failing alone). The residuals
+    become the working copies ``res_cpu``/``res_sto``/``links.res_bw`` only when accepted; the
+    request's table row is written whatever the outcome (one row, O(E)) and becomes active only
+    if accepted, so a rejected request changes nothing that is read.
+
+    ``handled`` false (traced; the environment between two nodes of a request) leaves
+    everything as it was: the row goes to the scratch row and no total moves."""
+    now = req.arrival
+    free = ~state.slot_active[:-1]
+    has_free = free.any()
+    slot = jnp.where(has_free, jnp.argmax(free), free.shape[0])  # the scratch row when full
+    accepted = nodes_ok & links.ok & has_free
+    overflow = nodes_ok & links.ok & ~has_free
+    arrived = jnp.int32(1)
+    if handled is not True:
+        slot = jnp.where(handled, slot, free.shape[0])
+        accepted, overflow = accepted & handled, overflow & handled
+        arrived = handled.astype(jnp.int32)
+    value = request_value(req, links.hops, accepted)
+    keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
+    put = lambda table, value: table.at[slot].set(value)  # noqa: E731
+    state = state.replace(
+        res_cpu=keep(res_cpu, state.res_cpu), res_sto=keep(res_sto, state.res_sto),
+        res_bw=keep(links.res_bw, state.res_bw),
+        slot_active=put(state.slot_active, accepted),
+        slot_arrival=put(state.slot_arrival, now),
+        slot_departure=put(state.slot_departure, now + req.lifetime),
+        slot_revenue=put(state.slot_revenue, value.revenue),
+        slot_hosts=put(state.slot_hosts, jnp.maximum(hosts, 0)),
+        slot_cpu=put(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
+        slot_sto=put(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
+        slot_bw=put(state.slot_bw, links.usage),
+    )
+    t = state.totals
+    state = state.replace(totals=t.replace(
+        arrived=t.arrived + arrived, accepted=t.accepted + accepted.astype(jnp.int32),
+        revenue=t.revenue + value.revenue, cost=t.cost + value.cost,
+        link_revenue=t.link_revenue + value.link_revenue,
+        link_cost=t.link_cost + value.link_cost))
+    state = state.replace(totals=accept_totals(state.totals, value.revenue, now,
+                                               now + req.lifetime, accepted))
+    return state, accepted, value, overflow
+
+
 def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimState,
                    req: Requests, record_paths: bool = False, strategy: str | None = None):
     """Release expired requests, embed ``req`` atomically, update totals; -> (state, Outcome).
@@ -166,38 +253,8 @@ def handle_request(policy: NodePolicy, params, key, sub: Substrate, state: SimSt
     with jax.named_scope("embed_links"):
         links = (embed_links_batched if batched else embed_links)(
             sub, state.res_bw, req, nodes.hosts, nodes.ok, record_paths)
-    free = ~state.slot_active[:-1]
-    has_free = free.any()
-    slot = jnp.where(has_free, jnp.argmax(free), free.shape[0])  # the scratch row when full
-    accepted = nodes.ok & links.ok & has_free
-    overflow = nodes.ok & links.ok & ~has_free
-    value = request_value(req, links.hops, accepted)
-
-    # atomic commit: residuals become the working copy; the request's row is written whatever
-    # the outcome (one row, O(E)) and becomes active only if accepted, so a rejected request
-    # changes nothing that is read.
-    keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
-    put = lambda table, value: table.at[slot].set(value)  # noqa: E731
-    state = state.replace(
-        res_cpu=keep(nodes.res_cpu, state.res_cpu), res_sto=keep(nodes.res_sto, state.res_sto),
-        res_bw=keep(links.res_bw, state.res_bw),
-        slot_active=put(state.slot_active, accepted),
-        slot_arrival=put(state.slot_arrival, now),
-        slot_departure=put(state.slot_departure, now + req.lifetime),
-        slot_revenue=put(state.slot_revenue, value.revenue),
-        slot_hosts=put(state.slot_hosts, jnp.maximum(nodes.hosts, 0)),
-        slot_cpu=put(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
-        slot_sto=put(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
-        slot_bw=put(state.slot_bw, links.usage),
-    )
-    t = state.totals
-    state = state.replace(totals=t.replace(
-        arrived=t.arrived + 1, accepted=t.accepted + accepted.astype(jnp.int32),
-        revenue=t.revenue + value.revenue, cost=t.cost + value.cost,
-        link_revenue=t.link_revenue + value.link_revenue,
-        link_cost=t.link_cost + value.link_cost))
-    state = state.replace(totals=accept_totals(state.totals, value.revenue, now,
-                                               now + req.lifetime, accepted))
+    state, accepted, value, overflow = commit_request(state, req, nodes.ok, nodes.hosts,
+                                                      nodes.res_cpu, nodes.res_sto, links)
     out = Outcome(accepted=accepted, hosts=nodes.hosts, value=value,
                   metrics=running_metrics(state, now), extra=nodes.extra,
                   paths=links.paths if record_paths else None, overflow=overflow,

@@ -1,0 +1,175 @@
+"""The environment's transitions as pure functions over ``EnvState`` (no gymnax import).
+
+They call the simulator's own steps (``simulation.online``: ``placement_mask``, ``place_step``,
+``commit_request``; the link embedding and releases of ``embedding``/``simulation.state``), so a
+request handled through the environment gets the same numbers as in ``simulate``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from sagin_jax import features
+from sagin_jax.embedding.batched import embed_links_batched
+from sagin_jax.embedding.links import embed_links
+from sagin_jax.env.types import EnvParams, EnvState, Observation, ScenarioPool
+from sagin_jax.policies.base import NodeContext
+from sagin_jax.policies.rlvne import rlvne_features
+from sagin_jax.scenario.types import Requests, widen
+from sagin_jax.simulation.metrics import running_metrics
+from sagin_jax.simulation.online import (commit_request, place_step, placement_mask,
+                                         start_placement)
+from sagin_jax.simulation.state import SimState, release_expired, release_expired_batched
+
+NODE_ORDERS = ("index", "nrm")
+"""``index``: a request's nodes in index order (DDRL-NRA, RLVNE); ``nrm``: by NRM rank, highest
+first (NRMVNE)."""
+
+
+def request_at(state: EnvState, pool: ScenarioPool | None, k: jax.Array) -> Requests:
+    """Request ``k`` of the state's request set (clipped to the last), widened."""
+    if pool is None:
+        reqs = state.requests
+        return widen(reqs.at(jnp.minimum(k, reqs.n_requests - 1)))
+    k = jnp.minimum(k, pool.requests.n_requests - 1)
+    return widen(jax.tree_util.tree_map(lambda x: x[state.scenario, k], pool.requests))
+
+
+def n_requests(state: EnvState, pool: ScenarioPool | None) -> int:
+    return (state.requests if pool is None else pool.requests).n_requests
+
+
+def node_order(req: Requests, rule: str) -> jax.Array:
+    """i32[M] the order in which ``req``'s nodes are placed (``NODE_ORDERS``)."""
+    if rule == "nrm":
+        return features.rank_order(features.nrm_request(req)).astype(jnp.int32)
+    return jnp.arange(req.max_nodes, dtype=jnp.int32)
+
+
+def next_position(order: jax.Array, node_mask: jax.Array, start: jax.Array) -> jax.Array:
+    """The first position >= ``start`` in ``order`` holding a real node, else M."""
+    m = order.shape[0]
+    real = node_mask[order] & (jnp.arange(m) >= start)
+    return jnp.where(real.any(), jnp.argmax(real), m).astype(jnp.int32)
+
+
+def objective(sim: SimState, clock: jax.Array, params: EnvParams) -> jax.Array:
+    """O = w_ar · AR / ar_scale + w_rc · R/C + w_acr · ACR at time ``clock`` (eqs. 9-12)."""
+    m = running_metrics(sim, clock)
+    return params.w_ar * m.ar / params.ar_scale + params.w_rc * m.rc + params.w_acr * m.acr
+
+
+def advance(state: EnvState, pool, go: jax.Array, rule: str, batched: bool) -> EnvState:
+    """Where ``go``: move to the next request, release what departs by its arrival and start
+    its node stage. Elsewhere nothing changes."""
+    k = jnp.where(go, state.request + 1, state.request)
+    req = request_at(state, pool, k)
+    arrives = go & (k < n_requests(state, pool))
+    now = jnp.where(arrives, req.arrival, -jnp.inf)  # -inf: nothing is released
+    sim = (release_expired_batched if batched else release_expired)(state.sim, now)
+    keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+        lambda a, b: jnp.where(go, a, b), new, old)
+    order = node_order(req, rule)
+    return state.replace(
+        sim=sim, request=k, order=keep(order, state.order),
+        position=keep(next_position(order, req.node_mask, 0), state.position),
+        work=keep(start_placement(sim, req.max_nodes), state.work),
+        inc_bw=keep(features.residual_incident_bw(state.sub, sim.res_bw), state.inc_bw))
+
+
+def current_node(state: EnvState) -> jax.Array:
+    return state.order[jnp.minimum(state.position, state.order.shape[0] - 1)]
+
+
+def current_mask(state: EnvState, req: Requests, pool) -> jax.Array:
+    """bool[N] feasible hosts of the node being placed; all false once the set is done."""
+    live = (state.position < state.order.shape[0]) & (state.request < n_requests(state, pool))
+    return placement_mask(state.sub, state.work, req, current_node(state)) & live
+
+
+def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
+    """Embed the links and commit or reject the current request where ``handled``;
+    -> (state, accepted, RequestValue, overflow)."""
+    ok = ~state.work.failed
+    embed = embed_links_batched if batched else embed_links
+    links = embed(state.sub, state.sim.res_bw, req, state.work.hosts, handled & ok)
+    sim, accepted, value, overflow = commit_request(
+        state.sim, req, ok, state.work.hosts, state.work.res_cpu, state.work.res_sto, links,
+        handled=handled)
+    return (state.replace(sim=sim, clock=jnp.where(handled, req.arrival, state.clock)),
+            accepted, value, overflow)
+
+
+_MOVING = ("sim", "request", "order", "position", "work", "inc_bw", "clock")
+"""The ``EnvState`` fields a request's rejection changes (the loop below carries only these,
+not the substrate)."""
+
+
+def skip_unplaceable(state: EnvState, pool, rule: str, batched: bool) -> EnvState:
+    """Reject requests while the node to place has no feasible host (the simulator's node stage
+    stops there too), so an agent is only asked when it has a choice."""
+    total = n_requests(state, pool)
+    whole = lambda moving: state.replace(**dict(zip(_MOVING, moving)))  # noqa: E731
+
+    def stuck(moving):
+        s = whole(moving)
+        return (s.request < total) & ~current_mask(s, request_at(s, pool, s.request), pool).any()
+
+    def reject(moving):
+        s = whole(moving)
+        s = s.replace(work=s.work.replace(failed=jnp.bool_(True)))
+        s, _, _, _ = finish(s, request_at(s, pool, s.request), jnp.bool_(True), batched)
+        s = advance(s, pool, jnp.bool_(True), rule, batched)
+        return tuple(getattr(s, f) for f in _MOVING)
+
+    return whole(jax.lax.while_loop(stuck, reject, tuple(getattr(state, f) for f in _MOVING)))
+
+
+def node_context(state: EnvState, pool) -> NodeContext:
+    """What a ``NodePolicy`` sees for the node being placed (``policy.select(key, params,
+    node_context(...), aux)`` then drives the environment with a project policy)."""
+    req = request_at(state, pool, state.request)
+    return NodeContext(sub=state.sub, req=req, res_cpu=state.work.res_cpu,
+                       res_sto=state.work.res_sto, res_bw=state.sim.res_bw,
+                       used=state.work.used, hosts=state.work.hosts, node=current_node(state),
+                       feasible=current_mask(state, req, pool))
+
+
+def observe(state: EnvState, pool) -> Observation:
+    """The observation of ``state`` (``types.NODE_FEATURES``)."""
+    ctx = node_context(state, pool)
+    sub, req, j = ctx.sub, ctx.req, ctx.node
+    raw = jnp.stack([ctx.res_cpu, ctx.res_sto, state.inc_bw, sub.ad], axis=-1)
+    top = jax.ops.segment_max(jnp.abs(raw), sub.domain, num_segments=sub.n_domains)[sub.domain]
+    ddrl = raw / jnp.where(top > 0, top, 1.0)
+    rlvne = rlvne_features(ctx, (features.degree(sub), state.inc_bw))
+    nodes = jnp.concatenate([ddrl, rlvne, raw[:, :3]], axis=-1)
+    m = req.max_nodes
+    after = (jnp.arange(m) > state.position) & req.node_mask[state.order]
+    rest = jnp.stack([after.sum().astype(jnp.float32),
+                      jnp.sum(jnp.where(after, req.cpu[state.order], 0.0)),
+                      jnp.sum(jnp.where(after, req.sto[state.order], 0.0))])
+    demand = jnp.stack([req.cpu[j], req.sto[j], features.request_incident_bw(req)[j]])
+    return Observation(nodes=nodes, demand=demand, domain=req.domain[j], remaining=rest,
+                       action_mask=ctx.feasible)
+
+
+def place(state: EnvState, pool, action: jax.Array, rule: str, batched: bool):
+    """One agent step: map the node being placed onto ``action``; after the request's last node
+    (or an infeasible ``action``, which rejects the request) commit it and move to the next
+    request. -> (state, accepted, RequestValue, overflow, finished, hosts i32[M] of the request
+    as committed or rejected)."""
+    req = request_at(state, pool, state.request)
+    j = current_node(state)
+    mask = current_mask(state, req, pool)
+    # an action outside [0, N) is infeasible (place_step would clip it onto a real node)
+    in_range = (action >= 0) & (action < mask.shape[0])
+    work, _ = place_step(state.work, req, j, action, mask & in_range, jnp.bool_(True))
+    position = next_position(state.order, req.node_mask, state.position + 1)
+    state = state.replace(work=work, position=position)
+    # once the set is done a step changes nothing (gymnax resets before it is read)
+    running = state.request < n_requests(state, pool)
+    finished = running & (work.failed | (position >= state.order.shape[0]))
+    state, accepted, value, overflow = finish(state, req, finished, batched)
+    state = advance(state, pool, finished, rule, batched)
+    return state, accepted, value, overflow, finished, work.hosts

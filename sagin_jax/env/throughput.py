@@ -1,0 +1,72 @@
+"""Requests per second of ``SaginEnv`` under ``vmap`` against ``simulate`` on the same
+scenarios, measured side by side (``sagin-jax bench``'s env row)."""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.env.sagin import SaginEnv
+from sagin_jax.policies.baselines import NRMVNE
+from sagin_jax.scenario.generate import make_scenarios
+from sagin_jax.simulation.batch import simulate_batch, table_size
+from sagin_jax.simulation.seed_axis import seed_keys
+
+
+def nrm_action(obs) -> jax.Array:
+    """NRMVNE's choice from an observation: highest (CPU + STO) · Σ BW within the mask."""
+    score = (obs.nodes[:, 8] + obs.nodes[:, 9]) * obs.nodes[:, 10]
+    return jnp.argmax(jnp.where(obs.action_mask, score, -jnp.inf)).astype(jnp.int32)
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    return compile_s, time.perf_counter() - t0, out
+
+
+def env_vs_simulate(cfg: ScenarioConfig, n_envs: int, steps: int) -> dict:
+    """``n_envs`` test scenarios of ``cfg``: ``steps`` vmapped ``SaginEnv.step`` calls with
+    NRMVNE's choice (NRM node order; auto-reset as in training) against ``simulate(NRMVNE)``
+    over the same scenarios (the default seed loop). A request counts when it is committed or
+    rejected (``totals.arrived``)."""
+    seeds = list(range(n_envs))
+    scen = make_scenarios(cfg, seeds)
+    table = table_size(scen.test)
+    env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm", max_active=table)
+    params = env.default_params
+
+    def play(key, params):
+        obs, state = jax.vmap(env.reset_to, in_axes=(0, None))(jnp.arange(n_envs), params)
+
+        def body(carry, k):
+            obs, state, handled = carry
+            before = state.sim.totals.arrived
+            obs, state, _, term, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k, n_envs), state, jax.vmap(nrm_action)(obs), params)
+            # an auto-reset zeroes the count: the finished episode's requests are all handled
+            done = jnp.where(term, env.n_requests - before, state.sim.totals.arrived - before)
+            return (obs, state, handled + done.sum()), None
+
+        (_, _, handled), _ = jax.lax.scan(body, (obs, state, jnp.int32(0)),
+                                          jax.random.split(key, steps))
+        return handled
+
+    env_c, env_s, handled = _timed(play, jax.random.key(0), params)
+
+    def sim(keys, subs, reqs):
+        return simulate_batch(NRMVNE, None, keys, subs, reqs, max_active=table)[1].accepted
+
+    sim_c, sim_s, _ = _timed(sim, seed_keys(seeds), scen.sub, scen.test)
+    env_rate = int(handled) / env_s
+    sim_rate = n_envs * scen.test.n_requests / sim_s
+    return {"n_envs": n_envs, "steps": steps, "env_compile_s": env_c, "env_run_s": env_s,
+            "env_steps_per_s": n_envs * steps / env_s, "env_requests_per_s": env_rate,
+            "sim_compile_s": sim_c, "sim_run_s": sim_s, "sim_requests_per_s": sim_rate,
+            "ratio": env_rate / sim_rate}
