@@ -29,9 +29,9 @@ from gymnax.environments import environment, spaces
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.env import dynamics
 from sagin_jax.env.types import NODE_FEATURES, EnvParams, EnvState, Observation, ScenarioPool
-from sagin_jax.scenario.draw_requests import _requests
-from sagin_jax.scenario.draw_substrate import _substrate
-from sagin_jax.scenario.plan import _params, _plan
+from sagin_jax.scenario.draw_requests import draw_requests
+from sagin_jax.scenario.draw_substrate import draw_substrate
+from sagin_jax.scenario.plan import make_plan, plan_params
 from sagin_jax.scenario.types import Requests, Substrate
 from sagin_jax.simulation.batch import table_size
 from sagin_jax.simulation.online import request_step_strategy, start_placement
@@ -88,7 +88,7 @@ class SaginEnv(environment.Environment):
             self._sub_shapes = jax.tree_util.tree_map(lambda x: x.shape[1:], sub)
         else:
             cfg.validate()
-            self._plan = _plan(cfg)
+            self._plan = make_plan(cfg)
             self.n_nodes, self.n_domains = cfg.n_nodes, cfg.n_domains
             self.n_requests = cfg.n_train if split == "train" else cfg.n_test
             self.max_nodes = cfg.max_req_nodes
@@ -122,7 +122,7 @@ class SaginEnv(environment.Environment):
         objective = 1.0 if reward == "objective" else 0.0
         f = jnp.float32
         params = EnvParams(
-            generator=(jax.tree_util.tree_map(jnp.asarray, _params(self.cfg))
+            generator=(jax.tree_util.tree_map(jnp.asarray, plan_params(self.cfg))
                        if self._pool is None else {}),
             pool=self._pool, w_revenue=f(1.0 - objective), revenue_scale=f(1.0),
             w_ar=f(objective), w_rc=f(objective), w_acr=f(objective), ar_scale=f(ar_scale),
@@ -198,8 +198,8 @@ class SaginEnv(environment.Environment):
                 return jax.tree_util.tree_map(lambda x: x[index], params.starts)
             return self.reset_to(index, params)
         prm = params.generator
-        sub = _substrate(jax.random.fold_in(key, 0), self._plan, prm)[0]
-        reqs = _requests(jax.random.fold_in(key, _SPLITS[self.split]), self._plan, prm,
+        sub = draw_substrate(jax.random.fold_in(key, 0), self._plan, prm)[0]
+        reqs = draw_requests(jax.random.fold_in(key, _SPLITS[self.split]), self._plan, prm,
                          self.n_requests)
         return self._start(sub, reqs, jnp.int32(0), params)
 
