@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from sagin_jax.checks import (SEED_LIMIT, check_seed, is_int, is_number,
+from sagin_jax.checks import (SEED_LIMIT, check_seed, is_finite_number, is_int, is_number,
                               one_line, where_prefix)
 from sagin_jax.config import MAX_CAPACITY, MAX_TIME, ScenarioConfig
 from sagin_jax.files import check_writable_dir, read_json
@@ -91,14 +91,14 @@ def _load_fields(exp: dict, w: str, path) -> None:
             raise ValueError(f"{w}field '{key}' must be a {'non-empty ' * (key == 'loads')}"
                              f"list of offered loads, got {vals!r}")
         for i, rho in enumerate(vals):
-            if not _positive_finite(rho):
+            if not (is_finite_number(rho) and rho > 0):
                 raise ValueError(f"{w}field '{key}'[{i}] must be a finite number > 0, got "
                                  f"{rho!r}")
-            cfg = scenario_config(base, path)
+            cfg = ScenarioConfig.from_json(base, path)
             varied = ("arrival_rate", "mean_lifetime")[key == "lifetime_loads"]
             other = cfg.mean_lifetime if key == "loads" else cfg.arrival_rate
-            scenario_config({**base, varied: rho / other}, path,
-                            field=f"{key}[{i}] with scenario")
+            ScenarioConfig.from_json({**base, varied: rho / other}, path,
+                                     field=f"{key}[{i}] with scenario")
     ranges = exp.get("req_nodes_ranges", [])
     if not isinstance(ranges, list):
         raise ValueError(f"{w}field 'req_nodes_ranges' must be a list of [lo, hi], got "
@@ -108,8 +108,8 @@ def _load_fields(exp: dict, w: str, path) -> None:
                 and 1 <= r[0] <= r[1]):
             raise ValueError(f"{w}field 'req_nodes_ranges'[{i}] must be [lo, hi] integers with "
                              f"1 <= lo <= hi, got {r!r}")
-        scenario_config({**base, "req_nodes": r}, path,
-                        field=f"req_nodes_ranges[{i}] with scenario")
+        ScenarioConfig.from_json({**base, "req_nodes": r}, path,
+                                 field=f"req_nodes_ranges[{i}] with scenario")
     best = exp.get("best_config")
     if best is not None and not (isinstance(best, str) and best and not os.path.isabs(best)
                                  and ".." not in best.split("/")):

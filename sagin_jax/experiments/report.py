@@ -27,6 +27,11 @@ def _fmt(st: dict, pct: bool = False, digits: int = 3) -> str:
         f"{st['mean']:.{digits}f}{ci_s}"
 
 
+def _excludes_zero(st: dict) -> bool:
+    """A {mean, ci} whose 95% interval lies wholly on one side of 0 (NaN width: never)."""
+    return st["ci"] == st["ci"] and abs(st["mean"]) > st["ci"]
+
+
 def gain_verdict(g: dict, claim: float) -> str:
     """Verdict on a paper's relative gain ``claim`` from our paired gain ``g`` (mean and 95%
     half-width over seeds). An interval wider than the paper's effect (2 * half-width >

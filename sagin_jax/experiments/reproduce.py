@@ -317,7 +317,7 @@ def read_best_train(exp: dict, out: Path) -> dict | None:
     train = doc.get("train") if isinstance(doc, dict) else None
     if not isinstance(train, dict):
         raise ValueError(f"{path}: no 'train' section (expected a sweep's best.json)")
-    tcfg = validate.train_config(train, path)
+    tcfg = TrainConfig.from_json(train, path)
     return {k: getattr(tcfg, k) for k in HYPER_DEFAULTS}
 
 
