@@ -81,6 +81,23 @@ def _is_learning_rate(v) -> bool:
     return v in HYPER_DOMAINS["lr"]
 
 
+def _int_ranges(exp: dict, key: str, scenario_field: str, low: int, w: str, path,
+                non_empty: bool) -> None:
+    """``exp[key]``: a list of [lo, hi] integer ranges, ``low <= lo <= hi``, each valid as the
+    scenario's ``scenario_field``."""
+    ranges = exp.get(key, [])
+    if not isinstance(ranges, list) or (non_empty and not ranges):
+        raise ValueError(f"{w}field '{key}' must be a {'non-empty ' * non_empty}list of "
+                         f"[lo, hi], got {ranges!r}")
+    for i, r in enumerate(ranges):
+        if not (isinstance(r, list) and len(r) == 2 and all(is_int(x) for x in r)
+                and low <= r[0] <= r[1]):
+            raise ValueError(f"{w}field '{key}'[{i}] must be [lo, hi] integers with "
+                             f"{low} <= lo <= hi, got {r!r}")
+        ScenarioConfig.from_json({**exp.get("scenario", {}), scenario_field: r}, path,
+                                 field=f"{key}[{i}] with scenario")
+
+
 def _load_fields(exp: dict, w: str, path) -> None:
     """The fields of a load experiment: offered loads (numbers > 0), request-size ranges, each
     point's scenario valid, and the sweep's best configuration as a relative path."""
@@ -99,17 +116,7 @@ def _load_fields(exp: dict, w: str, path) -> None:
             other = cfg.mean_lifetime if key == "loads" else cfg.arrival_rate
             ScenarioConfig.from_json({**base, varied: rho / other}, path,
                                      field=f"{key}[{i}] with scenario")
-    ranges = exp.get("req_nodes_ranges", [])
-    if not isinstance(ranges, list):
-        raise ValueError(f"{w}field 'req_nodes_ranges' must be a list of [lo, hi], got "
-                         f"{ranges!r}")
-    for i, r in enumerate(ranges):
-        if not (isinstance(r, list) and len(r) == 2 and all(is_int(x) for x in r)
-                and 1 <= r[0] <= r[1]):
-            raise ValueError(f"{w}field 'req_nodes_ranges'[{i}] must be [lo, hi] integers with "
-                             f"1 <= lo <= hi, got {r!r}")
-        ScenarioConfig.from_json({**base, "req_nodes": r}, path,
-                                 field=f"req_nodes_ranges[{i}] with scenario")
+    _int_ranges(exp, "req_nodes_ranges", "req_nodes", 1, w, path, non_empty=False)
     best = exp.get("best_config")
     if best is not None and not (isinstance(best, str) and best and not os.path.isabs(best)
                                  and ".." not in best.split("/")):
@@ -180,22 +187,12 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
                              f"{tp!r}")
     scen = ScenarioConfig.from_json(exp.get("scenario", {}), path)
     if "sto_ranges" in exp:
-        rs = exp["sto_ranges"]
-        if not isinstance(rs, list) or not rs:
-            raise ValueError(f"{w}field 'sto_ranges' must be a non-empty list of [lo, hi], got "
-                             f"{rs!r}")
-        for i, r in enumerate(rs):
-            if not (isinstance(r, list) and len(r) == 2 and all(is_int(x) for x in r)
-                    and 0 <= r[0] <= r[1]):
-                raise ValueError(f"{w}field 'sto_ranges'[{i}] must be [lo, hi] integers with "
-                                 f"0 <= lo <= hi, got {r!r}")
-            ScenarioConfig.from_json({**exp.get("scenario", {}), "req_sto": r}, path,
-                            field=f"sto_ranges[{i}] with scenario")
+        _int_ranges(exp, "sto_ranges", "req_sto", 0, w, path, non_empty=True)
     if kind == "load":
         _load_fields(exp, w, path)
     train = exp.get("train", {})
     TrainConfig.from_json(train if not isinstance(train, dict) else {**train}, path,
-                 n_train=scen.n_train)
+                          n_train=scen.n_train)
     if kind == "compare" and not exp.get("algos", ALGOS):
         raise ValueError(f"{w}field 'algos' is empty")
     exp["_scenario"] = scen

@@ -311,7 +311,7 @@ def write_report(out: Path, platform: str, wall_s: float | None = None,
     lines += ["", "## Where we agree, where we do not, and why", "", *notes, "",
               "- **In general.** The paper reports one run on one unpublished topology with "
               "unstated arrival, lifetime and topology parameters; we fill those gaps with the "
-              "defaults listed in the repository's README.md ('Defaults') and the rules of "
+              "defaults listed in the repository's docs/defaults.md and the rules of "
               "docs/rules.md, and average over many "
               "generated scenarios, so our intervals are the first measure of how much of each "
               "difference is noise.",
