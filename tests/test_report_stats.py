@@ -4,6 +4,7 @@ intervals of bounded metrics stay in the metric's range. Hand-worked values only
 simulation)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -176,3 +177,31 @@ def test_sweep_claim_rows_come_from_each_sweep_with_a_comparison(tmp_path):
                           "ACR | AR +2.00% ± 1.00%, ACR +30.00% ± 1.00% (32 test seeds")
     assert row.endswith("| AR: same direction, smaller effect; ACR: same direction, larger "
                         "effect |")
+
+
+def test_ppo_claim_rows_say_higher_or_lower_only_when_the_interval_excludes_zero(tmp_path):
+    """One row per (PPO vs NRMVNE / DDRL-NRA, metric); the verdict read off the interval by hand:
+    [-3, -1] lies below 0, [-1, 2] and [0, 2] hold 0, [0.5, 1] lies above 0; other pairs are left out."""
+    from sagin_jax.experiments.report import ppo_claim_rows
+    assert ppo_claim_rows(tmp_path) == []  # no PPO results: no rows
+    paired = [
+        {"a": "ppo", "b": "nrmvne", "metric": "AR", "mean_diff": -2.0, "ci_low": -3.0,
+         "ci_high": -1.0, "n_seeds": 32},
+        {"a": "ppo", "b": "nrmvne", "metric": "ACR", "mean_diff": 0.5, "ci_low": -1.0,
+         "ci_high": 2.0, "n_seeds": 32},
+        {"a": "ppo", "b": "ddrl-nra", "metric": "AR", "mean_diff": 0.75, "ci_low": 0.5,
+         "ci_high": 1.0, "n_seeds": 32},
+        {"a": "ppo", "b": "ddrl-nra", "metric": "ACR", "mean_diff": 1.0, "ci_low": 0.0,
+         "ci_high": 2.0, "n_seeds": 32},  # touches 0: not excluded
+        {"a": "ddrl-nra", "b": "nrmvne", "metric": "AR", "mean_diff": 1.0, "ci_low": 0.5,
+         "ci_high": 1.5, "n_seeds": 32},
+    ]
+    (tmp_path / "ppo").mkdir()
+    (tmp_path / "ppo" / "summary.json").write_text(json.dumps({"paired": paired}))
+    rows = ppo_claim_rows(tmp_path)
+    assert len(rows) == 4
+    assert rows[0].startswith("| PPO vs NRMVNE, AR") and rows[0].endswith("| 32 | PPO lower |")
+    assert "-2 [-3, -1]" in rows[0]
+    assert rows[1].endswith("| no significant difference |")
+    assert rows[2].startswith("| PPO vs DDRL-NRA") and rows[2].endswith("| PPO higher |")
+    assert rows[3].endswith("| no significant difference |")

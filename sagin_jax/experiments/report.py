@@ -90,6 +90,27 @@ def sweep_claim_rows(out: Path) -> list[str]:
     return rows
 
 
+def ppo_claim_rows(out: Path) -> list[str]:
+    """Claims-table rows "PPO vs NRMVNE" and "PPO vs DDRL-NRA" from ``out/ppo/summary.json``
+    (written by ``sagin-jax ppo``): the paired difference PPO - other on the same test seeds, with
+    its 95% interval; "higher" or "lower" only where the interval excludes 0."""
+    f = out / "ppo" / "summary.json"
+    if not f.is_file():
+        return []
+    rows = []
+    for p in json.loads(f.read_text()).get("paired", []):
+        if p["a"] != "ppo" or p["b"] not in ("nrmvne", "ddrl-nra"):
+            continue
+        lo, hi = p["ci_low"], p["ci_high"]
+        verdict = ("PPO higher" if lo > 0 else "PPO lower" if hi < 0
+                   else "no significant difference")
+        other = {"nrmvne": "NRMVNE", "ddrl-nra": "DDRL-NRA (paper settings)"}[p["b"]]
+        rows.append(f"| PPO vs {other}, {p['metric']} (`ppo/`, test seeds, PPO − other) | "
+                    f"not in the paper | {p['mean_diff']:+.4g} [{lo:+.4g}, {hi:+.4g}] | "
+                    f"{p['n_seeds']} | {verdict} |")
+    return rows
+
+
 def _rho(p: dict) -> str:
     return f"ρ = {p['rho']:g}"
 
@@ -305,6 +326,7 @@ def write_report(out: Path, platform: str, wall_s: float | None = None,
         rows += load_claim_rows(load_)
         notes.append(load_note(load_))
     rows += sweep_claim_rows(out)
+    rows += ppo_claim_rows(out)
     lines += ["## Headline claims", "",
               "| claim | paper | measured | seeds | verdict |", "|---|---|---|---|---|", *rows]
     lines += lines_final
