@@ -124,14 +124,22 @@ def test_eligible_adjacency_bits():
     assert np.array_equal(adj.astype(np.uint64), want)
 
 
-@pytest.mark.parametrize("layout", ["bitset", "edges"])
-def test_shortest_path_equals_the_reference_bfs(layout, monkeypatch):
+@pytest.mark.parametrize("layout,under_vmap", [("bitset", False), ("edges", False),
+                                               ("bitset", True), ("edges", True)])
+def test_shortest_path_equals_the_reference_bfs(layout, under_vmap, monkeypatch):
     """Random eligibility masks (thresholds on random residuals) on the paper topology and a
     small one; both the static-tree branch and the BFS branch must be taken and both agree
-    with the reference path (same nodes, so same links and hops)."""
+    with the reference path (same nodes, so same links and hops). ``under_vmap`` runs the
+    branch-free form inside a ``vmap`` (one lane), as the environment does."""
     monkeypatch.setattr(L, "BITSET_MAX_NODES", 512 if layout == "bitset" else 0)
     rng = np.random.default_rng(5)
-    fn = jax.jit(lambda sub, elig, s, d: L.shortest_path(sub, elig, s, d)[:2])
+    if under_vmap:
+        lanes = jax.vmap(lambda sub, elig, s, d: L.shortest_path(sub, elig, s, d, True)[:2],
+                         in_axes=(None, 0, 0, 0))
+        fn = jax.jit(lambda sub, elig, s, d: jax.tree_util.tree_map(
+            lambda x: x[0], lanes(sub, elig[None], jnp.asarray(s)[None], jnp.asarray(d)[None])))
+    else:
+        fn = jax.jit(lambda sub, elig, s, d: L.shortest_path(sub, elig, s, d)[:2])
     took_tree = took_bfs = 0
     cases = [(ScenarioConfig(), 0), (small(), 1), (small(domains_per_segment=(1, 2, 2)), 2)]
     for cfg, seed in cases:

@@ -67,35 +67,40 @@ def pack_bits(mask: jax.Array, words: int) -> jax.Array:
     return jnp.where(m, lane, jnp.uint32(0)).sum(axis=-1, dtype=jnp.uint32)
 
 
-def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+def _bfs_bitset(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
+                run: jax.Array | bool = True):
     n = sub.n_nodes
     words = -(-n // 32)
-    adj = eligible_adjacency(sub, eligible, words)  # adj[t, w] bit j: eligible t -> 32 w + j
+    # adj[t, w] bit j: eligible t -> 32 w + j; built per level when ``run`` is traced (under
+    # vmap the BFS of most lanes takes no level, so the adjacency is then not built for them)
+    adj = None if isinstance(run, jax.Array) else eligible_adjacency(sub, eligible, words)
     ids = jnp.arange(n, dtype=jnp.int32)
 
     def body(c):
         tree, level, frontier, _ = c  # tree = [dist, parent]; one array, one write per level
         dist, parent = tree[0], tree[1]
-        best = frontier_parents(adj, frontier)
+        best = frontier_parents(eligible_adjacency(sub, eligible, words) if adj is None else adj,
+                                frontier)
         new = (dist < 0) & (best >= 0)
         tree = jnp.stack([jnp.where(new, level + 1, dist), jnp.where(new, best, parent)])
         frontier = pack_bits(new, words)
         return tree, level + 1, frontier, (tree[0, dst] < 0) & (frontier != 0).any()
 
     tree0 = jnp.stack([jnp.where(ids == src, 0, -1), jnp.full((n,), -1)]).astype(jnp.int32)
-    init = (tree0, jnp.int32(0), pack_bits(ids == src, words), src != dst)
+    init = (tree0, jnp.int32(0), pack_bits(ids == src, words), (src != dst) & run)
     tree, levels, _, _ = jax.lax.while_loop(lambda c: c[3], body, init)
     return tree[0], tree[1], levels
 
 
-def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
+               run: jax.Array | bool = True):
     n = sub.n_nodes
     tail, head, ok = _directed(sub, eligible)
     ids = jnp.arange(n, dtype=jnp.int32)
 
     def cond(c):
         dist, _, level = c
-        return (dist[dst] < 0) & (dist == level).any()
+        return run & (dist[dst] < 0) & (dist == level).any()
 
     def body(c):
         dist, parent, level = c
@@ -110,21 +115,23 @@ def _bfs_edges(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Arr
     return dist, parent, levels
 
 
-def bfs_tree(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+def bfs_tree(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
+             run: jax.Array | bool = True):
     """BFS from ``src`` over ``eligible`` links until ``dst`` is reached or the frontier dies.
 
     Returns ``(dist[N], parent[N], levels)``: hop distance (-1 unseen) and the parent node, the
     smallest-id neighbour one level closer to ``src`` over an eligible link (-1 for the source
     and unseen nodes), and the number of BFS levels run (loop trips). Bitset layout up to
-    ``BITSET_MAX_NODES`` nodes, edge list above.
+    ``BITSET_MAX_NODES`` nodes, edge list above. ``run`` false: no level is run (the source
+    alone is seen, ``levels`` 0).
     """
     if sub.n_nodes <= BITSET_MAX_NODES:
-        return _bfs_bitset(sub, eligible, src, dst)
-    return _bfs_edges(sub, eligible, src, dst)
+        return _bfs_bitset(sub, eligible, src, dst, run)
+    return _bfs_edges(sub, eligible, src, dst, run)
 
 
 def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array,
-              eligible: jax.Array):
+              eligible: jax.Array, under_vmap: bool = False):
     """Read the path back from ``dst`` along ``parent`` for ``hops`` steps.
 
     Returns ``(mask, ok)``: bool[E] of the links on the path, and whether all of them are
@@ -134,7 +141,8 @@ def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array
         node, mask, left, ok = c
         p = parent[node]
         e = sub.edge_id[node, p].astype(jnp.int32)
-        return p, mask.at[e].set(True), left - 1, ok & eligible[e]
+        mask = (mask | (jnp.arange(mask.shape[0]) == e)) if under_vmap else mask.at[e].set(True)
+        return p, mask, left - 1, ok & eligible[e]
 
     _, mask, _, ok = jax.lax.while_loop(
         lambda c: c[2] > 0, body,
@@ -142,7 +150,8 @@ def walk_path(sub: Substrate, parent: jax.Array, dst: jax.Array, hops: jax.Array
     return mask, ok
 
 
-def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array):
+def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.Array,
+                  under_vmap: bool = False):
     """The min-hop path over ``eligible`` links (eqs. 3, 6; tie-break of docs/rules.md).
 
     Returns ``(hops, mask, parent, trips)``: path length (0 if ``dst`` is unreachable), bool[E]
@@ -154,10 +163,15 @@ def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.
     same path the BFS would find: removing links never shortens a distance, so the static path
     stays min-hop, and each of its nodes' eligible candidate parents are a subset of its static
     candidates that still holds the static (smallest-id) parent.
+
+    ``under_vmap``: the same result without a ``lax.cond`` or indexed writes in loops. Under
+    ``vmap`` a cond on a batched predicate runs both branches, so every link would run the BFS;
+    here the search's loops take no trip where the static path holds (for code vmapped by its
+    caller, such as ``SaginEnv``).
     """
     tree = sub.tree_parent[src].astype(jnp.int32)  # (may be stored narrower: compact_substrate)
     tree_hops = sub.hops[src, dst].astype(jnp.int32)
-    tree_mask, tree_ok = walk_path(sub, tree, dst, tree_hops, eligible)
+    tree_mask, tree_ok = walk_path(sub, tree, dst, tree_hops, eligible, under_vmap)
 
     def search():
         dist, parent, levels = bfs_tree(sub, eligible, src, dst)
@@ -165,6 +179,13 @@ def shortest_path(sub: Substrate, eligible: jax.Array, src: jax.Array, dst: jax.
         mask, _ = walk_path(sub, parent, dst, hops, eligible)
         return hops, mask, parent, levels + hops
 
+    if under_vmap:
+        dist, bfs_parent, levels = bfs_tree(sub, eligible, src, dst, run=~tree_ok)
+        bfs_hops = jnp.where(tree_ok, 0, jnp.maximum(dist[dst], 0))
+        bfs_mask, _ = walk_path(sub, bfs_parent, dst, bfs_hops, eligible, True)
+        pick = lambda a, b: jnp.where(tree_ok, a, b)  # noqa: E731
+        return (pick(tree_hops, bfs_hops), pick(tree_mask, bfs_mask), pick(tree, bfs_parent),
+                tree_hops + pick(0, levels + bfs_hops))
     hops, mask, parent, search_trips = jax.lax.cond(
         tree_ok, lambda: (tree_hops, tree_mask, tree, jnp.int32(0)), search)
     return hops, mask, parent, tree_hops + search_trips
@@ -205,14 +226,16 @@ def link_keys(req: Requests) -> jax.Array:
 
 
 def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Array,
-                active: jax.Array, record_paths: bool = False) -> LinkEmbedding:
+                active: jax.Array, record_paths: bool = False,
+                under_vmap: bool = False) -> LinkEmbedding:
     """Embed one request's links (eqs. 3, 6) on the working copy ``res_bw``.
 
     Links go by ``link_keys`` descending (picked one at a time); each takes the min-hop
     path over links whose working residual >= its demand (``shortest_path``), and the demand is
     deducted before the next link. Stops at the first failure.
     ``active`` false (node stage failed) embeds nothing. The loop runs over the request's real
-    links only (a ``while_loop``), not over the padding.
+    links only (a ``while_loop``), not over the padding. ``under_vmap``: see
+    ``shortest_path``.
     """
     n, l_max = sub.n_nodes, req.max_links
     if l_max == 0:  # single-node requests only: nothing to embed
@@ -229,15 +252,16 @@ def embed_links(sub: Substrate, res_bw: jax.Array, req: Requests, hosts: jax.Arr
     def body(c):
         i, keys, bw_left, usage, ok, hops, paths, trips = c
         j = jnp.argmax(keys)  # the next link: largest demand left, smallest index on ties
-        keys = keys.at[j].set(-jnp.inf)
+        pick = jnp.arange(l_max) == j
+        keys = jnp.where(pick, -jnp.inf, keys) if under_vmap else keys.at[j].set(-jnp.inf)
         demand = req.link_bw[j]
         src, dst = hosts[req.link_a[j]], hosts[req.link_b[j]]
         eligible = sub.edge_mask & (bw_left >= demand)
-        hop, path, parent, path_trips = shortest_path(sub, eligible, src, dst)
+        hop, path, parent, path_trips = shortest_path(sub, eligible, src, dst, under_vmap)
         trips = trips + 1 + path_trips
         found = hop > 0
         take = jnp.where(path, demand, 0.0)
-        hops = hops.at[j].set(hop)
+        hops = jnp.where(pick, hop, hops) if under_vmap else hops.at[j].set(hop)
         if record_paths:
             paths = paths.at[j].set(path_nodes(sub, parent, src, dst, hop, n))
             trips = trips + n  # path_nodes' fori_loop

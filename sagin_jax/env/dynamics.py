@@ -91,8 +91,12 @@ def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
     """Embed the links and commit or reject the current request where ``handled``;
     -> (state, accepted, RequestValue, overflow)."""
     ok = ~state.work.failed
-    embed = embed_links_batched if batched else embed_links
-    links = embed(state.sub, state.sim.res_bw, req, state.work.hosts, handled & ok)
+    if batched:
+        links = embed_links_batched(state.sub, state.sim.res_bw, req, state.work.hosts,
+                                    handled & ok)
+    else:  # the env is vmapped by its users
+        links = embed_links(state.sub, state.sim.res_bw, req, state.work.hosts, handled & ok,
+                            under_vmap=True)
     sim, accepted, value, overflow = commit_request(
         state.sim, req, ok, state.work.hosts, state.work.res_cpu, state.work.res_sto, links,
         handled=handled)

@@ -12,7 +12,7 @@ from sagin_jax.env.sagin import SaginEnv
 from sagin_jax.policies.baselines import NRMVNE
 from sagin_jax.scenario.generate import make_scenarios
 from sagin_jax.simulation.batch import simulate_batch, table_size
-from sagin_jax.simulation.seed_axis import seed_keys
+from sagin_jax.devices.seed_axis import seed_keys
 
 
 def nrm_action(obs) -> jax.Array:
