@@ -230,13 +230,9 @@ def bench_config(doc, path) -> None:
                                "a list of integers >= 1"),
         "sweep": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
         "warmup": (lambda v: isinstance(v, bool), "true or false"),
+        "env": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
     }
-    for key, v in doc.items():
-        if key not in checks:
-            raise ValueError(f"{w}unknown field '{key}'; known: {sorted(checks)}")
-        ok, want = checks[key]
-        if not ok(v):
-            raise ValueError(f"{w}field '{key}' must be {want}, got {v!r}")
+    _sub_fields(doc, checks, w)
     fig4 = doc.get("fig4")
     if isinstance(fig4, dict):
         sub = {"seeds": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
@@ -250,6 +246,12 @@ def bench_config(doc, path) -> None:
         sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")
                for k in ("seeds", "chunk", "numpy_seeds")}
         _sub_fields(gen, sub, w, "generation")
+    env = doc.get("env")
+    if isinstance(env, dict):
+        _sub_fields(env, {"envs": (lambda v: isinstance(v, list) and v and _int_list(v),
+                                   "a non-empty list of integers >= 1"),
+                          "steps": (lambda v: is_int(v) and v >= 1, "an integer >= 1")},
+                    w, "env")
     sweep = doc.get("sweep")
     if isinstance(sweep, dict):
         sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")
@@ -261,13 +263,16 @@ def bench_config(doc, path) -> None:
         TrainConfig.from_json({"algo": "ddrl-nra", "epochs": 1, **doc["train"]}, path)
 
 
-def _sub_fields(obj: dict, checks: dict, w: str, field: str) -> None:
+def _sub_fields(obj: dict, checks: dict, w: str, field: str | None = None) -> None:
+    """Every key of ``obj`` known to ``checks`` ({key: (ok, what it must be)}) and its value ok;
+    errors name the field as ``field.key``."""
     for key, v in obj.items():
+        name = f"{field}.{key}" if field else key
         if key not in checks:
-            raise ValueError(f"{w}unknown field '{field}.{key}'; known: {sorted(checks)}")
+            raise ValueError(f"{w}unknown field '{name}'; known: {sorted(checks)}")
         ok, want = checks[key]
         if not ok(v):
-            raise ValueError(f"{w}field '{field}.{key}' must be {want}, got {v!r}")
+            raise ValueError(f"{w}field '{name}' must be {want}, got {v!r}")
 
 
 # ---- --scenario FILE --------------------------------------------------------------------------
