@@ -160,6 +160,12 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
     assert (out / "fig4.csv").stat().st_mtime_ns == stamp
     for name, text in before.items():
         assert (out / name).read_text() == text, name
+    # the fig8 call ran and says where its time went; a call that ran nothing says nothing of it
+    assert "The `reproduce` call that wrote this file took" in (out / "README.md").read_text()
+    assert main(["reproduce", "--config", str(files["fig4"]), "--out", str(out), "--seeds", "2",
+                 "--resume"]) == 0
+    assert "The `reproduce` call that wrote this file took" not in (out / "README.md").read_text()
+    capsys.readouterr()
 
     # an experiment whose config changed is rerun, not skipped, by --resume (a learning rate:
     # traced, so the rerun needs no new program)

@@ -663,7 +663,9 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     if timing is not None:
         timing.update(split)
     from sagin_jax.experiments.report import write_report
-    report = write_report(out_dir, jax.devices()[0].platform, wall, split)
+    # a call that ran nothing (every experiment complete, --resume) rewrites the report without a
+    # line on its own time, which would read as a 0 s reproduction
+    report = write_report(out_dir, jax.devices()[0].platform, wall, split if fresh else None)
     written.append(report)
     if progress:
         print(f"reproduce: {wall:.1f} s wall: programs ready ahead {ahead_s:.1f} s, "
