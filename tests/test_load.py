@@ -180,7 +180,8 @@ def test_load_outputs_and_report_rows(load_run):
     assert "| largest DDRL-NRA revenue (AR) gain over NRMVNE at any load |" in report
     assert "| load at which every algorithm's acceptance exceeds 0.9 |" in report
     assert "**Offered load (Figs. 9, 10).**" in report
-    assert "session" not in report.lower()
+    for name in ("load.csv", "fig9_load.png", "fig10_reqsize.png"):  # named and written
+        assert f"`{name}`" in report and (out / name).is_file(), name
 
 
 @pytest.mark.parametrize("change,message", [
