@@ -27,11 +27,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file  # the lock Optuna's own append takes
 
-try:
-    from sagin_jax.experiments.sweep.spec import load_sweep
-    from sagin_jax.experiments.sweep.study import run_study
-except ImportError:  # a sagin_jax whose sweep is one module
-    from sagin_jax.experiments.sweep import load_sweep, run_study
+from sagin_jax.experiments.sweep.spec import load_sweep
+from sagin_jax.experiments.sweep.study import run_study
 
 
 class NoFsyncBackend(JournalFileBackend):
