@@ -41,6 +41,8 @@ DEFAULT_LR = 0.005
 INTERRUPTED = {
     "reproduce": "interrupted; finished experiments are kept, run again with --resume to continue",
     "train": "interrupted; no checkpoint was written",
+    "evaluate": "interrupted; a --seeds run keeps its finished chunks in --out, run it again "
+                "with --resume to continue",
 }
 
 
@@ -172,7 +174,59 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _evaluate_many(args) -> int:
+    """``evaluate --seeds``: the streaming test pass (``experiments.evaluate``)."""
+    from sagin_jax.experiments.evaluate import parse_seeds
+    for flag, value in (("--scenario", args.scenario), ("--seed", args.seed),
+                        ("--json", args.json)):
+        if value:
+            raise ValueError(f"{flag} is for one seed; leave it out with --seeds")
+    if not args.out:
+        raise ValueError("--seeds needs --out DIR")
+    validate.output_dir(args.out, "--out")
+    seeds = parse_seeds(args.seeds)
+    if args.chunk is not None and args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    if args.time_points < 2:
+        raise ValueError(f"--time-points must be >= 2, got {args.time_points}")
+    if args.checkpoint:
+        if args.config:
+            raise ValueError("--config is taken from the checkpoint; leave it out with "
+                             "--checkpoint")
+        params, cfg, tcfg, _ = _load_agent(args.checkpoint, args.algo)
+        from sagin_jax.training.reinforce import policies_for  # lazy (see the top)
+        algo, policy = tcfg.algo, policies_for(tcfg)[1]
+        source = {"checkpoint": os.path.abspath(args.checkpoint)}
+    else:
+        if args.algo is None:
+            raise ValueError("--seeds needs --algo (or --checkpoint for a trained agent)")
+        if args.algo in LEARNING_ALGOS:
+            raise ValueError(f"--algo {args.algo} needs --checkpoint (train one with "
+                             "`sagin-jax train`)")
+        from sagin_jax.policies.baselines import BASELINES
+        cfg, algo, policy, params = _scenario_config(args.config), args.algo, None, None
+        policy = BASELINES[algo]
+        source = {"config": os.path.abspath(args.config)} if args.config else {}
+    from sagin_jax.experiments.evaluate import evaluate_seeds  # lazy (see the top)
+    paths = evaluate_seeds(cfg, algo, policy, params, seeds, args.out, args.time_points,
+                           args.chunk, args.resume, progress=not args.quiet, source=source)
+    summary = read_json(os.path.join(args.out, "summary.json"))
+    m = summary["metrics"]
+    print(f"{algo} on {summary['n_seeds']} seeds: " + " ".join(
+        f"{k}={m[k]['mean']:.4g}±{m[k]['half_width']:.2g}" for k in ("AR", "ACR", "RC", "O")))
+    _written(paths)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
+    if args.seeds is not None:
+        return _evaluate_many(args)
+    for flag, value in (("--out", args.out), ("--algo", args.algo), ("--config", args.config),
+                        ("--resume", args.resume), ("--chunk", args.chunk)):
+        if value:
+            raise ValueError(f"{flag} is for --seeds runs; add --seeds N or leave it out")
+    if not args.checkpoint:
+        raise ValueError("evaluate needs --checkpoint (or --seeds with --algo)")
     params, cfg, tcfg, meta = _load_agent(args.checkpoint)
     seed = meta["seed"] if args.seed is None else args.seed
     if args.scenario:
@@ -289,12 +343,35 @@ def add_train_parser(sub) -> None:
 
 
 def add_evaluate_parser(sub) -> None:
-    e = _add(sub, "evaluate", help="greedy test pass of a checkpoint (Algorithm 2)",
-             description="Evaluate a trained agent greedily (Algorithm 2) on the test requests "
-                         "of a seed (default: the seed it was trained on) or of --scenario FILE, "
-                         "and print AR, ACR, R/C and link R/C. Writes nothing.")
-    e.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint to evaluate")
+    e = _add(sub, "evaluate", help="test pass of an algorithm: one seed, or any number of seeds",
+             description="Without --seeds: evaluate a trained agent greedily (Algorithm 2) on "
+                         "the test requests of a seed (default: the seed it was trained on) or "
+                         "of --scenario FILE, and print AR, ACR, R/C and link R/C. With --seeds: "
+                         "run --algo (or the --checkpoint's agent) on the test requests of every "
+                         "seed, generating, simulating and reducing a chunk of seeds at a time "
+                         "(memory does not grow with the seed count), and write DIR/per_seed.csv, "
+                         "summary.json (means, exact 95% intervals), curves.csv and "
+                         "per_seed.png.")
+    e.add_argument("--checkpoint", metavar="CKPT",
+                   help="trained agent (ddrl-nra, rlvne); needed without --seeds")
+    e.add_argument("--algo", choices=ALGOS,
+                   help="with --seeds: the algorithm (ddrl-nra and rlvne need --checkpoint)")
     e.add_argument("--seed", type=_int, help="scenario seed (default: the checkpoint's)")
+    e.add_argument("--seeds", metavar="N|A:B",
+                   help="evaluate seeds 0..N-1 (or A..B-1) in bounded memory; needs --out")
+    e.add_argument("--out", metavar="DIR", help="with --seeds: output folder")
+    e.add_argument("--config", metavar="FILE",
+                   help="with --seeds and a heuristic: scenario config JSON (default: the "
+                        "paper scenario; a checkpoint brings its own)")
+    e.add_argument("--chunk", type=_int, default=None,
+                   help="seeds per compiled call (default: 64 per CPU device, 512 on an "
+                        "accelerator); changes no number")
+    e.add_argument("--time-points", type=_int, default=60,
+                   help="points of the time grid of curves.csv (0 to the expected last arrival)")
+    e.add_argument("--resume", action="store_true",
+                   help="continue an interrupted --seeds run in --out from its last finished "
+                        "chunk")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--scenario", metavar="FILE",
                    help="test on this substrate (scenario.json or node-link JSON)")
     e.add_argument("--json", action="store_true", help="print one JSON object")

@@ -63,7 +63,7 @@ def cli_args(args) -> None:
         if getattr(args, name, None) is not None:
             check_seed(f"--{name}", getattr(args, name))
     for name in ("epochs", "batch_size", "seeds"):
-        if getattr(args, name, None) is not None:
+        if getattr(args, name, None) is not None and not isinstance(getattr(args, name), str):
             flag_positive_int("--" + name.replace("_", "-"), getattr(args, name))
     if getattr(args, "lr", None) is not None:
         flag_learning_rate("--lr", args.lr)
@@ -231,6 +231,7 @@ def bench_config(doc, path) -> None:
         "sweep": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
         "warmup": (lambda v: isinstance(v, bool), "true or false"),
         "env": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
+        "end_to_end": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
     }
     _sub_fields(doc, checks, w)
     fig4 = doc.get("fig4")
@@ -252,6 +253,11 @@ def bench_config(doc, path) -> None:
                                    "a non-empty list of integers >= 1"),
                           "steps": (lambda v: is_int(v) and v >= 1, "an integer >= 1")},
                     w, "env")
+    e2e = doc.get("end_to_end")
+    if isinstance(e2e, dict):
+        sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")
+               for k in ("seeds", "component_seeds", "materialise_seeds", "chunk")}
+        _sub_fields(e2e, sub, w, "end_to_end")
     sweep = doc.get("sweep")
     if isinstance(sweep, dict):
         sub = {k: (lambda v: is_int(v) and v >= 1, "an integer >= 1")

@@ -235,3 +235,19 @@ def request_size(path: Path, points: list, claims: dict | None = None) -> None:
     fig.suptitle("Fig. 10 — DDRL-NRA's gain and every algorithm's acceptance against request "
                  "size (mean, 95% interval over seeds)", fontsize=10)
     save_figure(fig, path)
+
+
+def per_seed_histograms(path: Path, algo: str, ar, acr) -> None:
+    """``evaluate --seeds``: the distribution over seeds of the final AR and ACR, with the mean
+    marked."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    color = STYLE.get(algo, ("tab:blue", "-"))[0]
+    for ax, name, x in zip(axes, ("AR", "ACR"), (np.asarray(ar), np.asarray(acr))):
+        ax.hist(x, bins=min(60, max(10, int(np.sqrt(x.size)))), color=color, alpha=0.75)
+        ax.axvline(float(x.mean()), color="k", lw=1, ls="--", label=f"mean {x.mean():.4g}")
+        ax.set_xlabel(LABELS[name])
+        ax.set_ylabel("seeds")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"{algo}: {np.asarray(ar).size} seeds, test pass")
+    save_figure(fig, path, rect=(0, 0, 1, 0.95))

@@ -1,0 +1,208 @@
+"""``sagin-jax evaluate --seeds``: one algorithm's test pass over any number of seeds, in bounded
+memory (``simulation.stream``), written as it goes and resumable.
+
+Outputs in ``DIR``:
+* ``per_seed.csv``: one row per seed (final AR, ACR, R/C, link R/C, O, accepted, arrived),
+  appended chunk by chunk;
+* ``summary.json``: each metric's mean and exact 95% t-interval over the seeds;
+* ``curves.csv``: each metric's mean and 95% interval on the time grid;
+* ``per_seed.png``: histograms of AR and ACR over the seeds.
+
+The grid statistics are running sums over the seeds in seed order (float64, shifted by the
+first seed's value), so neither the chunk size nor a resume changes a bit of them.
+``progress.json`` records the finished chunks, the byte length of ``per_seed.csv`` they
+wrote and the running sums; ``--resume`` cuts the CSV back to that length and goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.stats import interval_bounds, mean_ci, t975
+from sagin_jax.files import read_json, write_csv, write_json
+
+PER_SEED_FIELDS = ["seed", "AR", "ACR", "RC", "RC_link", "O", "accepted", "arrived"]
+METRICS = ("AR", "ACR", "RC", "RC_link")
+_ATTR = {"AR": "ar", "ACR": "acr", "RC": "rc", "RC_link": "rc_link"}
+
+
+def parse_seeds(text: str) -> range:
+    """``N`` (seeds 0..N-1) or ``A:B`` (seeds A..B-1) as a range; ValueError otherwise."""
+    try:
+        if ":" in text:
+            a, b = (int(x) for x in text.split(":"))
+        else:
+            a, b = 0, int(text)
+    except ValueError:
+        raise ValueError(f"--seeds must be N or A:B (integers), got {text!r}") from None
+    if not 0 <= a < b <= 2 ** 32:
+        raise ValueError(f"--seeds {text}: need 0 <= A < B <= 2**32 (at least one seed)")
+    return range(a, b)
+
+
+class GridMoments:
+    """Running sums over seeds of each metric on the time grid, added in seed order: n, the
+    shift (the first seed's values), Σ(x - shift) and Σ(x - shift)^2 in float64."""
+
+    def __init__(self, doc: dict | None = None):
+        self.n = 0 if doc is None else int(doc["n"])
+        load = (lambda k: None) if doc is None else (
+            lambda k: {m: np.asarray(v, np.float64) for m, v in doc[k].items()})
+        self.shift, self.s1, self.s2 = load("shift"), load("s1"), load("s2")
+
+    def add(self, curves: dict) -> None:
+        """Add the seeds of ``curves`` {metric: [S, G]} one by one (``np.cumsum`` is a sequential
+        sum, so the totals do not depend on how the seeds were cut into chunks)."""
+        if self.shift is None:
+            self.shift = {m: np.asarray(v[0], np.float64) for m, v in curves.items()}
+            self.s1 = {m: np.zeros_like(v) for m, v in self.shift.items()}
+            self.s2 = {m: np.zeros_like(v) for m, v in self.shift.items()}
+        for m, v in curves.items():
+            d = np.asarray(v, np.float64) - self.shift[m]
+            self.s1[m] = np.cumsum(np.concatenate([self.s1[m][None], d]), axis=0)[-1]
+            self.s2[m] = np.cumsum(np.concatenate([self.s2[m][None], d * d]), axis=0)[-1]
+        self.n += int(next(iter(curves.values())).shape[0])
+
+    def mean_ci(self, metric: str):
+        """(mean, 95% half-width) per grid time; NaN half-width for a single seed."""
+        n, s1, s2 = self.n, self.s1[metric], self.s2[metric]
+        mean = self.shift[metric] + s1 / n
+        if n < 2:
+            return mean, np.full_like(mean, np.nan)
+        var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
+        return mean, t975(n - 1) * np.sqrt(var) / math.sqrt(n)
+
+    def to_json(self) -> dict:
+        as_lists = lambda d: {m: v.tolist() for m, v in d.items()}  # noqa: E731
+        return {"n": self.n, "shift": as_lists(self.shift), "s1": as_lists(self.s1),
+                "s2": as_lists(self.s2)}
+
+
+def _fingerprint(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _rows(seeds, summary, objective) -> list[str]:
+    f = summary.final
+    o = objective(f)
+    lines = []
+    for i, seed in enumerate(seeds):
+        vals = [seed] + [repr(float(getattr(f, _ATTR[m])[i])) for m in METRICS] + [
+            repr(float(o[i])), int(summary.accepted[i]), int(summary.arrived[i])]
+        lines.append(",".join(str(v) for v in vals) + "\n")
+    return lines
+
+
+def _append(path: Path, lines: list[str]) -> int:
+    """Append ``lines`` in one write, flushed to disk; -> the file's new byte length."""
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write("".join(lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+        return fh.tell()
+
+
+def _start(out: Path, run: dict, resume: bool):
+    """(first chunk to run, GridMoments) after checking or resetting ``out``'s progress."""
+    csv_path, state_path = out / "per_seed.csv", out / "progress.json"
+    header = ",".join(PER_SEED_FIELDS) + "\n"
+    if resume and state_path.exists():
+        state = read_json(state_path)
+        if state.get("fingerprint") != run["fingerprint"]:
+            raise ValueError(f"--resume: {out} holds a different evaluation (algorithm, config, "
+                             "seeds, chunk or grid); use a new --out or drop --resume")
+        with open(csv_path, "r+b") as fh:  # drop rows of a chunk that was not recorded
+            fh.truncate(int(state["csv_bytes"]))
+        return int(state["chunks_done"]), GridMoments(state["moments"])
+    if not resume and state_path.exists():
+        raise ValueError(f"{out} holds an evaluation already; pass --resume to continue it "
+                         "or choose a new --out")
+    (out / "per_seed.csv").write_text(header, encoding="utf-8")
+    return 0, GridMoments()
+
+
+def evaluate_seeds(cfg: ScenarioConfig, algo: str, policy, params, seeds: range, out,
+                   points: int = 60, chunk: int | None = None, resume: bool = False,
+                   progress: bool = True, source: dict | None = None,
+                   strategy: str | None = None) -> list[Path]:
+    """Run ``policy`` (``params``: None for a heuristic, else shared by every seed) on the test
+    requests of every seed of ``seeds`` through ``stream_seeds`` and write ``out``'s files;
+    -> the paths written. ``source`` (e.g. the checkpoint) is recorded in summary.json."""
+    from sagin_jax.simulation.stream import default_time_grid, stream_seeds
+    from sagin_jax.training.reinforce import DEFAULT_AR_SCALE, objective
+    from sagin_jax.scenario.generate import default_chunk, _generation_mesh
+    import jax
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = default_time_grid(cfg, points)
+    chunk = default_chunk(_generation_mesh("local")) if chunk is None else chunk
+    run = {"algo": algo, "config": cfg.to_dict(), "seeds": [seeds.start, seeds.stop],
+           "chunk": chunk, "points": points, "source": source or {}}
+    run["fingerprint"] = _fingerprint(run)
+    first, moments = _start(out, run, resume)
+    n_chunks = -(-len(seeds) // chunk)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(seeds), initial=min(first * chunk, len(seeds)),
+                   desc=f"evaluate {algo}", unit="seed")
+    to_o = lambda f: np.asarray(objective(jax.tree_util.tree_map(np.asarray, f),  # noqa: E731
+                                          DEFAULT_AR_SCALE))
+    t0 = time.perf_counter()
+
+    def record(c: int, summary) -> None:
+        part = seeds[c * chunk:(c + 1) * chunk]
+        size = _append(out / "per_seed.csv", _rows(part, summary, to_o))
+        moments.add({m: getattr(summary.curves, _ATTR[m]) for m in METRICS})
+        write_json(out / "progress.json", {**run, "chunks_done": c + 1, "csv_bytes": size,
+                                           "moments": moments.to_json()})
+        if bar is not None:
+            bar.update(len(part))
+            bar.set_postfix(AR=f"{float(np.mean(summary.final.ar)):.0f}",
+                            ACR=f"{float(np.mean(summary.final.acr)):.3f}")
+
+    try:
+        stream_seeds(cfg, policy, params, list(seeds), grid, chunk=chunk, first_chunk=first,
+                     on_chunk=record, strategy=strategy)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall_s = time.perf_counter() - t0
+    return _write_outputs(out, run, grid, moments, n_chunks, wall_s)
+
+
+def _write_outputs(out: Path, run: dict, grid, moments: GridMoments, n_chunks: int,
+                   wall_s: float) -> list[Path]:
+    data = np.genfromtxt(out / "per_seed.csv", delimiter=",", names=True, dtype=np.float64)
+    data = np.atleast_1d(data)
+    metrics = {}
+    for name in METRICS + ("O",):
+        mean, half = mean_ci(data[name])
+        low, high = interval_bounds(name, mean, half)
+        metrics[name] = {"mean": float(mean), "ci_low": float(low), "ci_high": float(high),
+                         "half_width": float(half)}
+    summary = {k: v for k, v in run.items() if k != "fingerprint"}
+    summary.update(n_seeds=int(data.shape[0]), chunks=n_chunks, metrics=metrics,
+                   wall_s_last_run=round(wall_s, 3),
+                   interval="mean +- t_{0.975, n-1} * sd / sqrt(n) over seeds")
+    rows = []
+    for name in METRICS:
+        mean, half = moments.mean_ci(name)
+        low, high = interval_bounds(name, mean, half)
+        rows += [{"time": float(grid[i]), "metric": name, "mean": mean[i], "ci_low": low[i],
+                  "ci_high": high[i], "n_seeds": moments.n} for i in range(len(grid))]
+    paths = [out / "per_seed.csv",
+             write_json(out / "summary.json", summary),
+             write_csv(out / "curves.csv",
+                       ["time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)]
+    from sagin_jax.experiments.plots import per_seed_histograms
+    per_seed_histograms(out / "per_seed.png", run["algo"], data["AR"], data["ACR"])
+    return paths + [out / "per_seed.png"]

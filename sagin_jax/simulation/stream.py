@@ -1,0 +1,214 @@
+"""Seed sweeps of any width in bounded memory: ``key -> generate -> simulate -> reduce`` as one
+compiled program per chunk of seeds, with only per-seed reductions leaving the device.
+
+``make_scenarios`` keeps every request of every seed on the host (~0.7 KB per request; 4,096
+paper seeds take 14.6 GB of peak RSS). Here a chunk's scenarios live only inside its program:
+what comes back per seed is its final metrics (eqs. 9-11) and the metrics sampled on a fixed
+time grid, so memory is O(chunk) whatever the number of seeds. The numbers are those of
+``simulate_seeds`` on ``make_scenarios``' output, bit for bit (tested): the same generator
+draws, the same seed keys and the same request step.
+
+Active table. The fused program needs its table size before the requests exist, so it starts
+from ``stream_table_size`` (a Poisson bound on the requests alive at once) and a chunk in which
+any accepted request found no free row is run again with a table twice as large. A table that
+never filled gives the same result as any larger one (a request takes the first free row).
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import PartitionSpec as P
+
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.devices.seed_axis import seed_key_data
+from sagin_jax.devices.sharding import AXIS
+from sagin_jax.policies.base import NodePolicy
+from sagin_jax.scenario.draw_requests import draw_requests
+from sagin_jax.scenario.draw_substrate import draw_substrate
+from sagin_jax.scenario.generate import (_check_chunk, _generation_mesh, _n_devices,
+                                         _raise_overflow, _seed_array)
+from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
+from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
+from sagin_jax.simulation.metrics import Metrics
+from sagin_jax.simulation.online import Outcome, request_step_strategy, simulate
+
+__all__ = ["SeedSummary", "default_time_grid", "reduce_outcome", "stream_seeds",
+           "stream_table_size"]
+
+
+@struct.dataclass
+class SeedSummary:
+    """What a seed's online pass leaves: its final running metrics and the metrics on a grid."""
+
+    final: Metrics  # f32 leaves [...]: after the last request (eqs. 9-11, link R/C)
+    accepted: jax.Array  # i32: accepted requests
+    arrived: jax.Array  # i32: requests handled
+    curves: Metrics  # f32 leaves [..., G]: the running metrics at each grid time
+    overflow: jax.Array  # bool: an accepted request found the active table full (rerun)
+
+
+def reduce_outcome(out: Outcome, grid: jax.Array) -> SeedSummary:
+    """One seed's ``Outcome[R]`` reduced to a ``SeedSummary``. Each grid time takes the metrics
+    after the last request that arrived at or before it (the first request's before any
+    arrival), as ``experiments.stats.on_time_grid`` samples them."""
+    m = out.metrics
+    r = m.time.shape[-1]
+    idx = jnp.clip(jnp.searchsorted(m.time, grid.astype(m.time.dtype), side="right") - 1,
+                   0, r - 1)
+    last = jax.tree_util.tree_map(lambda x: x[-1], m)
+    return SeedSummary(final=last, accepted=out.accepted.sum(dtype=jnp.int32),
+                       arrived=jnp.int32(r),
+                       curves=jax.tree_util.tree_map(lambda x: x[idx], m),
+                       overflow=out.overflow.any())
+
+
+def default_time_grid(cfg: ScenarioConfig, points: int) -> np.ndarray:
+    """f32[points]: times from 0 to the expected arrival of the last test request,
+    ``n_test / arrival_rate``. Fixed by the config, so every chunk of seeds samples the same
+    times; a seed whose last request arrives earlier holds its final metrics after it. Float32
+    (the simulator's time type), so sampling compares exactly."""
+    if not isinstance(points, int) or points < 2:
+        raise ValueError(f"time points must be an integer >= 2, got {points!r}")
+    return np.linspace(0.0, cfg.n_test / cfg.arrival_rate, points).astype(np.float32)
+
+
+def stream_table_size(cfg: ScenarioConfig) -> int:
+    """Active-table rows to start from: the 1 - 1e-9 quantile of a Poisson number of requests
+    alive at once (offered load ρ = arrival rate x mean lifetime, the M/G/inf occupancy), at
+    least the largest request count that fits, rounded up to ``TABLE_BUCKET``. A chunk that
+    overflows it is rerun with twice the rows, so this only sets how often that happens."""
+    rho = cfg.arrival_rate * cfg.mean_lifetime
+    k, p, cdf = 0, math.exp(-rho), math.exp(-rho)
+    while 1.0 - cdf > 1e-9 and k < cfg.n_test:
+        k += 1
+        p *= rho / k
+        cdf += p
+    rows = max(min(k, cfg.n_test), 1)
+    return -(-rows // TABLE_BUCKET) * TABLE_BUCKET
+
+
+def _test_scenario(key, plan, prm, n_test: int):
+    """The substrate and test requests ``make_scenarios`` gives for ``key`` (same streams)."""
+    sub, _, _, over_e, over_k = draw_substrate(jax.random.fold_in(key, 0), plan, prm)
+    req = draw_requests(jax.random.fold_in(key, 2), plan, prm, n_test)
+    return sub, req, over_e, over_k
+
+
+@partial(jax.jit, static_argnames=("plan", "n_test", "policy", "max_active", "seed_loop",
+                                   "mesh", "strategy", "per_seed_params"))
+def evaluate_chunk(prm: dict, key_data, params, grid, *, plan, n_test: int, policy: NodePolicy,
+                   max_active: int, seed_loop: str | None = None, mesh=None,
+                   strategy: str | None = None, per_seed_params: bool = False):
+    """-> (SeedSummary [S], generation overflow bool[S, 2]) of one chunk of seeds, each the
+    test pass of ``policy`` on the scenario of its key (``key_data`` u32[S, 2]). ``params`` is
+    shared by all seeds, or has a leading seed axis with ``per_seed_params``. ``strategy``
+    "kernel" runs ``kernels.simulate.simulate_kernel`` on the chunk (the caller checks that it
+    applies); the others ``simulate`` per seed, batched by ``seed_loop``."""
+    def run(prm, key_data, params, grid):
+        keys = jax.vmap(jax.random.wrap_key_data)(key_data)
+        # generation is wide integer work: vmapped, as make_scenarios runs it
+        subs, reqs, over_e, over_k = jax.vmap(
+            lambda k: _test_scenario(k, plan, prm, n_test))(keys)
+
+        if strategy == "kernel":  # one Pallas program per seed (sagin_jax.kernels)
+            from sagin_jax.kernels.simulate import simulate_kernel
+            _, out = simulate_kernel(policy, params, keys, subs, reqs, max_active,
+                                     interpret=jax.default_backend() == "cpu",
+                                     params_per_seed=per_seed_params)
+            summary = jax.vmap(reduce_outcome, in_axes=(0, None))(out, grid)
+            return summary, jnp.stack([over_e, over_k], axis=-1)
+
+        def one(key, sub, req, p):
+            _, out = simulate(policy, p, key, sub, req, max_active, strategy=strategy)
+            return reduce_outcome(out, grid)
+        if per_seed_params:
+            summary = over_seeds(one, seed_loop)(keys, subs, reqs, params)
+        else:
+            summary = over_seeds(lambda k, s, r: one(k, s, r, params), seed_loop)(keys, subs,
+                                                                                  reqs)
+        return summary, jnp.stack([over_e, over_k], axis=-1)
+
+    if mesh is None:
+        return run(prm, key_data, params, grid)
+    p_spec = P(AXIS) if per_seed_params else P()
+    return jax.shard_map(run, mesh=mesh, in_specs=(P(), P(AXIS), p_spec, P()),
+                         out_specs=P(AXIS), check_vma=False)(prm, key_data, params, grid)
+
+
+def _host(tree, n: int):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)
+
+
+def _chunk_starts(n: int, chunk: int):
+    return list(range(0, n, chunk))
+
+
+def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int],
+                 grid, chunk: int | None = None, mesh="local", max_active: int | None = None,
+                 seed_loop: str | None = None, strategy: str | None = None,
+                 per_seed_params: bool = False, first_chunk: int = 0,
+                 on_chunk: Callable | None = None) -> SeedSummary | None:
+    """Test ``policy`` on the scenario of every seed, ``chunk`` seeds per compiled call (None:
+    ``generate.default_chunk``), split over ``mesh`` as ``make_scenarios`` splits generation.
+
+    Chunk ``c`` covers ``seeds[c * chunk:(c + 1) * chunk]``; a short last chunk is padded by
+    repeating its last seed. With ``on_chunk(c, summary)`` each chunk's ``SeedSummary`` (numpy,
+    padding dropped) is handed over as it finishes and nothing is kept (returns None);
+    otherwise the summaries of every seed are returned. ``first_chunk`` skips the chunks
+    before it (resuming). The next chunk is dispatched before the current one is read back, so
+    the host's work overlaps the device's. Raises ValueError naming the first seed whose
+    scenario overflows a static bound, as ``make_scenarios`` does."""
+    cfg.validate()
+    strategy = request_step_strategy(strategy)
+    if strategy == "kernel":
+        from sagin_jax.kernels.simulate import kernel_applies
+        if not kernel_applies(policy, strategy, False):
+            strategy = "batched"  # the kernel's fallback (see kernels.simulate)
+    plan, prm = make_plan(cfg), jax.tree_util.tree_map(jnp.asarray, plan_params(cfg))
+    seeds = _seed_array(seeds)
+    mesh = _generation_mesh(mesh)
+    chunk = _check_chunk(chunk, mesh)
+    d = _n_devices(mesh)
+    size = -(-min(chunk, len(seeds)) // d) * d  # every call's seed-axis length
+    table = stream_table_size(cfg) if max_active is None else max_active
+    grid = jnp.asarray(np.asarray(grid, np.float32))
+    params_host = None if params is None else jax.tree_util.tree_map(np.asarray, params)
+    starts = _chunk_starts(len(seeds), chunk)
+    bounds = Bounds(plan.max_edges, plan.max_degree)
+
+    def launch(c: int, rows: int):
+        part = seeds[starts[c]:starts[c] + chunk]
+        idx = np.minimum(np.arange(size), len(part) - 1)
+        p = params_host
+        if per_seed_params and p is not None:
+            p = jax.tree_util.tree_map(lambda x: x[starts[c]:starts[c] + chunk][idx], p)
+        return evaluate_chunk(prm, seed_key_data(part[idx]), p, grid, plan=plan,
+                              n_test=cfg.n_test, policy=policy, max_active=rows,
+                              seed_loop=seed_loop, mesh=mesh, strategy=strategy,
+                              per_seed_params=per_seed_params), len(part)
+
+    kept = []
+    pending = launch(first_chunk, table) if first_chunk < len(starts) else None
+    for c in range(first_chunk, len(starts)):
+        (summary, gen_over), n = pending
+        pending = launch(c + 1, table) if c + 1 < len(starts) else None
+        gen_over = np.asarray(gen_over)[:n]
+        _raise_overflow(seeds[starts[c]:starts[c] + n], gen_over[:, 0], gen_over[:, 1], bounds)
+        summary = _host(summary, n)
+        while summary.overflow.any():  # the table filled: the same chunk with twice the rows
+            table *= 2
+            (summary, _), _ = launch(c, table)
+            summary = _host(summary, n)
+        if on_chunk is not None:
+            on_chunk(c, summary)
+        else:
+            kept.append(summary)
+    if on_chunk is not None:
+        return None
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept)
