@@ -13,6 +13,7 @@ import pytest
 
 from sagin_jax.cli import main
 from sagin_jax.compilation import CompileCounter
+from sagin_jax.config import ScenarioConfig
 from sagin_jax.experiments import reproduce as reproduce_module
 from sagin_jax.experiments.reproduce import experiments_dir, load_experiment, reproduce
 
@@ -258,7 +259,8 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
     assert {("jax-ddrl-train", "map", "2"), ("jax-nrmvne-test", "map", "2"),
             ("jax-ddrl-test", "map", "2")} <= workloads
     assert "scale-20" in {r["workload"] for r in rows}
-    assert {"trips-nrmvne-test", "trips-ddrl-nra-test", "generate-jax", "generate-numpy"} <= \
+    assert {"trips-nrmvne-test", "trips-ddrl-nra-test", "generate-programs-discarded",
+            "generate-numpy"} <= \
         {r["workload"] for r in rows}
     trips = {r["loop"]: float(r["trips_mean"]) for r in rows
              if r["workload"] == "trips-nrmvne-test"}
@@ -330,3 +332,28 @@ def test_bench_timing_calls_the_program_once_more_only_with_warmup(tmp_path, cap
     assert main(["bench", "--config", str(f), "--out", str(tmp_path / "out")]) == 2
     assert "field 'warmup' must be true or false" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_end_to_end_rows_hold_the_pass_against_its_programs(monkeypatch, capsys):
+    """The end-to-end row's ratio is its wall time over the programs' own times scaled from the
+    seeds they were measured on to the seeds of the pass (figures faked: the runner itself is
+    tested in test_stream.py)."""
+    from sagin_jax.experiments import bench_stream
+    runs = iter([{"wall_s": 3.0, "gib": 0.5, "rss_mib": 900.0},
+                 {"wall_s": 26.0, "rss_mib": 700.0}])
+    monkeypatch.setattr(bench_stream, "_fresh_process", lambda code, *argv: next(runs))
+    monkeypatch.setattr(bench_stream, "program_times", lambda cfg, n, chunk: {
+        "gen_s": 1.0, "sim_s": 4.0, "n_seeds": 256, "chunk": 64})
+    from sagin_jax.experiments.bench import Recorder
+    record = Recorder()
+    cfg = ScenarioConfig(n_test=100)
+    bench_stream.bench_end_to_end({"end_to_end": {"seeds": 1024, "component_seeds": 256,
+                                                  "materialise_seeds": 64}}, cfg, record)
+    rows = {r["workload"]: r for r in record.rows}
+    assert rows["generate-materialised"]["peak_rss_mib"] == 900.0
+    assert rows["end-to-end-programs"]["run_s"] == pytest.approx(20.0)  # (1 + 4) x 1024 / 256
+    assert rows["end-to-end"]["vs_programs"] == pytest.approx(26.0 / 20.0)
+    assert rows["end-to-end"]["embeddings_per_s"] == pytest.approx(1024 * 100 / 26.0)
+    assert "1.30x" in capsys.readouterr().out
+    bench_stream.bench_end_to_end({"end_to_end": None}, cfg, record)  # no section: no rows
+    assert len(record.rows) == 3

@@ -12,8 +12,13 @@ function below:
 * ``fig4-grid``: the Fig. 4 sweep, 4 learning rates x 8 seeds x the paper schedule;
 * ``scale-N``: NRMVNE test pass on substrates of 100, 300, 1000, 3000 nodes;
 * ``trips-*``: sequential loop trips per request step (the accelerator-latency proxy);
-* ``generate-jax`` / ``generate-numpy``: scenario generation, JAX (16,384 scenarios) against the
-  numpy generator it replaced;
+* ``generate-programs-discarded`` / ``generate-numpy``: scenario generation, the JAX generator's
+  programs (16,384 scenarios, outputs discarded chunk by chunk) against the numpy generator it
+  replaced;
+* ``generate-materialised`` / ``end-to-end`` / ``end-to-end-programs``: what a user gets, in
+  fresh processes: ``make_scenarios`` returning its arrays, and a 16,384-seed NRMVNE test pass
+  through ``evaluate --seeds`` (wall and peak RSS) against the programs' own times
+  (``bench_stream``);
 * ``train-memory``: the memory one vectorised DDRL-NRA training epoch needs for 16,384 seeds,
   from XLA's buffer assignment of the compiled program (compiled, never run);
 * ``sweep-population`` / ``sweep-one-at-a-time`` (only with a ``sweep`` section, e.g.
@@ -37,6 +42,7 @@ import numpy as np
 
 from sagin_jax import validate
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.experiments.bench_stream import bench_end_to_end
 from sagin_jax.experiments.plots import pyplot, save_figure
 from sagin_jax.experiments.sweep.bench import bench_sweep
 from sagin_jax.files import read_json, write_csv
@@ -60,10 +66,12 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
            "trip_seeds": 8, "generation": {"seeds": 16384, "numpy_seeds": 8},
-           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 32}}
+           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 32},
+           "end_to_end": {"seeds": 16384, "component_seeds": 1024, "materialise_seeds": 1024}}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
-         "trip_seeds": 2, "generation": {"seeds": 1024, "numpy_seeds": 2}}
+         "trip_seeds": 2, "generation": {"seeds": 1024, "numpy_seeds": 2},
+         "end_to_end": {"seeds": 1024, "component_seeds": 256, "materialise_seeds": 256}}
 ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_seeds": 16384,
                "reference_seeds": 2, "speedup_seeds": 16384, "speedup_loop": "vmap",
                "scenario": {},
@@ -71,7 +79,8 @@ ACCELERATOR = {"seeds": [1, 1024, 4096, 16384], "loops": ["vmap"], "vmap_max_see
                         "loop": "vmap"},
                "scale_nodes": [], "trip_seeds": 8,
                "generation": {"seeds": 16384, "chunk": 2048, "numpy_seeds": 2},
-               "train_memory_seeds": [4096, 16384], "env": {"envs": [1024, 16384], "steps": 32}}
+               "train_memory_seeds": [4096, 16384], "env": {"envs": [1024, 16384], "steps": 32},
+               "end_to_end": {"seeds": 16384, "component_seeds": 4096}}
 """``bench --accelerator``: one wide ``vmap`` over 1 to 16,384 seeds and the Fig. 4 grid of
 32 seeds x 4 rates, written to ``bench-gpu.csv``. Meant for a GPU; on a CPU it takes
 hours (use ``--config`` to shrink it)."""
@@ -244,7 +253,7 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     # caches so that compile_s is what a fresh process pays (with --no-compile-cache)
     jax.clear_caches()
     t = time_generation(cfg, g["seeds"], g.get("chunk"))
-    record(workload="generate-jax", loop="vmap", seeds=t["n_seeds"], compile_s=t["compile_s"],
+    record(workload="generate-programs-discarded", loop="vmap", seeds=t["n_seeds"], compile_s=t["compile_s"],
            run_s=t["run_s"], embeddings_per_s=float("nan"), program_mib=float("nan"),
            per_seed_s=t["per_seed_s"], wall_with_compile_s=t["compile_s"] + t["run_s"],
            devices=t["devices"])
@@ -410,6 +419,7 @@ def bench(config: str | None = None, out: str = "out/bench", quick: bool = False
     bench_scale(spec, cfg, record)
     bench_trips(spec, cfg, record)
     bench_generation(spec, cfg, record)
+    bench_end_to_end(spec, cfg, record)
     bench_train_memory(spec, cfg, record)
     bench_sweep_ratio(spec, cfg, record)
     bench_env(spec, cfg, record)
