@@ -40,9 +40,10 @@ from sagin_jax.validate import ALGOS, LEARNING_ALGOS
 DEFAULT_LR = 0.005
 INTERRUPTED = {
     "reproduce": "interrupted; finished experiments are kept, run again with --resume to continue",
-    "train": "interrupted; no checkpoint was written",
     "evaluate": "interrupted; a --seeds run keeps its finished chunks in --out, run it again "
                 "with --resume to continue",
+    "train": "interrupted; a --seeds run keeps its finished chunks in --out (--resume "
+             "continues it); otherwise no checkpoint was written",
 }
 
 
@@ -137,7 +138,16 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    check_writable_file(args.out, "--out")
+    if args.seeds is not None:
+        if args.scenario or args.seed:
+            raise ValueError("--scenario and --seed are for one seed; leave them out with --seeds")
+        validate.output_dir(args.out, "--out")
+        _check_stream_flags(args)
+    else:
+        for flag, value in (("--chunk", args.chunk), ("--resume", args.resume)):
+            if value:
+                raise ValueError(f"{flag} is for --seeds runs; add --seeds N or leave it out")
+        check_writable_file(args.out, "--out")
     cfg = _scenario_config(args.config)
     tdoc = {"algo": args.algo, "epochs": args.epochs, "batch_size": args.batch_size,
             "central_server_every": args.central_server_every}
@@ -156,6 +166,14 @@ def cmd_train(args) -> int:
             raise ValueError(f"{args.config}: train batch_size {tcfg.batch_size} must divide "
                              f"{where}")
     lr = tcfg.lr if args.lr is None else args.lr
+    if args.seeds is not None:
+        from sagin_jax.experiments.evaluate import parse_seeds, train_seeds_to  # lazy
+        paths = train_seeds_to(cfg, tcfg, parse_seeds(args.seeds), args.out, lr,
+                               args.time_points, args.chunk, args.resume,
+                               progress=not args.quiet)
+        _print_summary(args.out, f"{tcfg.algo} trained and tested")
+        _written(paths)
+        return 0
     from sagin_jax.training.run import train_grid  # lazy: 0.3 s of import CPU (see the top)
     if args.scenario:
         cfg = cfg.replace(n_train=n_train)
@@ -185,10 +203,7 @@ def _evaluate_many(args) -> int:
         raise ValueError("--seeds needs --out DIR")
     validate.output_dir(args.out, "--out")
     seeds = parse_seeds(args.seeds)
-    if args.chunk is not None and args.chunk < 1:
-        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
-    if args.time_points < 2:
-        raise ValueError(f"--time-points must be >= 2, got {args.time_points}")
+    _check_stream_flags(args)
     if args.checkpoint:
         if args.config:
             raise ValueError("--config is taken from the checkpoint; leave it out with "
@@ -210,12 +225,25 @@ def _evaluate_many(args) -> int:
     from sagin_jax.experiments.evaluate import evaluate_seeds  # lazy (see the top)
     paths = evaluate_seeds(cfg, algo, policy, params, seeds, args.out, args.time_points,
                            args.chunk, args.resume, progress=not args.quiet, source=source)
-    summary = read_json(os.path.join(args.out, "summary.json"))
-    m = summary["metrics"]
-    print(f"{algo} on {summary['n_seeds']} seeds: " + " ".join(
-        f"{k}={m[k]['mean']:.4g}±{m[k]['half_width']:.2g}" for k in ("AR", "ACR", "RC", "O")))
+    _print_summary(args.out, algo)
     _written(paths)
     return 0
+
+
+def _check_stream_flags(args) -> None:
+    from sagin_jax.experiments.evaluate import parse_seeds
+    parse_seeds(args.seeds)
+    if args.chunk is not None and args.chunk < 1:
+        raise ValueError(f"--chunk must be >= 1, got {args.chunk}")
+    if args.time_points < 2:
+        raise ValueError(f"--time-points must be >= 2, got {args.time_points}")
+
+
+def _print_summary(out: str, what: str) -> None:
+    summary = read_json(os.path.join(out, "summary.json"))
+    m = summary["metrics"]
+    print(f"{what} on {summary['n_seeds']} seeds (test pass): " + " ".join(
+        f"{k}={m[k]['mean']:.4g}±{m[k]['half_width']:.2g}" for k in ("AR", "ACR", "RC", "O")))
 
 
 def cmd_evaluate(args) -> int:
@@ -322,7 +350,8 @@ def add_train_parser(sub) -> None:
                          "(or of --scenario FILE); writes a checkpoint with the configs.")
     t.add_argument("--algo", choices=LEARNING_ALGOS, required=True, help="agent to train")
     t.add_argument("--seed", type=_int, default=0, help="scenario seed, in [0, 2**32)")
-    t.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    t.add_argument("--out", required=True, metavar="CKPT",
+                   help="checkpoint file to write (with --seeds: output folder)")
     t.add_argument("--lr", type=_float, default=None,
                    help=f"learning rate α, a finite number > 0 (default {DEFAULT_LR}, or the "
                         "--config file's train section)")
@@ -338,6 +367,17 @@ def add_train_parser(sub) -> None:
     t.add_argument("--scenario", metavar="FILE",
                    help="train on this substrate: a scenario.json (its requests are the "
                         "training set) or a node-link JSON (requests generated from the config)")
+    t.add_argument("--seeds", metavar="N|A:B",
+                   help="train one agent per seed 0..N-1 (or A..B-1) and test each greedily on "
+                        "its seed's test requests, a chunk of seeds at a time in bounded memory; "
+                        "writes --out/per_seed.csv, summary.json, curves.csv, per_seed.png and "
+                        "params/chunk-*.npz")
+    t.add_argument("--chunk", type=_int, default=None,
+                   help="with --seeds: seeds per compiled call; changes no number")
+    t.add_argument("--time-points", type=_int, default=60,
+                   help="with --seeds: points of the test pass's time grid in curves.csv")
+    t.add_argument("--resume", action="store_true",
+                   help="with --seeds: continue an interrupted run from its last finished chunk")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 

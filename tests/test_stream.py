@@ -198,3 +198,49 @@ def test_memory_does_not_grow_with_seeds_and_devices_change_no_number(tmp_path):
     one = (tmp_path / "256" / "per_seed.csv").read_text().splitlines()
     two = (tmp_path / "1024" / "per_seed.csv").read_text().splitlines()
     assert len(two) == 1025 and one == two[:257]
+
+
+def test_train_seeds_equals_train_grid_then_evaluate_grid():
+    """One agent per seed trained and tested through the runner: the parameters, the last
+    epoch's training curve and the test pass are the bits of ``train_grid`` followed by
+    ``evaluate_grid`` on ``make_scenarios``' output."""
+    from sagin_jax.training.run import evaluate_grid, train_grid
+    from sagin_jax.training.stream import train_seeds
+    cfg = small(n_train=40, n_test=40)
+    tcfg = TrainConfig(algo="ddrl-nra", epochs=2, batch_size=20)
+    seeds, grid = [1, 2, 3], default_time_grid(cfg, POINTS)
+    params, curves, summary = train_seeds(cfg, tcfg, seeds, grid, lr=0.01, chunk=4, mesh=None)
+    scen = make_scenarios(cfg, seeds, mesh=None)
+    res = train_grid(cfg, tcfg, seeds, [0.01], progress=False, subs=scen.sub,
+                     train_reqs=scen.train)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, np.asarray(b)[:, 0]),
+                           params, res.params)
+    for name in ("ar", "acr", "rc", "objective"):
+        np.testing.assert_array_equal(getattr(curves, name),
+                                      np.asarray(getattr(res.curves, name))[:, 0, -1])
+    m = evaluate_grid(tcfg, res.params, scen.sub, scen.test, seeds).metrics
+    for name in ("ar", "acr", "rc", "rc_link"):
+        ref = np.asarray(getattr(m, name))[:, 0]
+        np.testing.assert_array_equal(getattr(summary.final, name), ref[:, -1])
+        np.testing.assert_array_equal(getattr(summary.curves, name).astype(np.float64),
+                                      on_time_grid(np.asarray(m.time)[:, 0], ref,
+                                                   grid.astype(np.float64)))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--algo", "nrmvne", "--seeds", "5:2", "--out", "{d}"], "A < B"),
+    (["evaluate", "--algo", "nrmvne", "--seeds", "ten", "--out", "{d}"], "N or A:B"),
+    (["evaluate", "--algo", "nrmvne", "--seeds", "4"], "--out"),
+    (["evaluate", "--algo", "ddrl-nra", "--seeds", "4", "--out", "{d}"], "--checkpoint"),
+    (["evaluate", "--algo", "nrmvne", "--out", "{d}"], "--seeds"),
+    (["evaluate", "--algo", "nrmvne", "--seeds", "4", "--out", "{d}", "--chunk", "0"],
+     "--chunk"),
+    (["train", "--algo", "ddrl-nra", "--seeds", "4", "--seed", "3", "--out", "{d}"],
+     "leave them out"),
+    (["train", "--algo", "ddrl-nra", "--resume", "--out", "{d}/a.ckpt"], "--seeds"),
+])
+def test_seed_sweep_flags_fail_in_one_line(tmp_path, capsys, argv, message):
+    from sagin_jax.cli import main
+    assert main([a.replace("{d}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

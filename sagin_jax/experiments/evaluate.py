@@ -1,5 +1,6 @@
-"""``sagin-jax evaluate --seeds``: one algorithm's test pass over any number of seeds, in bounded
-memory (``simulation.stream``), written as it goes and resumable.
+"""``sagin-jax evaluate --seeds`` and ``train --seeds``: one algorithm's test pass (or one agent
+trained and tested per seed) over any number of seeds, in bounded memory
+(``simulation.stream``, ``training.stream``), written as it goes and resumable.
 
 Outputs in ``DIR``:
 * ``per_seed.csv``: one row per seed (final AR, ACR, R/C, link R/C, O, accepted, arrived),
@@ -89,13 +90,14 @@ def _fingerprint(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _rows(seeds, summary, objective) -> list[str]:
+def _rows(seeds, summary, objective, extra: dict) -> list[str]:
     f = summary.final
     o = objective(f)
     lines = []
     for i, seed in enumerate(seeds):
         vals = [seed] + [repr(float(getattr(f, _ATTR[m])[i])) for m in METRICS] + [
-            repr(float(o[i])), int(summary.accepted[i]), int(summary.arrived[i])]
+            repr(float(o[i])), int(summary.accepted[i]), int(summary.arrived[i])] + [
+            repr(float(v[i])) for v in extra.values()]
         lines.append(",".join(str(v) for v in vals) + "\n")
     return lines
 
@@ -109,10 +111,10 @@ def _append(path: Path, lines: list[str]) -> int:
         return fh.tell()
 
 
-def _start(out: Path, run: dict, resume: bool):
+def _start(out: Path, run: dict, resume: bool, fields: list[str]):
     """(first chunk to run, GridMoments) after checking or resetting ``out``'s progress."""
     csv_path, state_path = out / "per_seed.csv", out / "progress.json"
-    header = ",".join(PER_SEED_FIELDS) + "\n"
+    header = ",".join(fields) + "\n"
     if resume and state_path.exists():
         state = read_json(state_path)
         if state.get("fingerprint") != run["fingerprint"]:
@@ -135,7 +137,65 @@ def evaluate_seeds(cfg: ScenarioConfig, algo: str, policy, params, seeds: range,
     """Run ``policy`` (``params``: None for a heuristic, else shared by every seed) on the test
     requests of every seed of ``seeds`` through ``stream_seeds`` and write ``out``'s files;
     -> the paths written. ``source`` (e.g. the checkpoint) is recorded in summary.json."""
-    from sagin_jax.simulation.stream import default_time_grid, stream_seeds
+    from sagin_jax.simulation.stream import stream_seeds
+
+    def stream(grid, chunk, first, record):
+        stream_seeds(cfg, policy, params, list(seeds), grid, chunk=chunk, first_chunk=first,
+                     on_chunk=lambda c, summary: record(c, summary, {}), strategy=strategy)
+    return sweep_seeds(cfg, algo, seeds, out, stream, points, chunk, resume, progress,
+                       source or {}, "evaluate")
+
+
+TRAIN_FIELDS = ["train_AR", "train_ACR", "train_RC", "train_O"]
+"""The extra per_seed.csv columns of ``train_seeds_to``: the running training metrics after the
+last batch of the last epoch (Fig. 4's last point)."""
+
+
+def train_seeds_to(cfg: ScenarioConfig, tcfg, seeds: range, out, lr: float | None = None,
+                   points: int = 60, chunk: int | None = None, resume: bool = False,
+                   progress: bool = True) -> list[Path]:
+    """Train one agent per seed (``training.stream.train_seeds``), test each greedily on its
+    seed's test requests, and write ``out``'s files as ``evaluate_seeds`` does, with the
+    ``TRAIN_FIELDS`` columns, plus each chunk's trained parameters in
+    ``params/chunk-NNNNNN.npz`` (``seeds`` and one array per parameter, named by its path)."""
+    from sagin_jax.training.stream import train_seeds
+    out = Path(out)
+    lr = tcfg.lr if lr is None else lr
+
+    def stream(grid, chunk, first, record):
+        def one(c, result):
+            params, curves, summary = result
+            _save_params(out / "params" / f"chunk-{c:06d}.npz",
+                         seeds[c * chunk:(c + 1) * chunk], params)
+            record(c, summary, dict(zip(TRAIN_FIELDS, (curves.ar[:, -1], curves.acr[:, -1],
+                                                        curves.rc[:, -1],
+                                                        curves.objective[:, -1]))))
+        train_seeds(cfg, tcfg, list(seeds), grid, lr=lr, chunk=chunk, first_chunk=first,
+                    on_chunk=one)
+    source = {"train": tcfg.to_dict(), "lr": lr}
+    return sweep_seeds(cfg, tcfg.algo, seeds, out, stream, points, chunk, resume, progress,
+                       source, "train", TRAIN_FIELDS)
+
+
+def _save_params(path: Path, seeds, params) -> None:
+    from sagin_jax.files import atomic_path
+    import jax
+    path.parent.mkdir(parents=True, exist_ok=True)
+    leaves = {"/".join(str(getattr(k, "key", k)) for k in kp): np.asarray(v)
+              for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, seeds=np.asarray(list(seeds), np.int64), **leaves)
+
+
+def sweep_seeds(cfg: ScenarioConfig, algo: str, seeds: range, out, stream, points: int,
+                chunk: int | None, resume: bool, progress: bool, source: dict, verb: str,
+                extra_fields: list[str] = ()) -> list[Path]:
+    """The bookkeeping of a streaming run over ``seeds``: ``stream(grid, chunk, first_chunk,
+    record)`` runs the chunks and calls ``record(c, summary, extra_columns)`` for each; this
+    appends the rows, updates the grid sums and ``progress.json``, shows the progress bar and
+    writes the outputs. -> the paths written."""
+    from sagin_jax.simulation.stream import default_time_grid
     from sagin_jax.training.reinforce import DEFAULT_AR_SCALE, objective
     from sagin_jax.scenario.generate import default_chunk, _generation_mesh
     import jax
@@ -144,23 +204,25 @@ def evaluate_seeds(cfg: ScenarioConfig, algo: str, policy, params, seeds: range,
     out.mkdir(parents=True, exist_ok=True)
     grid = default_time_grid(cfg, points)
     chunk = default_chunk(_generation_mesh("local")) if chunk is None else chunk
-    run = {"algo": algo, "config": cfg.to_dict(), "seeds": [seeds.start, seeds.stop],
-           "chunk": chunk, "points": points, "source": source or {}}
+    run = {"command": verb, "algo": algo, "config": cfg.to_dict(),
+           "seeds": [seeds.start, seeds.stop], "chunk": chunk, "points": points,
+           "source": source}
     run["fingerprint"] = _fingerprint(run)
-    first, moments = _start(out, run, resume)
+    fields = PER_SEED_FIELDS + list(extra_fields)
+    first, moments = _start(out, run, resume, fields)
     n_chunks = -(-len(seeds) // chunk)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(seeds), initial=min(first * chunk, len(seeds)),
-                   desc=f"evaluate {algo}", unit="seed")
+                   desc=f"{verb} {algo}", unit="seed")
     to_o = lambda f: np.asarray(objective(jax.tree_util.tree_map(np.asarray, f),  # noqa: E731
                                           DEFAULT_AR_SCALE))
     t0 = time.perf_counter()
 
-    def record(c: int, summary) -> None:
+    def record(c: int, summary, extra: dict) -> None:
         part = seeds[c * chunk:(c + 1) * chunk]
-        size = _append(out / "per_seed.csv", _rows(part, summary, to_o))
+        size = _append(out / "per_seed.csv", _rows(part, summary, to_o, extra))
         moments.add({m: getattr(summary.curves, _ATTR[m]) for m in METRICS})
         write_json(out / "progress.json", {**run, "chunks_done": c + 1, "csv_bytes": size,
                                            "moments": moments.to_json()})
@@ -170,8 +232,7 @@ def evaluate_seeds(cfg: ScenarioConfig, algo: str, policy, params, seeds: range,
                             ACR=f"{float(np.mean(summary.final.acr)):.3f}")
 
     try:
-        stream_seeds(cfg, policy, params, list(seeds), grid, chunk=chunk, first_chunk=first,
-                     on_chunk=record, strategy=strategy)
+        stream(grid, chunk, first, record)
     finally:
         if bar is not None:
             bar.close()

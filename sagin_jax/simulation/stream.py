@@ -34,12 +34,13 @@ from sagin_jax.scenario.draw_substrate import draw_substrate
 from sagin_jax.scenario.generate import (_check_chunk, _generation_mesh, _n_devices,
                                          _raise_overflow, _seed_array)
 from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
+from sagin_jax.scenario.types import Requests
 from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
 from sagin_jax.simulation.metrics import Metrics
 from sagin_jax.simulation.online import Outcome, request_step_strategy, simulate
 
-__all__ = ["SeedSummary", "default_time_grid", "reduce_outcome", "stream_seeds",
-           "stream_table_size"]
+__all__ = ["SeedSummary", "chunk_shape", "default_time_grid", "max_alive", "reduce_outcome",
+           "run_chunks", "stream_seeds", "stream_table_size"]
 
 
 @struct.dataclass
@@ -141,12 +142,53 @@ def evaluate_chunk(prm: dict, key_data, params, grid, *, plan, n_test: int, poli
                          out_specs=P(AXIS), check_vma=False)(prm, key_data, params, grid)
 
 
+def max_alive(req: Requests) -> jax.Array:
+    """i32: most of ``req``'s requests alive at once (arrival <= t < departure), the bound
+    ``scenario.build.max_concurrent`` computes on the host, for one seed on the device."""
+    dep = jnp.sort(req.arrival + req.lifetime)
+    gone = jnp.searchsorted(dep, req.arrival, side="right")
+    return jnp.max(jnp.arange(1, req.n_requests + 1) - gone).astype(jnp.int32)
+
+
 def _host(tree, n: int):
     return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)
 
 
-def _chunk_starts(n: int, chunk: int):
-    return list(range(0, n, chunk))
+def run_chunks(seeds: np.ndarray, chunk: int, size: int, launch: Callable, settle: Callable,
+               first_chunk: int = 0, on_chunk: Callable | None = None):
+    """The chunk loop of a streaming runner: ``launch(c, pos)`` dispatches chunk ``c`` (``pos``:
+    the positions in ``seeds`` of its seeds, padded to ``size`` by repeating the last),
+    ``settle(c, result, n_real)`` reads it
+    back (numpy, padding dropped; it may rerun the chunk) and returns what ``on_chunk(c, ...)``
+    gets. Chunk ``c + 1`` is dispatched before chunk ``c`` is read back, so the host's work
+    overlaps the device's. -> the settled chunks in order, or None with ``on_chunk``."""
+    starts = list(range(0, len(seeds), chunk))
+
+    def go(c: int):
+        n = min(chunk, len(seeds) - starts[c])
+        return launch(c, starts[c] + np.minimum(np.arange(size), n - 1)), n
+
+    kept = []
+    pending = go(first_chunk) if first_chunk < len(starts) else None
+    for c in range(first_chunk, len(starts)):
+        result, n = pending
+        pending = go(c + 1) if c + 1 < len(starts) else None
+        settled = settle(c, result, n)
+        if on_chunk is not None:
+            on_chunk(c, settled)
+        else:
+            kept.append(settled)
+    return None if on_chunk is not None else kept
+
+
+def chunk_shape(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None, mesh):
+    """(seed array, mesh, chunk, padded seed-axis length of every call) of a streaming run."""
+    cfg.validate()
+    seeds = _seed_array(seeds)
+    mesh = _generation_mesh(mesh)
+    chunk = _check_chunk(chunk, mesh)
+    d = _n_devices(mesh)
+    return seeds, mesh, chunk, -(-min(chunk, len(seeds)) // d) * d
 
 
 def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int],
@@ -161,54 +203,41 @@ def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequenc
     repeating its last seed. With ``on_chunk(c, summary)`` each chunk's ``SeedSummary`` (numpy,
     padding dropped) is handed over as it finishes and nothing is kept (returns None);
     otherwise the summaries of every seed are returned. ``first_chunk`` skips the chunks
-    before it (resuming). The next chunk is dispatched before the current one is read back, so
-    the host's work overlaps the device's. Raises ValueError naming the first seed whose
-    scenario overflows a static bound, as ``make_scenarios`` does."""
-    cfg.validate()
+    before it (resuming). Raises ValueError naming the first seed whose scenario overflows a
+    static bound, as ``make_scenarios`` does."""
+    seeds, mesh, chunk, size = chunk_shape(cfg, seeds, chunk, mesh)
     strategy = request_step_strategy(strategy)
     if strategy == "kernel":
         from sagin_jax.kernels.simulate import kernel_applies
         if not kernel_applies(policy, strategy, False):
             strategy = "batched"  # the kernel's fallback (see kernels.simulate)
     plan, prm = make_plan(cfg), jax.tree_util.tree_map(jnp.asarray, plan_params(cfg))
-    seeds = _seed_array(seeds)
-    mesh = _generation_mesh(mesh)
-    chunk = _check_chunk(chunk, mesh)
-    d = _n_devices(mesh)
-    size = -(-min(chunk, len(seeds)) // d) * d  # every call's seed-axis length
-    table = stream_table_size(cfg) if max_active is None else max_active
+    table = [stream_table_size(cfg) if max_active is None else max_active]
     grid = jnp.asarray(np.asarray(grid, np.float32))
     params_host = None if params is None else jax.tree_util.tree_map(np.asarray, params)
-    starts = _chunk_starts(len(seeds), chunk)
     bounds = Bounds(plan.max_edges, plan.max_degree)
 
-    def launch(c: int, rows: int):
-        part = seeds[starts[c]:starts[c] + chunk]
-        idx = np.minimum(np.arange(size), len(part) - 1)
+    def launch(c: int, pos: np.ndarray, rows: int | None = None):
         p = params_host
         if per_seed_params and p is not None:
-            p = jax.tree_util.tree_map(lambda x: x[starts[c]:starts[c] + chunk][idx], p)
-        return evaluate_chunk(prm, seed_key_data(part[idx]), p, grid, plan=plan,
-                              n_test=cfg.n_test, policy=policy, max_active=rows,
-                              seed_loop=seed_loop, mesh=mesh, strategy=strategy,
-                              per_seed_params=per_seed_params), len(part)
+            p = jax.tree_util.tree_map(lambda x: x[pos], p)
+        return evaluate_chunk(prm, seed_key_data(seeds[pos]), p, grid, plan=plan, n_test=cfg.n_test,
+                              policy=policy, max_active=rows or table[0], seed_loop=seed_loop,
+                              mesh=mesh, strategy=strategy, per_seed_params=per_seed_params
+                              ), pos
 
-    kept = []
-    pending = launch(first_chunk, table) if first_chunk < len(starts) else None
-    for c in range(first_chunk, len(starts)):
-        (summary, gen_over), n = pending
-        pending = launch(c + 1, table) if c + 1 < len(starts) else None
+    def settle(c: int, result, n: int):
+        (summary, gen_over), pos = result
         gen_over = np.asarray(gen_over)[:n]
-        _raise_overflow(seeds[starts[c]:starts[c] + n], gen_over[:, 0], gen_over[:, 1], bounds)
+        _raise_overflow(seeds[pos[:n]], gen_over[:, 0], gen_over[:, 1], bounds)
         summary = _host(summary, n)
         while summary.overflow.any():  # the table filled: the same chunk with twice the rows
-            table *= 2
-            (summary, _), _ = launch(c, table)
+            table[0] *= 2
+            (summary, _), _ = launch(c, pos, table[0])
             summary = _host(summary, n)
-        if on_chunk is not None:
-            on_chunk(c, summary)
-        else:
-            kept.append(summary)
-    if on_chunk is not None:
+        return summary
+
+    kept = run_chunks(seeds, chunk, size, launch, settle, first_chunk, on_chunk)
+    if kept is None:
         return None
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept)
