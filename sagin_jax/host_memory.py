@@ -39,3 +39,19 @@ def tune_malloc() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all([mallopt(param, value) == 1 for param, value in SETTINGS.items()])
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB: ``VmHWM`` of ``/proc/self/status`` where there
+    is one. ``getrusage``'s ``ru_maxrss`` is the fallback only: on Linux a child process starts
+    with its parent's value (it survives ``fork`` and ``exec``), so a fresh process started by
+    a large one would report the parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -64,3 +64,18 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: calls.append(a))
     assert host_memory.tune_malloc() is False
     assert calls == []
+
+
+def test_peak_rss_of_a_fresh_process_is_its_own():
+    """A process started by one holding ~400 MB reports its own peak, not its parent's (which
+    ``ru_maxrss`` would carry over on Linux)."""
+    import subprocess
+    import numpy as np
+    from sagin_jax.host_memory import peak_rss_mib
+    big = np.ones(50_000_000)  # 400 MB touched
+    big += 1
+    assert peak_rss_mib() > 350
+    code = "from sagin_jax.host_memory import peak_rss_mib; print(peak_rss_mib())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert 1 < child < 200, child

@@ -165,8 +165,9 @@ def test_grid_moments_match_two_pass_statistics():
 
 
 _MEMORY_RUN = """
-import json, os, resource, sys
+import json, os, sys
 from sagin_jax.cli import set_host_devices
+from sagin_jax.host_memory import peak_rss_mib
 set_host_devices(int(sys.argv[3]))
 from sagin_jax.compilation import enable_persistent_cache
 enable_persistent_cache(os.environ["SAGIN_JAX_CACHE_DIR"])
@@ -176,7 +177,7 @@ from tests.test_stream import MEMORY_CFG
 n, out = int(sys.argv[1]), sys.argv[2]
 evaluate_seeds(MEMORY_CFG, "nrmvne", BASELINES["nrmvne"], None, range(n), out, points=5,
                chunk=32, progress=False)
-print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"rss_mib": peak_rss_mib()}))
 """
 
 
@@ -193,7 +194,7 @@ def test_memory_does_not_grow_with_seeds_and_devices_change_no_number(tmp_path):
                              capture_output=True, text=True,
                              env={**os.environ, "JAX_PLATFORMS": "cpu"})
         assert res.returncode == 0, res.stderr[-2000:]
-        rss[n] = json.loads(res.stdout.strip().splitlines()[-1])["rss_kb"] * 1024
+        rss[n] = json.loads(res.stdout.strip().splitlines()[-1])["rss_mib"] * 2 ** 20
     assert abs(rss[1024] - rss[256]) < 150e6, rss
     one = (tmp_path / "256" / "per_seed.csv").read_text().splitlines()
     two = (tmp_path / "1024" / "per_seed.csv").read_text().splitlines()

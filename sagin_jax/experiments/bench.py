@@ -33,7 +33,6 @@ line printed is ``speedup_vs_reference=<ratio>`` for the 64-seed NRMVNE test-mod
 from __future__ import annotations
 
 import math
-import resource
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from sagin_jax.experiments.bench_stream import bench_end_to_end
 from sagin_jax.experiments.plots import pyplot, save_figure
 from sagin_jax.experiments.sweep.bench import bench_sweep
 from sagin_jax.files import read_json, write_csv
+from sagin_jax.host_memory import peak_rss_mib
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.reference import simulate as ref_simulate
 from sagin_jax.scenario.generate import time_generation
@@ -87,7 +87,7 @@ hours (use ``--config`` to shrink it)."""
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak_rss_mib()
 
 
 def _program_mib(compiled) -> float:

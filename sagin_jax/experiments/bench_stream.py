@@ -28,7 +28,9 @@ import numpy as np
 from sagin_jax.config import ScenarioConfig
 
 _END_TO_END = """
-import json, resource, sys, time
+import json, sys, time
+from sagin_jax.host_memory import peak_rss_mib, tune_malloc
+tune_malloc()  # as the command line does
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.experiments.evaluate import evaluate_seeds
 from sagin_jax.policies.baselines import BASELINES
@@ -38,11 +40,13 @@ t0 = time.perf_counter()
 evaluate_seeds(cfg, "nrmvne", BASELINES["nrmvne"], None, range(n), out, points=60,
                chunk=chunk, progress=False)
 print(json.dumps({"wall_s": time.perf_counter() - t0,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mib": peak_rss_mib()}))
 """
 
 _MATERIALISED = """
-import json, resource, sys, time
+import json, sys, time
+from sagin_jax.host_memory import peak_rss_mib, tune_malloc
+tune_malloc()  # as the command line does
 import jax
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.scenario.generate import make_scenarios
@@ -53,7 +57,7 @@ scen = make_scenarios(cfg, range(n))
 jax.block_until_ready(scen)
 size = sum(x.nbytes for x in jax.tree_util.tree_leaves(scen))
 print(json.dumps({"wall_s": time.perf_counter() - t0, "gib": size / 2 ** 30,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mib": peak_rss_mib()}))
 """
 
 
