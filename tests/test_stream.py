@@ -245,3 +245,19 @@ def test_seed_sweep_flags_fail_in_one_line(tmp_path, capsys, argv, message):
     assert main([a.replace("{d}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_chunk_program_lowers_for_cuda_with_the_kernel():
+    """On a GPU the runner's test pass is the Pallas kernel: the chunk program, lowered for CUDA
+    on this CPU machine, holds one Triton call (and raises if any primitive cannot lower)."""
+    import jax.numpy as jnp
+    from sagin_jax.devices.seed_axis import seed_key_data
+    from sagin_jax.kernels.cost import cuda_cost
+    from sagin_jax.scenario.plan import make_plan, plan_params
+    from sagin_jax.simulation.stream import evaluate_chunk
+    plan, prm = make_plan(CFG), jax.tree_util.tree_map(jnp.asarray, plan_params(CFG))
+    cost = cuda_cost(lambda p, k, g: evaluate_chunk(
+        p, k, None, g, plan=plan, n_test=CFG.n_test, policy=BASELINES["nrmvne"],
+        max_active=16, strategy="kernel", interpret=False),
+        prm, jnp.asarray(seed_key_data(SEEDS)), jnp.asarray(default_time_grid(CFG, POINTS)))
+    assert cost["pallas_calls"] == 1, cost

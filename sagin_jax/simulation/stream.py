@@ -102,15 +102,17 @@ def _test_scenario(key, plan, prm, n_test: int):
 
 
 @partial(jax.jit, static_argnames=("plan", "n_test", "policy", "max_active", "seed_loop",
-                                   "mesh", "strategy", "per_seed_params"))
+                                   "mesh", "strategy", "per_seed_params", "interpret"))
 def evaluate_chunk(prm: dict, key_data, params, grid, *, plan, n_test: int, policy: NodePolicy,
                    max_active: int, seed_loop: str | None = None, mesh=None,
-                   strategy: str | None = None, per_seed_params: bool = False):
+                   strategy: str | None = None, per_seed_params: bool = False,
+                   interpret: bool | None = None):
     """-> (SeedSummary [S], generation overflow bool[S, 2]) of one chunk of seeds, each the
     test pass of ``policy`` on the scenario of its key (``key_data`` u32[S, 2]). ``params`` is
     shared by all seeds, or has a leading seed axis with ``per_seed_params``. ``strategy``
     "kernel" runs ``kernels.simulate.simulate_kernel`` on the chunk (the caller checks that it
-    applies); the others ``simulate`` per seed, batched by ``seed_loop``."""
+    applies; ``interpret``, default on a CPU, runs it in Pallas' interpreter); the others
+    ``simulate`` per seed, batched by ``seed_loop``."""
     def run(prm, key_data, params, grid):
         keys = jax.vmap(jax.random.wrap_key_data)(key_data)
         # generation is wide integer work: vmapped, as make_scenarios runs it
@@ -120,7 +122,8 @@ def evaluate_chunk(prm: dict, key_data, params, grid, *, plan, n_test: int, poli
         if strategy == "kernel":  # one Pallas program per seed (sagin_jax.kernels)
             from sagin_jax.kernels.simulate import simulate_kernel
             _, out = simulate_kernel(policy, params, keys, subs, reqs, max_active,
-                                     interpret=jax.default_backend() == "cpu",
+                                     interpret=(jax.default_backend() == "cpu"
+                                                if interpret is None else interpret),
                                      params_per_seed=per_seed_params)
             summary = jax.vmap(reduce_outcome, in_axes=(0, None))(out, grid)
             return summary, jnp.stack([over_e, over_k], axis=-1)
