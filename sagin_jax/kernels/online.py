@@ -37,9 +37,14 @@ Policies (``KERNEL_POLICIES``), test mode:
   log-probability. The score is summed feature by feature here and by a dot product in XLA:
   the same decisions unless two feasible nodes' scores lie within rounding of each other.
 
-The sampled (training) policies and the audit trail's paths are not expressed in the kernel:
-``policy_kind`` raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the
-XLA strategy.
+Training (``train=True``, ``kernels.train``): one call per REINFORCE batch from the carried state
+(``STATE_FIELDS``), the sampled DDRL-NRA and RLVNE (``KERNEL_TRAIN_POLICIES``): softmax over the
+feasible nodes, inverse-CDF draws from uniforms made outside the kernel from the XLA path's keys,
+and per request the analytic Σ ∇ log π and Σ -log π · ∇ log π (rows ``grad_*``, ``ent_*``).
+
+A sampled test pass (``simulate`` with a training policy) and the audit trail's paths are not
+expressed in the kernel: ``policy_kind`` raises ``NotImplementedError`` for them and
+``batch.simulate_batch`` keeps the XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
 ``kernels.cost.cuda_cost`` lowers it for a GPU on a machine without one.
