@@ -120,6 +120,11 @@ def _row_shapes(d: Dims, train: bool = False):
     return rows
 
 
+def output_names(d: Dims, train: bool = False) -> tuple[str, ...]:
+    """The names of ``kernel_call``'s outputs, in order: the rows, then the scratch state."""
+    return tuple(_row_shapes(d, train)) + tuple(_scratch_shapes(d))
+
+
 def _first(mask: jax.Array, size: int) -> jax.Array:
     """Index of the first true entry of a 1-D mask (``size`` when none)."""
     return jnp.min(jnp.where(mask, jnp.arange(size, dtype=jnp.int32), size))
@@ -556,7 +561,8 @@ def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool,
         in_specs=[_seed_block(s) for s in in_shapes],
         out_shape=[jax.ShapeDtypeStruct((n_seeds,) + s, t) for s, t in outs.values()],
         out_specs=[_seed_block(s) for s, _ in outs.values()], interpret=interpret,
-        name="sagin_train_batch" if train else "sagin_online_pass", compiler_params=TritonParams(num_warps=NUM_WARPS))
+        name="sagin_train_batch" if train else "sagin_online_pass",
+        compiler_params=TritonParams(num_warps=NUM_WARPS))
 
 
 def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
@@ -582,7 +588,7 @@ def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests
     args = ([sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
             + [w, b])
     call = kernel_call(d, kind, n_seeds, [a.shape[1:] for a in args], interpret)
-    outs = dict(zip(tuple(_row_shapes(d)) + tuple(_scratch_shapes(d)), call(*args)))
+    outs = dict(zip(output_names(d), call(*args)))
     rows = KernelRows(status=outs["status"], hosts=outs["hosts"][..., :d.max_nodes],
                       hops=outs["hops"][..., :d.max_links], logp=outs["logp"])
     residual = (outs["res_cpu"][:, :d.n_nodes], outs["res_sto"][:, :d.n_nodes],

@@ -22,8 +22,8 @@ from flax import struct
 from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, request_arrays,
                                       substrate_arrays)
 from sagin_jax.kernels.online import (KERNEL_TRAIN_POLICIES, STATE_FIELDS, KernelRows,
-                                      _row_shapes, _scratch_shapes, kernel_call, node_order,
-                                      policy_weights, uniforms)
+                                      kernel_call, node_order, output_names, policy_weights,
+                                      uniforms)
 from sagin_jax.kernels.rows import metrics_state, outcome_rows
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
@@ -89,8 +89,7 @@ def kernel_batch(policy: NodePolicy, params, key, sub: Substrate, batch: Request
     args = ([sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req[f] for f in REQUEST_FIELDS]
             + [w, b] + [carry.kernel[f] for f in STATE_FIELDS])
     call = kernel_call(d, kind, 1, [a.shape for a in args], interpret, train=True)
-    names = tuple(_row_shapes(d, True)) + tuple(_scratch_shapes(d))
-    outs = {n: x[0] for n, x in zip(names, call(*[a[None] for a in args]))}
+    outs = {n: x[0] for n, x in zip(output_names(d, True), call(*[a[None] for a in args]))}
     rows = KernelRows(status=outs["status"], hosts=outs["hosts"][:, :d.max_nodes],
                       hops=outs["hops"][:, :d.max_links], logp=outs["logp"])
     metrics, out = outcome_rows(sub, batch, rows, max_active, carry.metrics)
