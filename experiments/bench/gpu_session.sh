@@ -3,14 +3,16 @@
 # deadline (DEADLINE seconds), so that a slow stage costs only itself; run from the repository
 # root with the machine's own python3 and packages (PYTHONPATH, no install). Logs go to $OUT
 # (default /tmp/gpu_out): env.txt and one .log per stage. SMOKE=1 shrinks every stage so the
-# script can be checked on a CPU first (the two kernel stages take ~3 minutes of it on 2 shared
-# cores, in Pallas interpret mode):
+# script can be checked on a CPU first, under a deadline of SMOKE_DEADLINE (900) seconds: the
+# three kernel stages take several minutes of it on 2 shared cores, in Pallas interpret mode:
 #   OUT=results/bench-gpu-h200 bash experiments/bench/gpu_session.sh
 # Stages, in this order: the "kernel" strategy (sagin_jax.kernels.bench: NRMVNE test pass, 1
 # seed and then 16,384 seeds, against the "batched" XLA step, decisions compared, and the kernel's
 # CUDA module cost; caps CAP_KERNEL1, CAP_KERNELW, width KERNEL_WIDTH); reproduce --full cold
 # (an empty compilation cache; the kernel strategy is the GPU default) and its CSVs against
-# results/; where a wide request step's time goes (gpu_profile.py: step time by seed width and by
+# results/; a REINFORCE training epoch with the kernel strategy (experiments/bench/kernel_train.py:
+# DDRL-NRA, 1 seed against "batched", then TRAIN_WIDTH seeds, curves and parameters compared,
+# the training kernel's CUDA cost per batch; cap CAP_TRAIN, width TRAIN_WIDTH); where a wide request step's time goes (gpu_profile.py: step time by seed width and by
 # link window / BFS levels per trip, one width traced); bench --accelerator with
 # gpu_fig4.json (the Fig. 4 grid), gpu_latency.json (1 seed, loop trips, 16,384 scenarios
 # generated, training memory) and gpu_width.json (1,024-16,384 seeds); reproduce --full warm;
@@ -21,7 +23,8 @@
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONPATH=$PWD
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O"
-PY=${PY:-python3}; DEADLINE=${DEADLINE:-530}; SMOKE=${SMOKE:-0}
+PY=${PY:-python3}; SMOKE=${SMOKE:-0}
+DEADLINE=${DEADLINE:-530}; [ "$SMOKE" = 1 ] && DEADLINE=${SMOKE_DEADLINE:-900}  # interpret mode
 FULL=--full; [ "$SMOKE" = 1 ] && FULL=""
 SJ=("$PY" -m sagin_jax.cli)
 stage() {  # stage NAME CAP_S CMD...: run CMD into $O/NAME.log for at most min(CAP, time left)
@@ -57,6 +60,12 @@ SAGIN_JAX_CACHE_DIR=/tmp/cc_repro stage repro_cold ${CAP_REPRO:-190} "${SJ[@]}" 
 REF=results; [ "$SMOKE" = 1 ] && REF=/tmp/rep
 "$PY" experiments/bench/compare_results.py /tmp/rep $REF >> "$O/repro_cold.log" 2>&1
 grep -h "wall\|compiled" /tmp/rep/README.md | head -5 >> "$O/repro_cold.log" 2>&1
+# 1b: one REINFORCE training epoch with the kernel strategy (1 seed against batched, then wide)
+KT="$PY experiments/bench/kernel_train.py"
+TRAIN="$KT --widths 1 --requests 1000 --batch 100 --strategies kernel,batched && $KT --widths \
+${TRAIN_WIDTH:-16384} --requests 1000 --batch 100 --strategies kernel"
+[ "$SMOKE" = 1 ] && TRAIN="$KT --widths 2 --requests 24 --batch 12 --strategies kernel,batched"
+stage kernel_train ${CAP_TRAIN:-150} bash -c "$TRAIN"
 # 2: where a wide request step's time goes (step time by seed width, one width traced)
 W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
 stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \

@@ -1,1 +1,2 @@
-"""Device kernels: whole online passes as one Pallas program per seed (``kernels.online``)."""
+"""Device kernels: whole online passes (``kernels.online``) and REINFORCE training batches
+(``kernels.train``) as one Pallas program per seed."""

@@ -44,6 +44,7 @@ class Dims:
     MP: int
     LP: int
     AP: int
+    UP: int = 1  # agents (domains) of the linear policies' weight rows
 
     @staticmethod
     def of(sub: Substrate, req: Requests, max_active: int) -> "Dims":
@@ -51,7 +52,8 @@ class Dims:
         n, e, k = sub.n_nodes, sub.n_edges, sub.nbr_node.shape[-1]
         m, l_ = req.max_nodes, req.max_links
         return Dims(n, e, m, l_, req.n_requests, max_active, next_pow2(n), next_pow2(e),
-                    next_pow2(k), next_pow2(m), next_pow2(l_), next_pow2(max_active))
+                    next_pow2(k), next_pow2(m), next_pow2(l_), next_pow2(max_active),
+                    next_pow2(sub.n_domains))
 
 
 def _pad(x: jax.Array, shape: tuple[int, ...], value) -> jax.Array:

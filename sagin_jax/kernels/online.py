@@ -37,9 +37,14 @@ Policies (``KERNEL_POLICIES``), test mode:
   log-probability. The score is summed feature by feature here and by a dot product in XLA:
   the same decisions unless two feasible nodes' scores lie within rounding of each other.
 
-The sampled (training) policies and the audit trail's paths are not expressed in the kernel:
-``policy_kind`` raises ``NotImplementedError`` for them and ``batch.simulate_batch`` keeps the
-XLA strategy.
+Training (``train=True``, ``kernels.train``): one call per REINFORCE batch from the carried state
+(``STATE_FIELDS``), the sampled DDRL-NRA and RLVNE (``KERNEL_TRAIN_POLICIES``): softmax over the
+feasible nodes, inverse-CDF draws from uniforms made outside the kernel from the XLA path's keys,
+and per request the analytic Σ ∇ log π and Σ -log π · ∇ log π (rows ``grad_*``, ``ent_*``).
+
+A sampled test pass (``simulate`` with a training policy) and the audit trail's paths are not
+expressed in the kernel: ``policy_kind`` raises ``NotImplementedError`` for them and
+``batch.simulate_batch`` keeps the XLA strategy.
 
 ``interpret=True`` runs the same kernel on the CPU (Pallas interpret mode) for the tests;
 ``kernels.cost.cuda_cost`` lowers it for a GPU on a machine without one.
@@ -59,6 +64,9 @@ from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, ne
                                       request_arrays, substrate_arrays)
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate
+
+KERNEL_TRAIN_POLICIES = {"ddrl-nra": "ddrl", "rlvne": "rlvne"}
+"""Sampled (training) policies (``NodePolicy.name``) the training kernel expresses -> kind."""
 
 KERNEL_POLICIES = {"nrmvne": "nrmvne", "grc": "grc", "ddrl-nra-greedy": "ddrl",
                    "rlvne-greedy": "rlvne", "random": "random"}
@@ -97,10 +105,24 @@ def _scratch_shapes(d: Dims) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
     }
 
 
-def _row_shapes(d: Dims):
-    i32 = jnp.int32
-    return {"status": ((d.n_requests,), i32), "hosts": ((d.n_requests, d.MP), i32),
-            "hops": ((d.n_requests, d.LP), i32), "logp": ((d.n_requests,), jnp.float32)}
+STATE_FIELDS = ("res_cpu", "res_sto", "res_bw", "slot_active", "slot_departure", "slot_hosts",
+                "slot_cpu", "slot_sto", "slot_usage")
+"""The per-seed state a training call starts from and returns (``_scratch_shapes``)."""
+
+
+def _row_shapes(d: Dims, train: bool = False):
+    i32, f32, r = jnp.int32, jnp.float32, d.n_requests
+    rows = {"status": ((r,), i32), "hosts": ((r, d.MP), i32), "hops": ((r, d.LP), i32),
+            "logp": ((r,), f32)}
+    if train:  # per request: Σ ∇logp and Σ -logp·∇logp over its placements, weights and biases
+        rows.update({"grad_w": ((r, d.UP, 4), f32), "grad_b": ((r, d.UP), f32),
+                     "ent_w": ((r, d.UP, 4), f32), "ent_b": ((r, d.UP), f32)})
+    return rows
+
+
+def output_names(d: Dims, train: bool = False) -> tuple[str, ...]:
+    """The names of ``kernel_call``'s outputs, in order: the rows, then the scratch state."""
+    return tuple(_row_shapes(d, train)) + tuple(_scratch_shapes(d))
 
 
 def _first(mask: jax.Array, size: int) -> jax.Array:
@@ -119,10 +141,11 @@ def _pick(vec: jax.Array, i: jax.Array) -> jax.Array:
                              jnp.zeros_like(vec)))
 
 
-def _kernel(d: Dims, kind: str, interpret: bool, *refs):
+def _kernel(d: Dims, kind: str, interpret: bool, train: bool, *refs):
     names = (tuple("sub_" + f for f in SUBSTRATE_FIELDS)
              + tuple("req_" + f for f in REQUEST_FIELDS) + ("pol_w", "pol_b")
-             + tuple("out_" + f for f in _row_shapes(d)) + tuple(_scratch_shapes(d)))
+             + (tuple("in_" + f for f in STATE_FIELDS) if train else ())
+             + tuple("out_" + f for f in _row_shapes(d, train)) + tuple(_scratch_shapes(d)))
     r = dict(zip(names, refs))
     domain = r["sub_domain"][...]
     real = r["sub_real"][...] == 1
@@ -132,6 +155,8 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
     edge_ids = jnp.arange(EP, dtype=jnp.int32)
     m_ids = jnp.arange(MP, dtype=jnp.int32)
     l_ids = jnp.arange(LP, dtype=jnp.int32)
+    u_ids = jnp.arange(d.UP, dtype=jnp.int32)
+    c_ids = jnp.arange(4, dtype=jnp.int32)
 
     def sync():
         """A barrier of this program's threads: between a store and another thread's load of
@@ -140,10 +165,14 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         if not interpret:
             plt.debug_barrier()
 
-    r["res_cpu"][...] = r["sub_cpu"][...]
-    r["res_sto"][...] = r["sub_sto"][...]
-    r["res_bw"][...] = r["sub_bw0"][...]
-    r["slot_active"][...] = jnp.zeros((AP,), jnp.int32)
+    if train:  # the carried state
+        for f in STATE_FIELDS:
+            r[f][...] = r["in_" + f][...]
+    else:  # an empty network
+        r["res_cpu"][...] = r["sub_cpu"][...]
+        r["res_sto"][...] = r["sub_sto"][...]
+        r["res_bw"][...] = r["sub_bw0"][...]
+        r["slot_active"][...] = jnp.zeros((AP,), jnp.int32)
     sync()
 
     def release(now):
@@ -202,10 +231,47 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         host = _first(feas & (before == rank), NP)
         return host, -jnp.log(jnp.maximum(n, 1).astype(jnp.float32))
 
+    def sampled(u, score, feas):
+        """``base.sample_masked`` of the softmax over the feasible nodes (eq. 20,
+        ``base.masked_log_softmax``): ``base.inverse_cdf`` of the uniform ``u``, the first node
+        (by id) whose cumulative weight exceeds u·Σp, capped at the last node of positive
+        weight; -> (host, its log-probability, the softmax probabilities). The cumulative sums
+        are masked reductions: the same node as XLA's ``cumsum`` unless u·Σp lies within
+        rounding of a cumulative weight."""
+        zmax = jnp.max(jnp.where(feas, score, -1e30))
+        ez = jnp.where(feas, jnp.exp(jnp.where(feas, score, -jnp.inf) - zmax), 0.0)
+        total_ez = jnp.sum(ez)
+        lse = jnp.log(jnp.maximum(total_ez, 1e-30)) + zmax
+        logp = jnp.where(feas, score - lse, 0.0)
+        p = jnp.where(feas, jnp.exp(logp), 0.0)
+        cdf = jnp.sum(jnp.where(node_ids[None, :] <= node_ids[:, None], p[None, :], 0.0), axis=1)
+        first = _first((p > 0) & (cdf > u * jnp.sum(p)), NP)
+        last = jnp.max(jnp.where(p > 0, node_ids, -1))
+        host = jnp.where(first < NP, first, last)
+        return host, _pick(logp, host), ez / jnp.maximum(total_ez, 1e-30)
+
+    def grad_logp(host, prob, cols, lin, row):
+        """∇ log π(host) of the linear score (eq. 19 / RLVNE's ReLU unit), analytically: with
+        g = onehot(host) - softmax (zero off the feasible nodes) and the ReLU's derivative
+        1[lin > 0] (``jax.nn.relu``'s, 0 at 0), ∂/∂w_c = Σ_i g_i x_ic, ∂/∂b = Σ_i g_i, in weight
+        row ``row``; -> (f32[UP, 4], f32[UP])."""
+        g = jnp.where(node_ids == host, 1.0, 0.0) - prob
+        if kind == "rlvne":
+            g = jnp.where(lin > 0, g, 0.0)
+        gw = functools.reduce(lambda a, b: a + b, [
+            jnp.where(c_ids == c, jnp.sum(g * cols[c]), 0.0) for c in range(4)])
+        at = u_ids == row
+        return jnp.where(at[:, None], gw[None, :], 0.0), jnp.where(at, jnp.sum(g), 0.0)
+
     def scores(k, j, cpu, sto, inc, hosts):
         """The policy's node scores for request node ``j`` on the working residuals."""
         if kind in ("nrmvne", "grc"):  # the rank score, fixed at the request's arrival
             return inc
+        return linear_scores(k, j, cpu, sto, inc, hosts)[0]
+
+    def linear_scores(k, j, cpu, sto, inc, hosts):
+        """The learning agents' (score, feature columns, pre-activation, weight row) of request
+        node ``j``: DDRL-NRA's eq. 19 on its domain's FM, RLVNE's ReLU of its linear score."""
         if kind == "ddrl":  # ddrl.domain_feature_matrix of j's domain, the domain's agent
             dj = r["req_domain"][k, j]
             member = domain == dj
@@ -214,7 +280,8 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
                 scale = jnp.max(jnp.where(member, jnp.abs(x), 0.0))
                 cols.append(jnp.where(member, x, 0.0) / jnp.where(scale > 0, scale, 1.0))
             w = [r["pol_w"][dj, c] for c in range(4)]
-            return linear(cols, w, r["pol_b"][dj])
+            lin = linear(cols, w, r["pol_b"][dj])
+            return lin, cols, lin, dj
         # rlvne.rlvne_features: [cpu, degree, incident bw, AVG(DST)] min-max over real nodes
         placed = hosts >= 0
         cols_h = r["sub_hops"][node_ids[:, None], jnp.maximum(hosts, 0)[None, :]]  # [NP, MP]
@@ -227,7 +294,8 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
             span = hi - lo
             cols.append((x - lo) / jnp.where(span > 0, span, 1.0))
         w = [r["pol_w"][0, c] for c in range(4)]
-        return jnp.maximum(linear(cols, w, r["pol_b"][0]), 0.0)
+        lin = linear(cols, w, r["pol_b"][0])
+        return jnp.maximum(lin, 0.0), cols, lin, jnp.int32(0)
 
     def grc_scores(damping=GRC_DAMPING, tol=GRC_TOL, max_iter=GRC_MAX_ITER):
         """``features.grc_substrate`` on the residuals at the request's arrival: the same
@@ -278,28 +346,37 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
             return (i < MP) & ~failed
 
         def place(c):
-            i, failed, cpu, sto, used, hosts, logp = c
+            i, failed, cpu, sto, used, hosts, logp, grads = c
             j = r["req_node_order"][k, i]
             live = r["req_node_mask"][k, j] == 1
             need_cpu, need_sto = r["req_cpu"][k, j], r["req_sto"][k, j]
             feas = ((domain == r["req_domain"][k, j]) & (cpu >= need_cpu) & (sto >= need_sto)
                     & ~used)
+            placed = live & _any(feas)
             if kind == "random":
                 host, lp = uniform_choice(r["req_uniform"][k, i], feas)
+            elif train:
+                score, cols, lin, row = linear_scores(k, j, cpu, sto, inc, hosts)
+                host, lp, prob = sampled(r["req_uniform"][k, i], score, feas)
+                gw, gb = grad_logp(host, prob, cols, lin, row)
+                keep = lambda x: jnp.where(placed, x, 0.0)  # noqa: E731 (online.sum_placed)
+                grads = (grads[0] + keep(gw), grads[1] + keep(gb),
+                         grads[2] + keep(-lp * gw), grads[3] + keep(-lp * gb))
             else:
                 host, lp = greedy(scores(k, j, cpu, sto, inc, hosts), feas)
-            placed = live & _any(feas)
             at = placed & (node_ids == host)
             cpu = cpu - jnp.where(at, need_cpu, 0.0)
             sto = sto - jnp.where(at, need_sto, 0.0)
             hosts = jnp.where(placed & (m_ids == j), host, hosts)
             logp = logp + jnp.where(placed, lp, 0.0)
-            return i + 1, failed | (live & ~placed), cpu, sto, used | at, hosts, logp
+            return i + 1, failed | (live & ~placed), cpu, sto, used | at, hosts, logp, grads
 
+        zw, zb = jnp.zeros((d.UP, 4), jnp.float32), jnp.zeros((d.UP,), jnp.float32)
         init = (jnp.int32(0), jnp.bool_(False), r["res_cpu"][...], r["res_sto"][...],
-                jnp.zeros((NP,), jnp.bool_), jnp.full((MP,), -1, jnp.int32), jnp.float32(0.0))
-        _, failed, cpu, sto, _, hosts, logp = jax.lax.while_loop(more, place, init)
-        return ~failed, hosts, cpu, sto, logp
+                jnp.zeros((NP,), jnp.bool_), jnp.full((MP,), -1, jnp.int32), jnp.float32(0.0),
+                (zw, zb, zw, zb))
+        _, failed, cpu, sto, _, hosts, logp, grads = jax.lax.while_loop(more, place, init)
+        return ~failed, hosts, cpu, sto, logp, grads
 
     def tree_path_ok(src, dst, demand):
         """Every link of the static min-hop tree's path is eligible (``links.walk_path``)."""
@@ -381,7 +458,7 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
     def request(k, carry):
         now = r["req_arrival"][k]
         release(now)
-        nodes_ok, hosts, cpu, sto, logp = map_nodes(k)
+        nodes_ok, hosts, cpu, sto, logp, grads = map_nodes(k)
         links_ok, hops = map_links(k, hosts, nodes_ok)
         free = (r["slot_active"][...] == 0) & (slot_ids < d.max_active)
         slot = _first(free, AP)
@@ -407,6 +484,12 @@ def _kernel(d: Dims, kind: str, interpret: bool, *refs):
         r["out_hosts"][k, :] = hosts
         r["out_hops"][k, :] = hops
         r["out_logp"][k] = logp
+        if train:
+            for name, g in zip(("grad_w", "grad_b", "ent_w", "ent_b"), grads):
+                if g.ndim == 2:
+                    r["out_" + name][k, :, :] = g
+                else:
+                    r["out_" + name][k, :] = g
         return carry
 
     jax.lax.fori_loop(0, d.n_requests, request, 0)
@@ -432,11 +515,13 @@ def node_order(kind: str, req: Requests) -> jax.Array:
     return jnp.broadcast_to(jnp.arange(req.max_nodes, dtype=jnp.int32), req.cpu.shape)
 
 
-def uniforms(kind: str, key: jax.Array, n_requests: int, max_nodes: int) -> jax.Array:
+def uniforms(kind: str, key: jax.Array, n_requests: int, max_nodes: int,
+             sampled: bool = False) -> jax.Array:
     """f32[R, M]: the uniform of each placement, drawn as ``online.run_online`` and
     ``map_nodes`` derive the policy's keys (request k: ``split(key, R)[k]``, placement i:
-    ``fold_in`` i) and ``base.sample_masked`` draws (zeros for the deterministic policies)."""
-    if kind != "random":
+    ``fold_in`` i) and ``base.sample_masked`` draws: for the random policy and the ``sampled``
+    (training) agents, zeros for the deterministic policies."""
+    if kind != "random" and not sampled:
         return jnp.zeros((n_requests, max_nodes), jnp.float32)
     keys = jax.random.split(key, n_requests)
     return jax.vmap(lambda k: jax.vmap(lambda i: jax.random.uniform(
@@ -464,17 +549,20 @@ def _seed_block(shape):
     return pl.BlockSpec((None,) + tuple(shape), lambda s: (s,) + zeros)
 
 
-def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool):
+def kernel_call(d: Dims, kind: str, n_seeds: int, in_shapes, interpret: bool,
+                train: bool = False):
     """The ``pallas_call`` over ``n_seeds`` programs; inputs are the ``SUBSTRATE_FIELDS`` then
-    the ``REQUEST_FIELDS`` arrays and the policy weights (``policy_weights``), with a leading
-    seed axis (``in_shapes``: their per-seed shapes); outputs the rows then the scratch state."""
-    outs = {**_row_shapes(d), **_scratch_shapes(d)}
+    the ``REQUEST_FIELDS`` arrays and the policy weights (``policy_weights``), then with
+    ``train`` the carried ``STATE_FIELDS``, each with a leading seed axis (``in_shapes``: their
+    per-seed shapes); outputs the rows (``_row_shapes``) then the scratch state."""
+    outs = {**_row_shapes(d, train), **_scratch_shapes(d)}
     return pl.pallas_call(
-        functools.partial(_kernel, d, kind, interpret), grid=(n_seeds,),
+        functools.partial(_kernel, d, kind, interpret, train), grid=(n_seeds,),
         in_specs=[_seed_block(s) for s in in_shapes],
         out_shape=[jax.ShapeDtypeStruct((n_seeds,) + s, t) for s, t in outs.values()],
         out_specs=[_seed_block(s) for s, _ in outs.values()], interpret=interpret,
-        name="sagin_online_pass", compiler_params=TritonParams(num_warps=NUM_WARPS))
+        name="sagin_train_batch" if train else "sagin_online_pass",
+        compiler_params=TritonParams(num_warps=NUM_WARPS))
 
 
 def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests,
@@ -500,7 +588,7 @@ def run_kernel(policy: NodePolicy, params, keys, subs: Substrate, reqs: Requests
     args = ([sub_arrays[f] for f in SUBSTRATE_FIELDS] + [req_arrays[f] for f in REQUEST_FIELDS]
             + [w, b])
     call = kernel_call(d, kind, n_seeds, [a.shape[1:] for a in args], interpret)
-    outs = dict(zip(tuple(_row_shapes(d)) + tuple(_scratch_shapes(d)), call(*args)))
+    outs = dict(zip(output_names(d), call(*args)))
     rows = KernelRows(status=outs["status"], hosts=outs["hosts"][..., :d.max_nodes],
                       hops=outs["hops"][..., :d.max_links], logp=outs["logp"])
     residual = (outs["res_cpu"][:, :d.n_nodes], outs["res_sto"][:, :d.n_nodes],

@@ -35,9 +35,10 @@ def metrics_state(max_active: int) -> SimState:
     return init_state(one, max_active, 1)
 
 
-def outcome_rows(sub: Substrate, req: Requests, rows: KernelRows, max_active: int):
+def outcome_rows(sub: Substrate, req: Requests, rows: KernelRows, max_active: int,
+                 state: SimState | None = None):
     """One seed's ``Outcome[R]`` (paths not recorded, ``trips`` 0: the loops run in the kernel)
-    and final metrics state from its rows."""
+    and final metrics state from its rows, from ``state`` (``metrics_state``: an empty network)."""
     del sub  # the rows carry everything the outcome needs
 
     def step(state, k):
@@ -66,4 +67,5 @@ def outcome_rows(sub: Substrate, req: Requests, rows: KernelRows, max_active: in
                       paths=None, overflow=rows.status[k] == 2, trips=jnp.int32(0))
         return state, out
 
-    return jax.lax.scan(step, metrics_state(max_active), jnp.arange(req.n_requests))
+    start = metrics_state(max_active) if state is None else state
+    return jax.lax.scan(step, start, jnp.arange(req.n_requests))

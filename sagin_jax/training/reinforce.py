@@ -21,7 +21,7 @@ from sagin_jax.policies.base import with_gradients
 from sagin_jax.policies.ddrl import init_ddrl_params, make_ddrl_policy
 from sagin_jax.policies.rlvne import init_rlvne_params, make_rlvne_policy
 from sagin_jax.scenario.types import Requests, Substrate
-from sagin_jax.simulation.online import run_online, simulate
+from sagin_jax.simulation.online import request_step_strategy, run_online, simulate
 from sagin_jax.simulation.state import init_state
 from sagin_jax.training.config import Hyper, TrainConfig
 
@@ -200,11 +200,25 @@ class Trainer(NamedTuple):
     train: Callable
 
 
-def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
-    """Build the trainer for fixed shapes (``n_train`` requests, active table ``max_active``)."""
+def make_train(cfg: TrainConfig, n_train: int, max_active: int,
+               strategy: str | None = None, interpret: bool | None = None) -> Trainer:
+    """Build the trainer for fixed shapes (``n_train`` requests, active table ``max_active``).
+
+    ``strategy`` (``online.request_step_strategy``): with "kernel" each batch is one Pallas call
+    (``kernels.train.kernel_batch``, Pallas interpret mode on a CPU) for the agents it expresses
+    (``kernels.train.kernel_trains``: DDRL-NRA and RLVNE), which returns each request's outcome
+    and analytic ∇ log π; rewards, baseline, update and central averaging are the same XLA code
+    below. Otherwise, and for agents the kernel does not express, the batch is
+    ``online.run_online`` (the kernel strategy's fallback there is "batched"). ``interpret``:
+    the kernel in Pallas interpret mode (default: on a CPU backend; False lowers it for a GPU
+    on any machine, ``kernels.cost``)."""
     cfg.validate(n_train)
-    train_policy, _, init_params = policies_for(cfg)
-    train_policy = with_score_terms(train_policy)
+    base_policy, _, init_params = policies_for(cfg)
+    train_policy = with_score_terms(base_policy)
+    kernel = None
+    if request_step_strategy(strategy) == "kernel":  # Pallas is imported only when used
+        from sagin_jax.kernels import train as kernel
+        kernel = kernel if kernel.kernel_trains(base_policy) else None
     opt = make_optimizer()
     n_batches = n_train // cfg.batch_size
 
@@ -229,6 +243,22 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
         avg = segment_average_matrix(sub) if cfg.algo == "ddrl-nra" else None
 
         hyper = carry.hyper
+        if kernel is not None:
+            first = jax.tree_util.tree_map(lambda x: x[:cfg.batch_size], reqs)  # shapes only
+            dims = kernel.batch_dims(sub, first, max_active)
+            sub_arrays = kernel.substrate_arrays(sub, dims)
+            interp = jax.default_backend() == "cpu" if interpret is None else interpret
+
+            def run_batch(params, k, batch, state):
+                return kernel.kernel_batch(base_policy, params, k, sub, batch, state,
+                                           max_active, interp, sub_arrays)
+
+            state = kernel.init_carry(sub, dims)
+        else:
+            def run_batch(params, k, batch, state):
+                return run_online(train_policy, params, k, sub, batch, state, strategy=strategy)
+
+            state = init_state(sub, max_active, reqs.max_nodes)
 
         def batch_step(c, xs):
             params, opt_state, state, updates_done, baseline = c
@@ -236,7 +266,7 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
             batch = jax.tree_util.tree_map(  # kept in its storage dtypes: run_online widens
                 lambda x: jax.lax.dynamic_slice_in_dim(x, b * cfg.batch_size, cfg.batch_size),
                 reqs)
-            state, out = run_online(train_policy, params, k, sub, batch, state)
+            state, out = run_batch(params, k, batch, state)
             rewards = request_rewards(cfg, out, hyper)
             used, baseline = update_baseline(hyper, rewards, out.accepted, baseline, updates_done)
             adv = advantages(hyper, rewards, out.accepted, used)
@@ -257,7 +287,6 @@ def make_train(cfg: TrainConfig, n_train: int, max_active: int) -> Trainer:
             curve = (m.ar, m.acr, m.rc, objective(m, hyper))
             return (params, opt_state, state, updates_done, baseline), curve
 
-        state = init_state(sub, max_active, reqs.max_nodes)
         keys = jax.random.split(carry.epoch_keys[carry.epoch], n_batches)
         (params, opt_state, _, updates_done, baseline), curve = jax.lax.scan(
             batch_step, (carry.params, carry.opt_state, state, carry.updates_done,

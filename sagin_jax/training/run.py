@@ -22,6 +22,7 @@ from sagin_jax.scenario.types import (Requests, Substrate, compact_requests,
 from sagin_jax.devices.seed_axis import run_index, seed_keys, take_runs
 from sagin_jax.simulation.batch import (make_requests, make_substrates, over_seeds,
                                         table_size)
+from sagin_jax.simulation.online import request_step_strategy
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.reinforce import TrainCurves, make_evaluate, make_train
 
@@ -47,6 +48,14 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="epoch", leave=False)
 
 
+def train_strategy(mesh) -> str | None:
+    """The request-step strategy of training: the backend's default, except that with a device
+    mesh the "kernel" strategy falls back to "batched" (as ``batch.simulate_batch`` does)."""
+    if mesh is not None and request_step_strategy() == "kernel":
+        return "batched"
+    return None
+
+
 def grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
     """The jitted ``(init, epoch)`` of a training grid, one pair per static configuration, so a
     second grid with the same shapes reuses the compiled programs instead of recompiling a fresh
@@ -57,7 +66,7 @@ def grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, m
 
 @functools.lru_cache(maxsize=None)
 def _grid_programs(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop, mesh):
-    trainer = make_train(tcfg, n_train, max_active)
+    trainer = make_train(tcfg, n_train, max_active, train_strategy(mesh))
     return (jax.jit(over_seeds(trainer.init, seed_loop, mesh)),
             jax.jit(over_seeds(trainer.epoch, seed_loop, mesh), donate_argnums=(0,)))
 
@@ -77,7 +86,7 @@ def population_epoch_program(tcfg: TrainConfig, n_train: int, max_active: int, s
 @functools.lru_cache(maxsize=None)
 def _population_epoch_program(tcfg: TrainConfig, n_train: int, max_active: int, seed_loop,
                               mesh):
-    trainer = make_train(tcfg, n_train, max_active)
+    trainer = make_train(tcfg, n_train, max_active, train_strategy(mesh))
     n_batches = n_train // tcfg.batch_size
 
     def epoch(carry, sub, reqs, live):
