@@ -237,7 +237,7 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
             "scenario": SMALL, "fig4": None, "scale_nodes": [20], "scale_seeds": 2,
             "scale_requests": 40, "train": {"batch_size": 20},
             "trip_seeds": 2, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
-            "train_memory_seeds": [4]}
+            "train_memory_seeds": [4], "end_to_end": None, "env": {"envs": [4], "steps": 4}}
     # the training-memory workload's figures come from ``train_memory`` (compiled from shapes;
     # its accounting is tested in test_training.py): made-up numbers here check how the bench
     # reports them, without compiling a vmapped training epoch once more

@@ -43,10 +43,14 @@ def _policy(algo: str):
     return (BASELINES[algo], None) if algo in BASELINES else _agent(algo)
 
 
-@pytest.mark.parametrize("algo", ["nrmvne", "grc", "random", "ddrl-nra", "rlvne"])
+@pytest.mark.parametrize("algo", ["nrmvne", "random", "ddrl-nra"])
 def test_stream_equals_simulate_seeds(algo):
     """Per seed: final AR, ACR, R/C, link R/C, accepted count and every grid sample are the
-    bits of ``simulate_seeds`` on ``make_scenarios`` (sampled by ``stats.on_time_grid``)."""
+    bits of ``simulate_seeds`` on ``make_scenarios`` (sampled by ``stats.on_time_grid``). The
+    runner hands a policy, its parameters and the seed keys to ``simulate`` and never looks
+    inside: a heuristic, the keyed random draw and a parameterised agent cover what it passes
+    (GRC and RLVNE are the same calls; ``test_equivalence`` holds every policy to the
+    reference)."""
     policy, params = _policy(algo)
     grid = default_time_grid(CFG, POINTS)
     got = stream_seeds(CFG, policy, params, SEEDS, grid, chunk=5, mesh=None)
