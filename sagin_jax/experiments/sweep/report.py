@@ -74,15 +74,23 @@ def search_span_s(study: optuna.Study) -> float:
             - min(t.datetime_start for t in ts)).total_seconds()
 
 
-def state_counts(study: optuna.Study) -> dict[str, int]:
+def _trials(study_or_trials) -> list:
+    if isinstance(study_or_trials, optuna.Study):
+        return study_or_trials.get_trials(deepcopy=False)
+    return list(study_or_trials)
+
+
+def state_counts(study_or_trials) -> dict[str, int]:
+    """{state name: trials} of a study, or of a snapshot of its trials."""
     out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in _trials(study_or_trials):
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
 
 
-def n_running(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+def n_running(study_or_trials) -> int:
+    """Trials still running, in a study or a snapshot of its trials."""
+    return sum(t.state == TrialState.RUNNING for t in _trials(study_or_trials))
 
 
 def claims_row(summary: dict) -> str:

@@ -64,13 +64,17 @@ def run_sweep(config: str, out: str | None = None, budget: str | None = None,
         studies = {algo: run_study(sw, algo, out_dir, bud, True, progress, storage=st,
                                    worker=worker)
                    for algo in sw["algos"]}
+        # one snapshot of each study's trials for the counts, the states and the running
+        # check: read apart, a trial of another worker could be counted running in the states
+        # and finished in the check, and the outputs would then be written twice
+        snap = {a: s.get_trials(deepcopy=False) for a, s in studies.items()}
         summary = {"name": sw["name"], "train_seeds": sw["train_seeds"],
                    "test_seeds": sw["test_seeds"], "slots": sw["batch"],
                    "storage": JOURNAL if storage is None else shown_url(storage), "best": {},
-                   "n_trials": {a: len(s.trials) for a, s in studies.items()},
-                   "states": {a: state_counts(s) for a, s in studies.items()},
+                   "n_trials": {a: len(t) for a, t in snap.items()},
+                   "states": {a: state_counts(t) for a, t in snap.items()},
                    "search_wall_s": {a: search_span_s(s) for a, s in studies.items()},
-                   "running": {a: n_running(s) for a, s in studies.items()}}
+                   "running": {a: n_running(t) for a, t in snap.items()}}
         if any(summary["running"].values()):
             return {**summary, "written": False}
         del summary["running"]
