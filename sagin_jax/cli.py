@@ -202,8 +202,8 @@ def _evaluate_many(args) -> int:
     if not args.out:
         raise ValueError("--seeds needs --out DIR")
     validate.output_dir(args.out, "--out")
-    seeds = parse_seeds(args.seeds)
     _check_stream_flags(args)
+    seeds = parse_seeds(args.seeds)
     if args.checkpoint:
         if args.config:
             raise ValueError("--config is taken from the checkpoint; leave it out with "

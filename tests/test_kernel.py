@@ -44,6 +44,19 @@ def paper_runs():
     return subs, reqs, seq, ker
 
 
+
+def _assert_same_decisions(o_ker, o_seq) -> None:
+    """The kernel's outcome rows are the sequential step's: some but not all requests accepted,
+    the same acceptances, hosts, revenue, cost and running metrics, bit for bit."""
+    acc = np.asarray(o_seq.accepted)
+    assert 0 < acc.sum() < acc.size
+    for f in ("accepted", "hosts"):
+        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
+    for f in ("revenue", "cost"):
+        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f))
+    for f in ("ar", "acr", "rc", "rc_link"):
+        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f))
+
 def test_paper_config_pads_to_the_powers_of_two_of_its_bounds():
     """Triton blocks are powers of two: the paper's bounds (``scenario_bounds``: 466 links,
     degree 28) and 100 nodes, 10 request nodes, 45 request links pad to 512, 32, 128, 16, 64;
@@ -132,14 +145,7 @@ def test_kernel_greedy_agents_match_sequential(algo):
         params, keys, subs, reqs)
     _, o_ker = jax.jit(lambda p, k, s, r: simulate_kernel(
         greedy, p, k, s, r, a, interpret=True, params_per_seed=True))(params, keys, subs, reqs)
-    acc = np.asarray(o_seq.accepted)
-    assert 0 < acc.sum() < acc.size
-    for f in ("accepted", "hosts"):
-        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
-    for f in ("revenue", "cost"):
-        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f))
-    for f in ("ar", "acr", "rc", "rc_link"):
-        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f))
+    _assert_same_decisions(o_ker, o_seq)
     np.testing.assert_allclose(o_ker.logp, o_seq.logp, rtol=1e-6, atol=1e-5)
     assert np.abs(np.asarray(o_seq.logp)).max() > 1.0  # the log-probabilities are compared
 
@@ -181,14 +187,7 @@ def test_kernel_heuristic_matches_sequential(policy, same_state, same_logp):
                                   strategy="sequential")
     s_ker, o_ker = simulate_batch(policy, None, keys, subs, reqs, max_active=a,
                                   strategy="kernel")
-    acc = np.asarray(o_seq.accepted)
-    assert 0 < acc.sum() < acc.size
-    for f in ("accepted", "hosts"):
-        np.testing.assert_array_equal(getattr(o_ker, f), getattr(o_seq, f), err_msg=f)
-    for f in ("revenue", "cost"):
-        np.testing.assert_array_equal(getattr(o_ker.value, f), getattr(o_seq.value, f))
-    for f in ("ar", "acr", "rc", "rc_link"):
-        np.testing.assert_array_equal(getattr(o_ker.metrics, f), getattr(o_seq.metrics, f))
+    _assert_same_decisions(o_ker, o_seq)
     if same_state:
         for f in ("res_cpu", "res_sto", "res_bw"):
             np.testing.assert_array_equal(getattr(s_ker, f), getattr(s_seq, f), err_msg=f)

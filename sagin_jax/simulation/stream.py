@@ -31,7 +31,7 @@ from sagin_jax.devices.sharding import AXIS
 from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
-from sagin_jax.scenario.generate import (_check_chunk, _generation_mesh, _n_devices,
+from sagin_jax.scenario.generate import (_check_chunk, _generation_mesh, _host, _n_devices,
                                          _raise_overflow, _seed_array)
 from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
 from sagin_jax.scenario.types import Requests
@@ -151,10 +151,6 @@ def max_alive(req: Requests) -> jax.Array:
     dep = jnp.sort(req.arrival + req.lifetime)
     gone = jnp.searchsorted(dep, req.arrival, side="right")
     return jnp.max(jnp.arange(1, req.n_requests + 1) - gone).astype(jnp.int32)
-
-
-def _host(tree, n: int):
-    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], tree)
 
 
 def run_chunks(seeds: np.ndarray, chunk: int, size: int, launch: Callable, settle: Callable,

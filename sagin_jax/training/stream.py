@@ -24,7 +24,7 @@ from sagin_jax.devices.seed_axis import seed_key_data
 from sagin_jax.devices.sharding import AXIS
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
-from sagin_jax.scenario.generate import _raise_overflow
+from sagin_jax.scenario.generate import _host, _raise_overflow
 from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
 from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
 from sagin_jax.simulation.stream import (chunk_shape, max_alive, reduce_outcome, run_chunks,
@@ -100,8 +100,7 @@ def train_seeds(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int], gr
         if most > table[0]:  # rows for every request alive at once, rounded to a bucket
             table[0] = -(-most // TABLE_BUCKET) * TABLE_BUCKET
             (params, curves, summary, _, _), _ = launch(c, pos, table[0])
-        host = lambda t: jax.tree_util.tree_map(lambda x: np.asarray(x)[:n], t)  # noqa: E731
-        return host(params), host(curves), host(summary)
+        return _host((params, curves, summary), n)
 
     kept = run_chunks(seeds, chunk, size, launch, settle, first_chunk, on_chunk)
     if kept is None:
