@@ -225,6 +225,9 @@ def bench_config(doc, path) -> None:
         "scale_seeds": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
         "scale_requests": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
         "trip_seeds": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+        "trip_policies": (lambda v: isinstance(v, list) and v
+                          and set(v) <= {"nrmvne", "ddrl-nra"},
+                          "a non-empty list of 'nrmvne'/'ddrl-nra'"),
         "generation": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
         "train_memory_seeds": (lambda v: isinstance(v, list) and _int_list(v),
                                "a list of integers >= 1"),

@@ -225,6 +225,8 @@ CASES = [
                                                    "{d}/b"], ["b.json", "sedes"]),
     ("bench-scenario-type", {"b.json": {"scenario": {"n_air": "x"}}},
      ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "n_air"]),
+    ("bench-trip-policies", {"b.json": {"trip_policies": ["grc"]}},
+     ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "trip_policies"]),
     ("bench-env-envs", {"b.json": {"env": {"envs": [0], "steps": 4}}},
      ["bench", "--config", "{d}/b.json", "--out", "{d}/b"], ["b.json", "env.envs"]),
     ("bench-env-unknown", {"b.json": {"env": {"envz": [8]}}},

@@ -229,14 +229,17 @@ def test_bad_experiment_file_is_refused(tmp_path, capsys, bad, message):
 
 def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
     # one seed count, seeds looped (the vmapped programs are tested in test_invariants): every
-    # workload of the bench with the fewest compiles that still exercises it. The scale point
+    # workload of the bench with the fewest compiles that still exercises it (loop trips of
+    # NRMVNE only: each policy's batched step is one more program; trip counts are tested in
+    # test_trips). The scale point
     # (20 nodes: the SMALL scenario itself), the trip counts and the generation timing use the
     # simulator's seed count, requests and chunk, so they rerun programs it compiled (loaded
     # from the compilation cache) instead of compiling their own.
     spec = {"seeds": [2], "vmap_max_seeds": 0, "reference_seeds": 1, "speedup_seeds": 2,
             "scenario": SMALL, "fig4": None, "scale_nodes": [20], "scale_seeds": 2,
             "scale_requests": 40, "train": {"batch_size": 20},
-            "trip_seeds": 2, "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
+            "trip_seeds": 2, "trip_policies": ["nrmvne"],
+            "generation": {"seeds": 8, "chunk": 8, "numpy_seeds": 1},
             "train_memory_seeds": [4], "end_to_end": None, "env": {"envs": [4], "steps": 4}}
     # the training-memory workload's figures come from ``train_memory`` (compiled from shapes;
     # its accounting is tested in test_training.py): made-up numbers here check how the bench
@@ -259,7 +262,7 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
     assert {("jax-ddrl-train", "map", "2"), ("jax-nrmvne-test", "map", "2"),
             ("jax-ddrl-test", "map", "2")} <= workloads
     assert "scale-20" in {r["workload"] for r in rows}
-    assert {"trips-nrmvne-test", "trips-ddrl-nra-test", "generate-programs-discarded",
+    assert {"trips-nrmvne-test", "generate-programs-discarded",
             "generate-numpy"} <= \
         {r["workload"] for r in rows}
     trips = {r["loop"]: float(r["trips_mean"]) for r in rows

@@ -274,8 +274,10 @@ def bench_generation(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
 def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     """Sequential ``while_loop`` trips per request step (``Outcome.trips``), mean and max, for
     both request-step strategies, and each strategy's time per request on this backend: trips
-    are the proxy for accelerator latency, where every trip is a host round trip."""
+    are the proxy for accelerator latency, where every trip is a host round trip. The spec's
+    ``trip_policies`` (default both) picks NRMVNE and/or greedy DDRL-NRA."""
     n = spec.get("trip_seeds", 0)
+    names = spec.get("trip_policies", ["nrmvne", "ddrl-nra"])
     if not n:
         return
     seeds = list(range(n))
@@ -289,6 +291,8 @@ def bench_trips(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
     for strategy in [x for x in STRATEGIES if x != "kernel" or jax.default_backend() == "gpu"]:
         for name, policy, p in (("nrmvne", BASELINES["nrmvne"], None),
                                 ("ddrl-nra", greedy, params)):
+            if name not in names:
+                continue
             if strategy == "kernel" and p is not None:
                 continue  # per-seed evaluate() runs the kernel's fallback, "batched"
             def run(k, sb, rq, pp, policy=policy, strategy=strategy):
