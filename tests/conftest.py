@@ -56,3 +56,10 @@ def run_jax(cfg: ScenarioConfig, seeds: tuple, policy, split: str = "test"):
 @pytest.fixture
 def small_cfg():
     return small()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests marked ``slow`` first: xdist hands each worker a block of the collection
+    and lets an idle worker take from the other's, so a long test left for last keeps one
+    worker busy while the other waits; started first, the short ones fill in around it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
