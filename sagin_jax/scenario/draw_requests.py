@@ -200,8 +200,9 @@ def _compact_links(words, m: int, one=None):
 
 def draw_requests(key, plan: Plan, prm: dict, count: int) -> Requests:
     """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links,
-    stored in ``plan.req_storage`` (``plan.request_storage_dtypes``: uint8 demands and int8
-    indices for the paper's config; ``types.widen`` gives the dtypes the rules compute with).
+    stored in the dtypes of ``plan.req_storage`` (``scenario.plan.request_storage_dtypes``: uint8
+    demands and int8 indices for the paper's config; ``types.widen`` gives the dtypes the rules
+    compute with).
 
     Topology: each pair with probability req_link_prob, then the numpy generator's repair: for
     v = 1..n-1 in order, a v outside the component of node 0 is linked to a uniformly chosen node

@@ -25,8 +25,10 @@ and ``make_scenarios`` raises, naming the seed and the field to raise. Nothing i
 silently.
 
 Compiles. Only the shape-relevant part of the config (node counts, k-nearest counts, domains,
-request counts, padding, and the bit layout of each draw) is static; ranges, rates and
-probabilities are traced arguments, so configs that differ only in numbers share one program.
+request counts, padding, the bit layout of each draw, and the requests' storage dtypes) is
+static; ranges, rates and probabilities are traced arguments, so configs that differ only in
+numbers share one program unless a request range's upper bound crosses a storage threshold
+(255 or 65,535: ``plan.request_storage_dtypes``).
 """
 from __future__ import annotations
 
