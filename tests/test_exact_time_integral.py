@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sagin_jax.policies.baselines import NRMVNE
+from sagin_jax.scenario.types import widen
 from sagin_jax.simulation import exact
 from sagin_jax.simulation.batch import make_requests, make_substrates, table_size
 from sagin_jax.simulation.online import simulate
@@ -109,7 +110,7 @@ def test_average_revenue_is_exact_over_a_20000_request_horizon():
 def test_fractional_inputs_fall_back_to_float32_sums():
     cfg = small(n_test=40)
     sub = unstack(make_substrates(cfg, (1,)), 0)
-    reqs = unstack(make_requests(cfg, (1,), "test"), 0)
+    reqs = widen(unstack(make_requests(cfg, (1,), "test"), 0))  # float32 demands
     reqs = reqs.replace(cpu=reqs.cpu.at[0, 0].add(0.5))  # one non-integer demand
     state, out = jax.jit(lambda k: simulate(NRMVNE, None, k, sub, reqs, table_size(reqs)))(
         jax.random.key(0))

@@ -24,6 +24,7 @@ from sagin_jax.scenario import plan as P
 from sagin_jax.scenario import words as W
 from sagin_jax.scenario.build import build_requests, build_substrate
 from sagin_jax.scenario.io import scenario_document
+from sagin_jax.scenario.types import widen
 from tests.conftest import small
 
 CFG = small(domains_per_segment=(1, 2, 2), n_train=30, n_test=40)
@@ -91,7 +92,7 @@ def test_scenario_json_round_trip_is_bit_identical(batch, tmp_path):
             [lk["bw"] for lk in doc["links"]], pad_edges_to=sub.n_edges,
             pad_degree_to=sub.nbr_node.shape[-1])
         _same(back, sub)
-        _same(build_requests(doc["requests"], CFG.n_domains, CFG.max_req_nodes), test)
+        _same(build_requests(doc["requests"], CFG.n_domains, CFG.max_req_nodes), widen(test))
 
 
 def test_same_seed_same_scenario_whatever_the_batch(batch):

@@ -337,7 +337,7 @@ def test_compact_storage_trains_and_simulates_the_same_bits():
     from sagin_jax.scenario.types import compact_requests, compact_substrate
     cfg = small(n_train=60, n_test=60)
     sub = unstack(make_substrates(cfg, (4,)), 0)
-    reqs = unstack(make_requests(cfg, (4,), "train"), 0)
+    reqs = widen(unstack(make_requests(cfg, (4,), "train"), 0))  # the computing dtypes
     c_sub, c_reqs = compact_substrate(sub), compact_requests(reqs)
     assert c_reqs.cpu.dtype == np.uint8 and c_reqs.link_a.dtype == np.int8
     assert c_sub.hops.dtype == np.int16 and c_sub.edge_id.dtype == np.int16

@@ -63,7 +63,7 @@ from sagin_jax import features
 from sagin_jax.kernels.layout import (REQUEST_FIELDS, SUBSTRATE_FIELDS, Dims, next_pow2,
                                       request_arrays, substrate_arrays)
 from sagin_jax.policies.base import NodePolicy
-from sagin_jax.scenario.types import Requests, Substrate
+from sagin_jax.scenario.types import Requests, Substrate, widen
 
 KERNEL_TRAIN_POLICIES = {"ddrl-nra": "ddrl", "rlvne": "rlvne"}
 """Sampled (training) policies (``NodePolicy.name``) the training kernel expresses -> kind."""
@@ -507,6 +507,7 @@ def policy_kind(policy: NodePolicy) -> str:
 def node_order(kind: str, req: Requests) -> jax.Array:
     """i32[R, M]: the order the policy places each request's nodes in (request data only):
     NRMVNE by request NRM descending, the learning agents in index order."""
+    req = widen(req)
     if kind == "nrmvne":
         return jax.vmap(lambda q: features.rank_order(features.nrm_request(q)))(req)
     if kind == "grc":

@@ -199,7 +199,10 @@ def _compact_links(words, m: int, one=None):
 
 
 def draw_requests(key, plan: Plan, prm: dict, count: int) -> Requests:
-    """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links.
+    """``count`` requests in arrival order, padded to M = max_req_nodes nodes and M(M-1)/2 links,
+    stored in the dtypes of ``plan.req_storage`` (``scenario.plan.request_storage_dtypes``: uint8
+    demands and int8 indices for the paper's config; ``types.widen`` gives the dtypes the rules
+    compute with).
 
     Topology: each pair with probability req_link_prob, then the numpy generator's repair: for
     v = 1..n-1 in order, a v outside the component of node 0 is linked to a uniformly chosen node
@@ -227,8 +230,6 @@ def draw_requests(key, plan: Plan, prm: dict, count: int) -> Requests:
     words = _connect_requests(up, n_nodes, st.words_transposed(r, m - 1), one)
     link_a, link_b, link_mask = _compact_links(words, m, one)
     bw = where(link_mask, uniform_ints(st, dig_bw, (r, n_pairs), lo[2], span[2], one), 0)
-    return Requests(
-        arrival=arrival, lifetime=lifetime.astype(jnp.float32), node_mask=node_mask,
-        cpu=cpu.astype(jnp.float32), sto=sto.astype(jnp.float32), domain=dom.astype(jnp.int32),
-        link_a=link_a.astype(jnp.int32), link_b=link_b.astype(jnp.int32),
-        link_bw=bw.astype(jnp.float32), link_mask=link_mask)
+    fields = dict(arrival=arrival, lifetime=lifetime, node_mask=node_mask, cpu=cpu, sto=sto,
+                  domain=dom, link_a=link_a, link_b=link_b, link_bw=bw, link_mask=link_mask)
+    return Requests(**{k: fields[k].astype(t) for k, t in plan.req_storage})

@@ -25,8 +25,10 @@ and ``make_scenarios`` raises, naming the seed and the field to raise. Nothing i
 silently.
 
 Compiles. Only the shape-relevant part of the config (node counts, k-nearest counts, domains,
-request counts, padding, and the bit layout of each draw) is static; ranges, rates and
-probabilities are traced arguments, so configs that differ only in numbers share one program.
+request counts, padding, the bit layout of each draw, and the requests' storage dtypes) is
+static; ranges, rates and probabilities are traced arguments, so configs that differ only in
+numbers share one program unless a request range's upper bound crosses a storage threshold
+(255 or 65,535: ``plan.request_storage_dtypes``).
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ __all__ = ["Bounds", "default_chunk", "generate", "make_requests", "make_scenari
            "make_substrates", "scenario_bounds", "seed_key", "time_generation", "trim_padding"]
 
 _MIN_BUCKET = 8  # a run of one chunk pads its seed axis to a power of two >= this (few compiles)
-MAX_CHUNK = 512  # seeds per compiled call on an accelerator (memory: ~1.5 MB per paper seed)
+MAX_CHUNK = 512  # seeds per compiled call on an accelerator (output: ~0.6 MB per paper seed)
 CPU_CHUNK_PER_DEVICE = 64  # on a CPU: chunks small enough to stay in cache (2 host devices,
 #                            4,096 paper scenarios: 1.61 s with 64 seeds per device, 1.67 s
 #                            with 32, 1.87 s with 16, 2.13 s with 128)
@@ -247,7 +249,12 @@ def make_scenarios(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None 
     made ``chunk`` seeds per compiled call (None: ``default_chunk``), split over ``mesh``
     (default ``"local"``: every device of this process; None: one device); raises ValueError
     naming the first seed that overflows a static bound and the config field to raise. The
-    request program compiles in a worker thread while the substrates are made."""
+    request program compiles in a worker thread while the substrates are made.
+
+    Requests come back in their storage dtypes (``plan.request_storage_dtypes``; ``widen``
+    gives the computing ones), made so inside the programs: a paper request is 228 bytes
+    (uint8 demands, int8 indices), a paper seed 608,445 bytes on the host (its 2,000 requests
+    456,000, the substrate with static padding 151,178, positions and repair flags 1,267)."""
     cfg.validate()
     mesh = _generation_mesh(mesh)
     array = _seed_array(seeds)

@@ -1,6 +1,7 @@
 """The static shape of a generation program (``Bounds``, ``Plan``) and its traced numbers
 (``plan_params``), from a ``ScenarioConfig``: one compile per distinct plan; configs that differ only
-in ranges, rates and probabilities share it.
+in ranges, rates and probabilities share it (unless a range crosses a storage-dtype threshold,
+``request_storage_dtypes``).
 
 Static bounds. The link list is padded to ``Bounds.max_edges`` and the neighbour lists to
 ``Bounds.max_degree`` (``scenario_bounds``): deterministic link counts plus Poisson quantiles of
@@ -14,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sagin_jax.config import ScenarioConfig
+from sagin_jax.scenario.types import REQUEST_DTYPES
 
 _PACK2 = 256  # spans up to this share a word two digits at a time (span**2 <= 2**16)
 _WORD = 1 << 16  # spans up to this take one word each; larger ones use jax.random.randint
@@ -148,6 +150,38 @@ class Plan(NamedTuple):
     req_digits: tuple  # digits per word for (cpu, sto, bw, domain): 2, 1 or 0 (= randint)
     n_domains: int
     bern_bits: int  # bits per Bernoulli draw of a request link
+    req_storage: tuple  # ((field, dtype name), ...): the dtypes the requests are stored in
+
+
+def _demand_dtype(hi: int) -> np.dtype:
+    """The narrowest unsigned type holding every integer demand in [0, hi], else float32."""
+    for t in (np.uint8, np.uint16):
+        if hi <= np.iinfo(t).max:
+            return np.dtype(t)
+    return np.dtype(np.float32)
+
+
+def _index_dtype(count: int) -> np.dtype:
+    """The narrowest signed type holding the indices 0..count-1."""
+    for t in (np.int8, np.int16):
+        if count - 1 <= np.iinfo(t).max:
+            return np.dtype(t)
+    return np.dtype(np.int32)
+
+
+def request_storage_dtypes(cfg: ScenarioConfig) -> dict:
+    """{field: numpy dtype} the generator stores each ``Requests`` field in, chosen from the
+    config's bounds alone: a demand (``cpu``, ``sto``, ``link_bw``; integers in its inclusive
+    range, lower bound >= 0) as uint8 when the range's upper bound is <= 255, uint16 when <=
+    65,535, else float32; ``domain`` (< n_domains) and the link ends ``link_a``/``link_b``
+    (< max_req_nodes) as int8, int16 or int32; times float32 and masks bool. Every value fits
+    exactly, so ``types.widen`` gives back the numbers of ``REQUEST_DTYPES``. The paper's
+    config: uint8 demands and int8 indices, 228 bytes per request (723 in ``REQUEST_DTYPES``)."""
+    out = {k: np.dtype(t) for k, t in REQUEST_DTYPES.items()}
+    out.update(cpu=_demand_dtype(cfg.req_cpu[1]), sto=_demand_dtype(cfg.req_sto[1]),
+               link_bw=_demand_dtype(cfg.req_bw[1]), domain=_index_dtype(cfg.n_domains),
+               link_a=_index_dtype(cfg.max_req_nodes), link_b=_index_dtype(cfg.max_req_nodes))
+    return out
 
 
 def _digits(span: int) -> int:
@@ -178,6 +212,7 @@ def make_plan(cfg: ScenarioConfig) -> Plan:
                                                               cfg.req_bw))
         + (_digits(cfg.n_domains),),
         n_domains=cfg.n_domains, bern_bits=_bern_bits(cfg.req_link_prob),
+        req_storage=tuple((k, t.name) for k, t in request_storage_dtypes(cfg).items()),
     )
 
 

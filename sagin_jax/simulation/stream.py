@@ -1,8 +1,8 @@
 """Seed sweeps of any width in bounded memory: ``key -> generate -> simulate -> reduce`` as one
 compiled program per chunk of seeds, with only per-seed reductions leaving the device.
 
-``make_scenarios`` keeps every request of every seed on the host (~0.7 KB per request; 4,096
-paper seeds take 14.6 GB of peak RSS). Here a chunk's scenarios live only inside its program:
+``make_scenarios`` keeps every request of every seed on the host (228 bytes per paper request,
+~0.6 MB per paper seed). Here a chunk's scenarios live only inside its program:
 what comes back per seed is its final metrics (eqs. 9-11) and the metrics sampled on a fixed
 time grid, so memory is O(chunk) whatever the number of seeds. The numbers are those of
 ``simulate_seeds`` on ``make_scenarios``' output, bit for bit (tested): the same generator
