@@ -98,10 +98,10 @@ class _TrainRun:
         self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
         tcfg.validate(cfg.n_train)
         plan = make_plan(cfg)
-        self.prm = jax.tree_util.tree_map(jnp.asarray, plan_params(cfg))
+        self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
         self.hypers = _settings(tcfg, hypers, lr)
         self.table = stream_table_size(cfg) if max_active is None else max_active
-        self.grid = jnp.asarray(np.asarray(grid, np.float32))
+        self.grid = jax.device_put(np.asarray(grid, np.float32))
         self.bounds = Bounds(plan.max_edges, plan.max_degree)
         self.static = dict(plan=plan, tcfg=tcfg.static(), n_train=cfg.n_train,
                            n_test=cfg.n_test, seed_loop=seed_loop, mesh=self.mesh)
