@@ -14,6 +14,7 @@ count beyond those summaries; an experiment file's ``chunk`` sets the seeds per 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -236,7 +237,7 @@ def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
             _TRAINED[k] = TrainedRun(params=_at(params, j), curves=_at(curves, j),
                                      tests={gk: _at(summary, j)})
     elif step == "test":
-        _, test_policy, _ = policies_for(tcfg)
+        test_policy = _test_policy(tcfg)
         for k in keys:
             run = _TRAINED[k]
             if gk not in run.tests:
@@ -257,6 +258,13 @@ def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
 def _at(tree, j: int):
     """Setting ``j`` of leaves [S, H, ...]."""
     return jax.tree_util.tree_map(lambda x: np.asarray(x)[:, j], tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _test_policy(tcfg: TrainConfig):
+    """The greedy test policy of ``tcfg``'s agent, one object per config: a policy is a static
+    argument of the runner's program, so a new one would trace and compile it again."""
+    return policies_for(tcfg)[1]
 
 
 def _settings(tcfg: TrainConfig, lrs) -> list:
@@ -575,7 +583,7 @@ def _shared_jobs(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
     shapes = jax.eval_shape(lambda *a: train_chunk(*a, **train[0].static), *train[0].args)[0]
     params = jax.tree_util.tree_map(lambda x: np.zeros((len(seeds),) + x.shape[2:], x.dtype),
                                     shapes)
-    _, test_policy, _ = policies_for(tcfg)
+    test_policy = _test_policy(tcfg)
     jobs = []
     for k in keys:
         if gk not in known[k]:
