@@ -226,6 +226,36 @@ def test_a_shared_training_run_is_the_run_trained_afresh():
         reproduce_module._TRAINED.clear()
 
 
+def test_programs_compiled_ahead_cover_a_run_reused_on_a_new_grid(tmp_path):
+    """Fig. 4 trains DDRL-NRA at two rates; a comparison after it in the same call reuses the
+    rate it shares and tests that run on its own time grid. Compiling ahead plans this: the
+    jobs are Fig. 4's training program and the comparison's test pass (no second training),
+    and the runs after ``compile_ahead`` compile nothing."""
+    from sagin_jax.compilation import compile_ahead
+    common = {"seeds": 2, "scenario": SMALL, "train": {"epochs": 1, "batch_size": 20}}
+    docs = [{"name": "f4", "kind": "fig4", "lrs": [0.01, 0.05], **common},
+            {"name": "cmp", "kind": "compare", "algos": ["ddrl-nra"], "lr": 0.05,
+             "time_points": 5, **common}]
+    exps = []
+    for doc in docs:
+        f = tmp_path / f"{doc['name']}.json"
+        f.write_text(json.dumps(doc))
+        exps.append(load_experiment(f))
+    known = {}
+    jobs = [j for e in exps for j in reproduce_module.experiment_jobs(e, known)]
+    assert [j.fn.__name__ for j in jobs] == ["train_chunk", "evaluate_chunk"]
+    reproduce_module._TRAINED.clear()
+    try:
+        compile_ahead(jobs)
+        with CompileCounter() as cc:
+            done = [reproduce_module.run_experiment(e, tmp_path / "out", False, False)
+                    for e in exps]
+    finally:
+        reproduce_module._TRAINED.clear()
+    assert cc.stats.compiled + cc.stats.cache_hits == 0, cc.stats
+    assert done[1]["summary"]["timing"]["ddrl-nra"]["reused"]
+
+
 def test_chunks_of_seeds_change_no_per_seed_number(tmp_path):
     """A comparison on 64 seeds run 16 seeds per compiled call gives every seed the final AR,
     ACR and R/C (and so the same curves file) it gets with all 64 in one call, for a trained
