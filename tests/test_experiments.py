@@ -113,7 +113,8 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
                   compiles=phases, timing=timing)
     assert cc.stats.compiled + cc.stats.cache_hits <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
     # where the time went: the parts are disjoint and cover the wall time; fig5_7 trains two
-    # agents and simulates five algorithms; its scenarios were generated in the ahead phase
+    # agents (each tested in its training program) and runs three heuristics; the scenarios are
+    # generated inside those programs
     parts = ("ahead", "train", "simulate", "generate", "other")
     assert all(timing[k] >= 0 for k in parts), timing
     assert sum(timing[k] for k in parts) == pytest.approx(timing["wall"], abs=0.05), timing

@@ -721,9 +721,10 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     With ``ahead`` (the default) every program the experiments will call is compiled first, on
     all cores at once (``compile_ahead``); the runs then compile nothing. ``compiles`` receives
     the ``CompileStats`` of both phases ("ahead", "run"); ``timing`` where the wall time went:
-    "wall", "ahead" (compiling or loading the programs, generating their scenarios) and the
-    experiments' sections summed ("train", "simulate", "generate", "other"; experiments skipped
-    by ``resume`` count nothing), and the programs "compiled" and "loaded" from the cache."""
+    "wall", "ahead" (compiling or loading the programs) and the experiments' sections summed
+    ("train", "simulate", "generate", "other"; experiments skipped by ``resume`` count nothing;
+    scenarios are generated inside the training and test programs, so "generate" stays 0), and
+    the programs "compiled" and "loaded" from the cache."""
     if config is not None:
         files = [Path(config)]
     else:
