@@ -34,7 +34,8 @@ ALGOS = ("nrmvne", "grc", "random", "ddrl-nra", "rlvne")
 LEARNING_ALGOS = ("ddrl-nra", "rlvne")
 EXPERIMENT_KINDS = ("fig4", "compare", "storage", "load")
 EXPERIMENT_FIELDS = {
-    "common": ("name", "kind", "seeds", "description", "scenario", "train", "seed_loop"),
+    "common": ("name", "kind", "seeds", "description", "scenario", "train", "seed_loop",
+               "chunk"),
     "fig4": ("lrs",),
     "compare": ("algos", "lr", "rlvne_lr", "time_points"),
     "storage": ("sto_ranges", "lr", "time_points"),
@@ -154,6 +155,9 @@ def experiment(doc, path, seeds: int | None = None) -> dict:
         raise ValueError(f"{w}field 'seeds' = {exp['seeds']} exceeds 2**32 seeds")
     if "description" in exp and not isinstance(exp["description"], str):
         raise ValueError(f"{w}field 'description' must be a string")
+    if "chunk" in exp and (not is_int(exp["chunk"]) or exp["chunk"] < 1):
+        raise ValueError(f"{w}field 'chunk' (seeds per compiled call) must be a positive "
+                         f"integer, got {exp['chunk']!r}")
     if exp.get("seed_loop") not in (None, "map", "vmap"):
         raise ValueError(f"{w}field 'seed_loop' = {exp['seed_loop']!r}; expected 'map', "
                          "'vmap' or null")

@@ -399,7 +399,8 @@ def failing_runner(monkeypatch):
         raise box[0]
 
     monkeypatch.setattr(reproduce, "RUNNERS", {k: runner for k in reproduce.RUNNERS})
-    monkeypatch.setattr(reproduce, "experiment_jobs", lambda exp: [])  # a stub calls no program
+    monkeypatch.setattr(reproduce, "experiment_jobs",
+                        lambda exp, known=None: [])  # a stub calls no program
     return box
 
 

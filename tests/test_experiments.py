@@ -17,11 +17,10 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.experiments import reproduce as reproduce_module
 from sagin_jax.experiments.reproduce import experiments_dir, load_experiment, reproduce
 
-# Measured: 11 programs for experiments/small/fig5_7.json on 2 seeds (the generator's substrate
-# and request programs for the one scenario config; init, epoch and greedy evaluation for each of
-# DDRL-NRA and RLVNE; one online pass per heuristic); 13 while the generator made its seed keys
-# with a small program.
-MAX_PROGRAMS_SMALL_FIG5_7 = 15
+# Measured: 5 programs for experiments/small/fig5_7.json on 2 seeds (one streaming program per
+# algorithm: generate, train and test for DDRL-NRA and RLVNE, generate and test per heuristic);
+# 11 while the runner placed its arguments with jnp.asarray (a small staging program per shape).
+MAX_PROGRAMS_SMALL_FIG5_7 = 6
 
 SMALL = {"n_space": 4, "n_air": 6, "n_ground": 10, "n_train": 40, "n_test": 40}
 
@@ -114,7 +113,8 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
                   compiles=phases, timing=timing)
     assert cc.stats.compiled + cc.stats.cache_hits <= MAX_PROGRAMS_SMALL_FIG5_7, cc.stats
     # where the time went: the parts are disjoint and cover the wall time; fig5_7 trains two
-    # agents and simulates five algorithms; its scenarios were generated in the ahead phase
+    # agents (each tested in its training program) and runs three heuristics; the scenarios are
+    # generated inside those programs
     parts = ("ahead", "train", "simulate", "generate", "other")
     assert all(timing[k] >= 0 for k in parts), timing
     assert sum(timing[k] for k in parts) == pytest.approx(timing["wall"], abs=0.05), timing
@@ -182,33 +182,102 @@ def test_small_reproduction_writes_every_figure_compiles_few_programs_and_resume
 def test_a_shared_training_run_is_the_run_trained_afresh():
     """`reproduce --full` trains DDRL-NRA at rate 0.005 on the paper scenario in Fig. 4, Figs.
     5-7 and Fig. 8 and trains it once (``train_shared``). The reused run must be bit for bit the
-    run a fresh ``train_grid`` of that rate alone gives (here from another block of runs: 2
-    seeds x 4 rates, against 2 seeds x 1), and a rate not trained yet must not be reused."""
+    run ``train_grid`` of that rate alone gives on ``make_scenarios``' output (here Fig. 4's
+    2 seeds x 4 rates against 2 seeds x 1), its test pass on a grid Fig. 4 did not sample is
+    ``evaluate_grid``'s, sampled there, and a rate not trained yet must not be reused."""
     import numpy as np
     import jax
-    from sagin_jax.training.run import train_grid
+    from sagin_jax.experiments.stats import on_time_grid
+    from sagin_jax.scenario.generate import make_scenarios
+    from sagin_jax.training.run import evaluate_grid, train_grid
 
     exp = load_experiment(experiments_dir() / "small" / "fig4.json", seeds=2)
     cfg, tcfg, seeds, lrs = reproduce_module._fig4_setup(exp)
+    settings = reproduce_module._settings
+    grid = reproduce_module.time_grid_of({"time_points": 7}, cfg)
     reproduce_module._TRAINED.clear()
     try:
-        grid = reproduce_module.train_shared(exp, cfg, tcfg, seeds, lrs, False)
-        assert not grid.reused
-        again = reproduce_module.train_shared(exp, cfg, tcfg, seeds, [lrs[1]], False)
+        fig4 = reproduce_module.train_shared(exp, cfg, tcfg, seeds, settings(tcfg, lrs), None,
+                                             False)
+        assert not fig4.reused
+        again = reproduce_module.train_shared(exp, cfg, tcfg, seeds, settings(tcfg, [lrs[1]]),
+                                              grid, False)
         assert again.reused and again.run_s == 0.0
-        subs, train_reqs, _, table = reproduce_module.scenarios(cfg, tuple(seeds))
-        fresh = train_grid(cfg, tcfg, seeds, [lrs[1]], progress=False, subs=subs,
-                           train_reqs=train_reqs, max_active=table,
-                           **reproduce_module._batching(exp))
+        scen = make_scenarios(cfg, seeds)
+        fresh = train_grid(cfg, tcfg, seeds, [lrs[1]], progress=False, subs=scen.sub,
+                           train_reqs=scen.train)
         for got, want in zip(jax.tree_util.tree_leaves((again.params, again.curves)),
                              jax.tree_util.tree_leaves((fresh.params, fresh.curves))):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-        assert not np.array_equal(np.asarray(grid.curves.ar)[:, 0],
+        m = evaluate_grid(tcfg, fresh.params, scen.sub, scen.test, seeds).metrics
+        for name in ("ar", "acr", "rc"):
+            ref = np.asarray(getattr(m, name))[:, 0]
+            np.testing.assert_array_equal(getattr(again.summary.final, name)[:, 0], ref[:, -1])
+            np.testing.assert_array_equal(
+                getattr(again.summary.curves, name)[:, 0].astype(np.float64),
+                on_time_grid(np.asarray(m.time)[:, 0], ref, grid.astype(np.float64)))
+            # Fig. 4's own test pass of that rate (on its grid) ends where this one does
+            np.testing.assert_array_equal(getattr(fig4.summary.final, name)[:, 1], ref[:, -1])
+        assert not np.array_equal(np.asarray(fig4.curves.ar)[:, 0],
                                   np.asarray(fresh.curves.ar)[:, 0])  # the rates differ
-        other = reproduce_module.train_shared(exp, cfg, tcfg, seeds, [0.02], False)
+        other = reproduce_module.train_shared(exp, cfg, tcfg, seeds, settings(tcfg, [0.02]),
+                                              grid, False)
         assert not other.reused
     finally:
         reproduce_module._TRAINED.clear()
+
+
+def test_programs_compiled_ahead_cover_a_run_reused_on_a_new_grid(tmp_path):
+    """Fig. 4 trains DDRL-NRA at two rates; a comparison after it in the same call reuses the
+    rate it shares and tests that run on its own time grid. Compiling ahead plans this: the
+    jobs are Fig. 4's training program and the comparison's test pass (no second training),
+    and the runs after ``compile_ahead`` compile nothing."""
+    from sagin_jax.compilation import compile_ahead
+    common = {"seeds": 2, "scenario": SMALL, "train": {"epochs": 1, "batch_size": 20}}
+    docs = [{"name": "f4", "kind": "fig4", "lrs": [0.01, 0.05], **common},
+            {"name": "cmp", "kind": "compare", "algos": ["ddrl-nra"], "lr": 0.05,
+             "time_points": 5, **common}]
+    exps = []
+    for doc in docs:
+        f = tmp_path / f"{doc['name']}.json"
+        f.write_text(json.dumps(doc))
+        exps.append(load_experiment(f))
+    known = {}
+    jobs = [j for e in exps for j in reproduce_module.experiment_jobs(e, known)]
+    assert [j.fn.__name__ for j in jobs] == ["train_chunk", "evaluate_chunk"]
+    reproduce_module._TRAINED.clear()
+    try:
+        compile_ahead(jobs)
+        with CompileCounter() as cc:
+            done = [reproduce_module.run_experiment(e, tmp_path / "out", False, False)
+                    for e in exps]
+    finally:
+        reproduce_module._TRAINED.clear()
+    assert cc.stats.compiled + cc.stats.cache_hits == 0, cc.stats
+    assert done[1]["summary"]["timing"]["ddrl-nra"]["reused"]
+
+
+def test_chunks_of_seeds_change_no_per_seed_number(tmp_path):
+    """A comparison on 64 seeds run 16 seeds per compiled call gives every seed the final AR,
+    ACR and R/C (and so the same curves file) it gets with all 64 in one call, for a trained
+    agent and for the random policy (keyed draws)."""
+    exp = {"name": "many", "kind": "compare", "seeds": 64, "algos": ["ddrl-nra", "random"],
+           "time_points": 5, "scenario": SMALL, "train": {"epochs": 1, "batch_size": 20}}
+    marker, curves = {}, {}
+    for chunk in (16, 64):
+        f = tmp_path / f"chunk{chunk}.json"
+        f.write_text(json.dumps({**exp, "chunk": chunk}))
+        out = tmp_path / f"out{chunk}"
+        reproduce(config=str(f), out=str(out), progress=False)
+        marker[chunk] = json.loads((out / ".done" / "many.json").read_text())["summary"]
+        curves[chunk] = (out / "many.csv").read_text()
+    for algo in exp["algos"]:
+        for name in ("AR", "ACR", "RC"):
+            values = marker[16]["final"][algo][name]["values"]
+            assert len(values) == 64
+            assert values == marker[64]["final"][algo][name]["values"], (algo, name)
+        assert len(set(marker[16]["final"][algo]["AR"]["values"])) > 1  # seeds differ
+    assert curves[16] == curves[64]
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -98,7 +98,8 @@ def stub_compute(monkeypatch):
         return {}
 
     monkeypatch.setattr(reproduce, "RUNNERS", {k: runner for k in reproduce.RUNNERS})
-    monkeypatch.setattr(reproduce, "experiment_jobs", lambda exp: [])  # a stub calls no program
+    monkeypatch.setattr(reproduce, "experiment_jobs",
+                        lambda exp, known=None: [])  # a stub calls no program
     monkeypatch.setattr(report, "write_report", lambda out, *a: atomic_write_text(
         out / "README.md", "\n".join(sorted(p.name for p in (out / ".done").iterdir()))))
 

@@ -205,31 +205,43 @@ def test_memory_does_not_grow_with_seeds_and_devices_change_no_number(tmp_path):
     assert len(two) == 1025 and one == two[:257]
 
 
-def test_train_seeds_equals_train_grid_then_evaluate_grid():
-    """One agent per seed trained and tested through the runner: the parameters, the last
-    epoch's training curve and the test pass are the bits of ``train_grid`` followed by
-    ``evaluate_grid`` on ``make_scenarios``' output."""
-    from sagin_jax.training.run import evaluate_grid, train_grid
+def test_train_seeds_equals_train_population_then_evaluate_grid():
+    """Agents trained and tested per seed through the runner, two settings per seed (a
+    population axis, as ``train_population`` takes it): the parameters, every epoch's training
+    curve and the test pass are the bits of ``train_population`` followed by ``evaluate_grid``
+    on ``make_scenarios``' output."""
+    from sagin_jax.training.config import Hyper
+    from sagin_jax.training.run import evaluate_grid, train_population
     from sagin_jax.training.stream import train_seeds
     cfg = small(n_train=40, n_test=40)
     tcfg = TrainConfig(algo="ddrl-nra", epochs=2, batch_size=20)
+    hypers = Hyper.stack([Hyper.from_config(tcfg, lr=0.01, xp=np),
+                          Hyper.from_config(tcfg, lr=0.05, entropy_coef=0.01, xp=np)])
     seeds, grid = [1, 2, 3], default_time_grid(cfg, POINTS)
-    params, curves, summary = train_seeds(cfg, tcfg, seeds, grid, lr=0.01, chunk=4, mesh=None)
+    params, curves, summary = train_seeds(cfg, tcfg, seeds, grid, hypers=hypers, chunk=4,
+                                          mesh=None)
     scen = make_scenarios(cfg, seeds, mesh=None)
-    res = train_grid(cfg, tcfg, seeds, [0.01], progress=False, subs=scen.sub,
-                     train_reqs=scen.train)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, np.asarray(b)[:, 0]),
+    res = train_population(cfg, tcfg, seeds, hypers, progress=False, subs=scen.sub,
+                           train_reqs=scen.train)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, np.asarray(b)),
                            params, res.params)
+    assert np.asarray(curves.ar).shape == (3, 2, 2, 2)  # seeds, settings, epochs, batches
     for name in ("ar", "acr", "rc", "objective"):
         np.testing.assert_array_equal(getattr(curves, name),
-                                      np.asarray(getattr(res.curves, name))[:, 0, -1])
+                                      np.asarray(getattr(res.curves, name)))
+    first = np.asarray(jax.tree_util.tree_leaves(params)[0])
+    assert not np.array_equal(first[:, 0], first[:, 1])  # the settings differ
     m = evaluate_grid(tcfg, res.params, scen.sub, scen.test, seeds).metrics
     for name in ("ar", "acr", "rc", "rc_link"):
-        ref = np.asarray(getattr(m, name))[:, 0]
-        np.testing.assert_array_equal(getattr(summary.final, name), ref[:, -1])
-        np.testing.assert_array_equal(getattr(summary.curves, name).astype(np.float64),
-                                      on_time_grid(np.asarray(m.time)[:, 0], ref,
-                                                   grid.astype(np.float64)))
+        ref = np.asarray(getattr(m, name))  # [S, H, R]
+        np.testing.assert_array_equal(getattr(summary.final, name), ref[..., -1])
+        for j in range(2):
+            np.testing.assert_array_equal(
+                getattr(summary.curves, name)[:, j].astype(np.float64),
+                on_time_grid(np.asarray(m.time)[:, j], ref[:, j], grid.astype(np.float64)))
+    one = train_seeds(cfg, tcfg, seeds, grid, lr=0.01, chunk=2, mesh=None)  # one setting
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b[:, :1]),
+                           one, (params, curves, summary))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -302,6 +302,43 @@ def test_sweep_command_writes_the_named_outputs(tmp_path, capsys, monkeypatch):
     assert (out / "study.journal").read_bytes() == journal  # the study is only read
 
 
+def test_comparison_streams_the_numbers_of_the_materialised_test_seeds():
+    """The test-seed comparison (streamed, ``train_seeds`` / ``stream_seeds``) gives every test
+    seed the final AR, ACR and R/C of training on ``make_substrates`` / ``make_requests``'
+    scenarios with ``train_population``, testing with ``evaluate_grid``, and running the
+    heuristics with ``simulate_seeds``; the gains are the paired ones of those values."""
+    from sagin_jax.experiments.sweep.compare import test_comparison
+    from sagin_jax.policies.baselines import BASELINES
+    from sagin_jax.simulation.batch import simulate_seeds
+    from sagin_jax.training.run import evaluate_grid, train_population
+    sw = _sweep_dict()
+    tcfgs = {"ddrl-nra": TrainConfig(algo="ddrl-nra", epochs=2, batch_size=20, lr=0.3,
+                                     entropy_coef=0.1),
+             "rlvne": TrainConfig(algo="rlvne", epochs=2, batch_size=20, lr=0.2)}
+    got = test_comparison(sw, tcfgs)
+    cfg, seeds = sw["scenario"], sw["test_seeds"]
+    subs = make_substrates(cfg, seeds)
+    train, test = make_requests(cfg, seeds, "train"), make_requests(cfg, seeds, "test")
+    table = table_size(train, test)
+    want = {}
+    for algo, tcfg in tcfgs.items():
+        res = train_population(cfg, tcfg, seeds, Hyper.stack([Hyper.from_config(tcfg, xp=np)]),
+                               progress=False, subs=subs, train_reqs=train, max_active=table)
+        m = evaluate_grid(tcfg, res.params, subs, test, seeds, max_active=table).metrics
+        want[algo] = {k: np.asarray(getattr(m, a))[:, 0, -1]
+                      for k, a in (("AR", "ar"), ("ACR", "acr"), ("RC", "rc"))}
+    for base in ("nrmvne", "grc"):
+        m = simulate_seeds(BASELINES[base], None, seeds, subs, test, max_active=table)[1].metrics
+        want[base] = {k: np.asarray(getattr(m, a))[:, -1]
+                      for k, a in (("AR", "ar"), ("ACR", "acr"), ("RC", "rc"))}
+    assert set(got["final"]) == set(want)
+    for algo, per_metric in want.items():
+        for k, v in per_metric.items():
+            assert got["final"][algo][k] == [float(x) for x in v], (algo, k)
+    ratio = np.asarray(want["ddrl-nra"]["AR"], np.float64) / want["nrmvne"]["AR"] - 1
+    assert got["gain_vs"]["ddrl-nra"]["nrmvne"]["AR"]["mean"] == pytest.approx(ratio.mean())
+
+
 @pytest.mark.parametrize("space, field", [
     ({"lr": {"low": 0.1, "high": 1.0, "slope": 2}}, "space.lr"),  # unknown key
     ({"learning_rate": {"low": 0.1, "high": 1.0}}, "space.learning_rate"),  # unknown parameter

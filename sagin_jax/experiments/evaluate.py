@@ -158,13 +158,15 @@ def train_seeds_to(cfg: ScenarioConfig, tcfg, seeds: range, out, lr: float | Non
     seed's test requests, and write ``out``'s files as ``evaluate_seeds`` does, with the
     ``TRAIN_FIELDS`` columns, plus each chunk's trained parameters in
     ``params/chunk-NNNNNN.npz`` (``seeds`` and one array per parameter, named by its path)."""
+    import jax
     from sagin_jax.training.stream import train_seeds
     out = Path(out)
     lr = tcfg.lr if lr is None else lr
 
     def stream(grid, chunk, first, record):
-        def one(c, result):
-            params, curves, summary = result
+        def one(c, result):  # the run's one setting: index 0 of the population axis
+            params, curves, summary = jax.tree_util.tree_map(lambda x: x[:, 0], result)
+            curves = jax.tree_util.tree_map(lambda x: x[:, -1], curves)  # the last epoch
             _save_params(out / "params" / f"chunk-{c:06d}.npz",
                          seeds[c * chunk:(c + 1) * chunk], params)
             record(c, summary, dict(zip(TRAIN_FIELDS, (curves.ar[:, -1], curves.acr[:, -1],

@@ -40,6 +40,18 @@ def _ddrl(tcfg, lr, subs, train, test, seeds, table, progress) -> dict:
     return _final(jax.tree_util.tree_map(lambda x: x[:, 0], out.metrics))
 
 
+def _scenarios(seeds: list) -> tuple:
+    """(substrates, train requests, test requests, table size) of ``seeds`` on the paper's
+    scenario, materialised on the host (PPO's pool environment plays them). Link and neighbour
+    lists are cut to what the seeds use, rounded up to buckets (masked padding: no number
+    changes)."""
+    from sagin_jax.scenario.generate import make_scenarios, trim_padding
+    from sagin_jax.simulation.batch import table_size
+    scen = make_scenarios(PAPER, seeds)
+    subs = trim_padding(scen.sub, edge_bucket=32, degree_bucket=4)
+    return subs, scen.train, scen.test, table_size(scen.train, scen.test)
+
+
 def _tick_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
     bar = tqdm(total=total, desc="ppo updates", disable=not enabled)
@@ -54,7 +66,6 @@ def run(out: Path, seeds: int = 32, ppo=None, sweep_best: str | Path | None = No
     """Train and test everything, write ``out``; -> the summary dict."""
     from sagin_jax.env import SaginEnv
     from sagin_jax.env.rollout import episode_steps
-    from sagin_jax.experiments.reproduce import scenarios
     from sagin_jax.policies.baselines import NRMVNE
     from sagin_jax.simulation.batch import simulate_seeds
     from sagin_jax.training import ppo as ppo_lib
@@ -64,7 +75,7 @@ def run(out: Path, seeds: int = 32, ppo=None, sweep_best: str | Path | None = No
     cfg.validate()
     seed_list = list(range(seeds))
     t0 = time.perf_counter()
-    subs, train, test, table = scenarios(PAPER, tuple(seed_list))
+    subs, train, test, table = _scenarios(seed_list)
     finals, walls = {}, {}
 
     t = time.perf_counter()

@@ -357,8 +357,7 @@ def write_report(out: Path, platform: str, wall_s: float | None = None,
     if timing:
         lines += ["", f"The `reproduce` call that wrote this file took {timing['wall']:.1f} s: "
                   f"{timing['ahead']:.1f} s to get every program ready ahead ({timing['compiled']} "
-                  f"compiled, {timing['loaded']} loaded from the compilation cache) and generate "
-                  "their scenarios, then "
+                  f"compiled, {timing['loaded']} loaded from the compilation cache), then "
                   f"{describe(timing)} (other: statistics, plots, files)."]
     lines += ["",
               "Files: `fig4.csv` (training curves per learning rate and update), `fig5_7.csv` "

@@ -3,6 +3,13 @@
 Each experiment is one JSON file under ``experiments/`` (``experiments/small`` for the default
 quick run, ``experiments/full`` for ``--full``). Every experiment writes its CSV + PNG atomically
 and a completion marker, so ``--resume`` skips finished ones and gives the same numbers.
+
+Every per-seed number comes from the streaming seed runner: one compiled program per chunk of
+seeds generates each seed's scenario, trains (``training.stream.train_seeds``) or runs a
+heuristic (``simulation.stream.stream_seeds``), tests, and returns only the seed's
+``SeedSummary`` (final metrics and the running metrics on a time grid fixed by the config,
+``default_time_grid``). No scenario reaches the host, so memory does not grow with the seed
+count beyond those summaries; an experiment file's ``chunk`` sets the seeds per program call.
 """
 from __future__ import annotations
 
@@ -13,8 +20,10 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -23,19 +32,21 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax import validate
 from sagin_jax.compilation import CompileCounter
 from sagin_jax.experiments import plots
-from sagin_jax.experiments.stats import (interval_bounds, mean_ci, on_time_grid, relative_gain,
-                                         time_grid)
+from sagin_jax.experiments.stats import interval_bounds, mean_ci, relative_gain
 from sagin_jax.experiments.stopwatch import Stopwatch, describe
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.files import read_json, write_csv, write_json
-from sagin_jax.scenario.generate import make_scenarios, trim_padding
-from sagin_jax.simulation.batch import simulate_seeds, table_size
-from sagin_jax.training.config import TrainConfig
-from sagin_jax.training.reinforce import objective
-from sagin_jax.training.run import evaluate_grid, train_grid
+from sagin_jax.simulation.stream import (default_time_grid, stream_jobs, stream_seeds,
+                                         stream_table_size)
+from sagin_jax.training.config import Hyper, TrainConfig
+from sagin_jax.training.reinforce import objective, policies_for
+from sagin_jax.training.stream import train_chunk, train_jobs, train_seeds
 
 KINDS = ("fig4", "compare", "storage", "load")
 METRICS = ("AR", "ACR", "RC", "RC_link")
+_ATTR = {"AR": "ar", "ACR": "acr", "RC": "rc", "RC_link": "rc_link"}
+TIME_POINTS = 40
+"""Points of the time grid when the experiment file gives no ``time_points``."""
 
 
 def experiments_dir() -> Path:
@@ -61,19 +72,27 @@ def _config_hash(exp: dict) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def time_grid_of(exp: dict, cfg: ScenarioConfig) -> np.ndarray:
+    """The experiment's time grid: ``exp["time_points"]`` (default ``TIME_POINTS``) times from 0
+    to the expected arrival of the last test request (``default_time_grid``: fixed by the
+    config, so every chunk of seeds samples the same times)."""
+    return default_time_grid(cfg, exp.get("time_points", TIME_POINTS))
+
+
 def _time_curves(group: str, per_group: dict, names, grid: np.ndarray):
-    """Mean and 95% interval over seeds of each group's metrics on the common time ``grid``;
-    -> (CSV rows, {(group, metric): (mean, half-width)})."""
+    """Mean and 95% interval over seeds of each group's metrics on the time ``grid``
+    (``per_group[label]["curve"][name]``: [S, G]); -> (CSV rows, {(group, metric): (mean,
+    half-width)})."""
     rows, curves = [], {}
     for label, m in per_group.items():
-        n_seeds = m["time"].shape[0]
         for name in names:
-            mean, half = mean_ci(on_time_grid(m["time"], m[name], grid), axis=0)
+            values = m["curve"][name]
+            mean, half = mean_ci(values, axis=0)
             curves[(label, name)] = (mean, half)
             low, high = interval_bounds(name, mean, half)  # clipped to the metric's range
             rows += [{group: label, "time": grid[i], "metric": name, "mean": mean[i],
                       "ci_low": low[i], "ci_high": high[i],
-                      "n_seeds": n_seeds} for i in range(grid.shape[0])]
+                      "n_seeds": values.shape[0]} for i in range(grid.shape[0])]
     return rows, curves
 
 
@@ -83,22 +102,46 @@ def _stat(x) -> dict:
             "values": [float(v) for v in np.asarray(x)]}
 
 
-def _outcome_metrics(out, lead: tuple = ()) -> dict:
-    """Running metrics as numpy arrays; ``lead`` indexes away extra axes (e.g. the lr axis)."""
-    m = out.metrics
-    pick = lambda x: np.asarray(x)[(slice(None),) + lead]  # noqa: E731
-    return {"time": pick(m.time), "AR": pick(m.ar), "ACR": pick(m.acr), "RC": pick(m.rc),
-            "RC_link": pick(m.rc_link)}
+def _summary_metrics(summary) -> dict:
+    """{"final": {metric: [S]}, "curve": {metric: [S, G]}} of a ``SeedSummary`` [S]."""
+    return {"final": {n: np.asarray(getattr(summary.final, a)) for n, a in _ATTR.items()},
+            "curve": {n: np.asarray(getattr(summary.curves, a)) for n, a in _ATTR.items()}}
 
 
-def _batching(exp: dict) -> dict:
-    """How runs are batched: ``seed_loop`` from the experiment file (default by backend) and
-    the seed mesh over every device (several CPU host devices with ``--host-devices``)."""
-    from sagin_jax.devices.sharding import default_mesh
-    return {"seed_loop": exp.get("seed_loop"), "mesh": default_mesh()}
+def _with_objective(m: dict, ar_scale: float) -> dict:
+    """``m`` with the objective O (eq. 14, at ``ar_scale``) added to its finals and curves."""
+    for part in ("final", "curve"):
+        x = m[part]
+        x["O"] = np.asarray(objective(SimpleNamespace(ar=x["AR"], rc=x["RC"], acr=x["ACR"]),
+                                      ar_scale))
+    return m
 
 
-EDGE_BUCKET, DEGREE_BUCKET = 32, 4
+def _settle(call, n_seeds: int, desc: str, progress: bool):
+    """``call(on_chunk)`` of a streaming runner, its chunks joined along the seed axis; with
+    ``progress`` a bar counts the seeds done."""
+    parts, bar = [], None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_seeds, desc=desc, unit="seed", leave=False)
+
+    def keep(c: int, part) -> None:
+        parts.append(part)
+        if bar is not None:
+            bar.update(jax.tree_util.tree_leaves(part)[0].shape[0])
+    try:
+        call(on_chunk=keep)
+    finally:
+        if bar is not None:
+            bar.close()
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def _runner_options(exp: dict) -> dict:
+    """The streaming runner's batching, from the experiment file: ``chunk`` (seeds per
+    compiled call; default by backend) and ``seed_loop`` (default by backend)."""
+    return {"chunk": exp.get("chunk"), "seed_loop": exp.get("seed_loop")}
+
 
 _WATCH: Stopwatch | None = None
 """The running experiment's stopwatch (set by ``run_experiment``; None outside one, e.g. in the
@@ -110,60 +153,122 @@ def _section(name: str):
     return _WATCH.section(name) if _WATCH is not None else contextlib.nullcontext()
 
 
-@functools.lru_cache(maxsize=16)
-def scenarios(cfg: ScenarioConfig, seeds: tuple) -> tuple:
-    """(substrates, train requests, test requests, table size) of ``seeds``: generated once by
-    the JAX generator (one compiled program per config) and shared by every algorithm and every
-    experiment with the same config and seeds. Link and neighbour lists are cut to what the
-    seeds use, rounded up to buckets, so experiments share compiled programs."""
-    with _section("generate"):  # (a cache hit does not get here)
-        scen = make_scenarios(cfg, list(seeds))
-        subs = trim_padding(scen.sub, EDGE_BUCKET, DEGREE_BUCKET)
-    return subs, scen.train, scen.test, table_size(scen.train, scen.test)
+def run_heuristic(exp: dict, cfg: ScenarioConfig, algo: str, seeds: list, grid,
+                  max_active: int | None = None, progress: bool = False):
+    """``SeedSummary`` [S] of heuristic ``algo`` on every seed's test requests."""
+    with _section("simulate"):
+        return _settle(lambda on_chunk: stream_seeds(
+            cfg, BASELINES[algo], None, seeds, grid, max_active=max_active, on_chunk=on_chunk,
+            **_runner_options(exp)), len(seeds), f"test {algo}", progress)
 
 
 # --- training runs shared between experiments ------------------------------------------------
 
+@dataclass
+class TrainedRun:
+    """One setting trained on every seed: params [S, ...], every epoch's curves [S, E, B], and
+    the greedy test pass's ``SeedSummary`` [S] on each time grid it was sampled on."""
+    params: Any
+    curves: Any
+    tests: dict  # {grid key: SeedSummary}
+
+
 _TRAINED: dict = {}
-"""Training runs of one ``reproduce`` call: (scenario config, training config, rate, seeds,
-seed loop) -> (params [S, ...], curves [S, E, B]). The scenarios (and so the table size) follow
-from the config and seeds, and the device mesh is the process's. Filled by every
+"""Training runs of one ``reproduce`` call: (scenario config, static training config, the
+setting's traced hyperparameters, seeds, seed loop) -> ``TrainedRun``. The scenarios follow from
+the config and seeds, and the table size and chunking change no number. Filled by every
 ``train_shared`` call, emptied by ``reproduce``."""
 
 
-def _run_key(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list, lr: float):
-    return (cfg, tcfg, float(lr), tuple(seeds), exp.get("seed_loop"))
+def _run_key(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list, hyper: Hyper):
+    setting = tuple(float(np.asarray(getattr(hyper, k))) for k in Hyper.names())
+    return (cfg, tcfg.static(), setting, tuple(seeds), exp.get("seed_loop"))
 
 
-def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list, lrs: list,
-                 progress: bool) -> SimpleNamespace:
-    """``train_grid`` of ``seeds`` x ``lrs``, or, when this process has already trained every one
-    of these runs, those runs: ``params`` [S, L, ...], ``curves`` [S, L, E, B], ``compile_s``,
-    ``run_s`` (0 when reused) and ``reused``.
+def _grid_key(grid) -> bytes | None:
+    return None if grid is None else np.asarray(grid, np.float32).tobytes()
+
+
+def _training_step(known: dict, keys: list, grid_key: bytes | None):
+    """What ``train_shared`` does for runs ``keys`` given the runs ``known`` ({key: grid keys
+    tested on}): -> ("reuse", grid key) when every run is known and tested on ``grid_key``
+    (None: on any grid they share), ("test", grid key) to test the known runs again, or
+    ("train", grid key) to train them all; a returned grid key None stands for the config's
+    default grid."""
+    if not all(k in known for k in keys):
+        return "train", grid_key
+    if grid_key is None:
+        common = set.intersection(*(set(known[k]) for k in keys))
+        return ("reuse", min(common)) if common else ("test", None)
+    return ("reuse" if all(grid_key in known[k] for k in keys) else "test"), grid_key
+
+
+def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
+                 hypers: list, grid, progress: bool,
+                 max_active: int | None = None) -> SimpleNamespace:
+    """Train ``tcfg``'s agent with every setting of ``hypers`` (scalar ``Hyper``s) on every seed
+    and test it greedily, one streaming program for all settings (``train_seeds``), or reuse
+    the runs this process already trained: -> ``params`` [S, H, ...], ``curves``
+    [S, H, E, B], ``summary`` (``SeedSummary`` [S, H] on ``grid``; None: any grid, for an
+    experiment that reads only the finals), ``run_s`` (0 when reused) and ``reused``.
 
     The full set trains DDRL-NRA at rate 0.005 on the paper's scenario three times (Fig. 4's
     second rate, Figs. 5-7, Fig. 8's U[1,50]): the same scenario, training config, seeds, keys
-    and compiled program (a run's key depends on its seed alone; runs are looped one by one
-    inside a block of ``MAX_RUN_BLOCK``), so the same bits. A test checks a reused run against
-    a fresh one."""
-    keys = [_run_key(exp, cfg, tcfg, seeds, lr) for lr in lrs]
-    if all(k in _TRAINED for k in keys):
-        runs = [_TRAINED[k] for k in keys]
-        stack = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  (the L axis)
-        return SimpleNamespace(
-            params=jax.tree_util.tree_map(stack, *[p for p, _ in runs]),
-            curves=jax.tree_util.tree_map(stack, *[c for _, c in runs]),
-            compile_s=0.0, run_s=0.0, reused=True)
-    subs, train_reqs, _, table = scenarios(cfg, tuple(seeds))
-    with _section("train"):
-        res = train_grid(cfg, tcfg, seeds, lrs, progress=progress, subs=subs,
-                         train_reqs=train_reqs, max_active=table, **_batching(exp))
-        jax.block_until_ready((res.params, res.curves))
-    for j, k in enumerate(keys):
-        _TRAINED[k] = jax.tree_util.tree_map(lambda x: np.asarray(x)[:, j],
-                                             (res.params, res.curves))
-    return SimpleNamespace(params=res.params, curves=res.curves, compile_s=res.compile_s,
-                           run_s=res.run_s, reused=False)
+    and setting, so the same bits (a run's key depends on its seed alone, and every setting of
+    a seed trains on its own). A reused run tested on another grid is tested again from its
+    parameters (``stream_seeds``; the same test pass). A test checks a reused run against a
+    fresh one."""
+    keys = [_run_key(exp, cfg, tcfg, seeds, h) for h in hypers]
+    step, gk = _training_step({k: _TRAINED[k].tests for k in keys if k in _TRAINED}, keys,
+                              _grid_key(grid))
+    if gk is None:  # any grid will do: the config's default one
+        grid = time_grid_of({}, cfg)
+        gk = _grid_key(grid)
+    run_s = 0.0
+    if step == "train":
+        t0 = time.perf_counter()
+        with _section("train"):
+            params, curves, summary = _settle(lambda on_chunk: train_seeds(
+                cfg, tcfg, seeds, grid, hypers=Hyper.stack(hypers), max_active=max_active,
+                on_chunk=on_chunk, **_runner_options(exp)), len(seeds),
+                f"train {tcfg.algo} x {len(hypers)}", progress)
+        run_s = time.perf_counter() - t0
+        for j, k in enumerate(keys):
+            _TRAINED[k] = TrainedRun(params=_at(params, j), curves=_at(curves, j),
+                                     tests={gk: _at(summary, j)})
+    elif step == "test":
+        test_policy = _test_policy(tcfg)
+        for k in keys:
+            run = _TRAINED[k]
+            if gk not in run.tests:
+                with _section("simulate"):
+                    run.tests[gk] = _settle(lambda on_chunk: stream_seeds(
+                        cfg, test_policy, run.params, seeds, grid, per_seed_params=True,
+                        max_active=max_active, on_chunk=on_chunk, **_runner_options(exp)),
+                        len(seeds), f"test {tcfg.algo}", progress)
+    runs = [_TRAINED[k] for k in keys]
+    stack = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  (the H axis)
+    return SimpleNamespace(
+        params=jax.tree_util.tree_map(stack, *[r.params for r in runs]),
+        curves=jax.tree_util.tree_map(stack, *[r.curves for r in runs]),
+        summary=jax.tree_util.tree_map(stack, *[r.tests[gk] for r in runs]),
+        run_s=run_s, reused=step != "train")
+
+
+def _at(tree, j: int):
+    """Setting ``j`` of leaves [S, H, ...]."""
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[:, j], tree)
+
+
+@functools.lru_cache(maxsize=None)
+def _test_policy(tcfg: TrainConfig):
+    """The greedy test policy of ``tcfg``'s agent, one object per config: a policy is a static
+    argument of the runner's program, so a new one would trace and compile it again."""
+    return policies_for(tcfg)[1]
+
+
+def _settings(tcfg: TrainConfig, lrs) -> list:
+    return [Hyper.from_config(tcfg, lr=lr, xp=np) for lr in lrs]
 
 
 # --- Fig. 4 --------------------------------------------------------------------------------
@@ -177,7 +282,7 @@ def _fig4_setup(exp: dict):
 
 def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
     cfg, tcfg, seeds, lrs = _fig4_setup(exp)
-    res = train_shared(exp, cfg, tcfg, seeds, lrs, progress)
+    res = train_shared(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, progress)
     c = res.curves  # [S, L, E, B]
     s, n_lr, e, b = np.asarray(c.ar).shape
     series = {"AR": c.ar, "ACR": c.acr, "RC": c.rc, "O": c.objective}
@@ -198,7 +303,7 @@ def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
     # final performance per lr: mean over the last epoch's batches, per seed
     final = {name: {str(lr): _stat(np.asarray(arr)[:, j, -1, :].mean(axis=-1))
                     for j, lr in enumerate(lrs)} for name, arr in series.items()}
-    return {"lrs": lrs, "final_epoch": final, "compile_s": res.compile_s, "run_s": res.run_s}
+    return {"lrs": lrs, "final_epoch": final, "run_s": res.run_s}
 
 
 # --- Figs. 5-7 -----------------------------------------------------------------------------
@@ -220,40 +325,31 @@ def run_compare(exp: dict, out: Path, progress: bool) -> dict:
     cfg: ScenarioConfig = exp["_scenario"]
     seeds = list(range(exp["seeds"]))
     algos = _compare_algos(exp)
-    subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
+    grid = time_grid_of(exp, cfg)
     per_algo, timing = {}, {}
     for algo in algos:
         t0 = time.perf_counter()
         if algo in TRAINED:
             tcfg, lr = _trained_setup(exp, algo)
-            res = train_shared(exp, cfg, tcfg, seeds, [lr], progress)
-            with _section("simulate"):
-                o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
-                                                        max_active=table, **_batching(exp)))
-            per_algo[algo] = _outcome_metrics(o, lead=(0,))
-            timing[algo] = {"compile_s": res.compile_s, "train_run_s": res.run_s,
-                            "reused": res.reused}
+            res = train_shared(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid, progress)
+            per_algo[algo] = _summary_metrics(_at(res.summary, 0))
+            timing[algo] = {"train_run_s": res.run_s, "reused": res.reused}
         else:
-            with _section("simulate"):
-                _, o = jax.block_until_ready(simulate_seeds(BASELINES[algo], None, seeds, subs,
-                                                            test_reqs, max_active=table,
-                                                            **_batching(exp)))
-            per_algo[algo] = _outcome_metrics(o)
+            per_algo[algo] = _summary_metrics(run_heuristic(exp, cfg, algo, seeds, grid,
+                                                            progress=progress))
         timing.setdefault(algo, {})["wall_s"] = time.perf_counter() - t0
-    times = per_algo[algos[0]]["time"]
-    grid = time_grid(times, exp.get("time_points", 40))
     rows, curves = _time_curves("algo", per_algo, METRICS, grid)
     write_csv(out / f"{exp['name']}.csv",
               ["algo", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.comparison(out, exp["name"], algos, grid, curves)
-    final = {algo: {name: _stat(m[name][:, -1]) for name in METRICS}
+    final = {algo: {name: _stat(m["final"][name]) for name in METRICS}
              for algo, m in per_algo.items()}
     gains = {}
     if "ddrl-nra" in per_algo:
-        d = per_algo["ddrl-nra"]
+        d = per_algo["ddrl-nra"]["final"]
         for algo, m in per_algo.items():
             if algo != "ddrl-nra":
-                gains[algo] = {name: _stat(relative_gain(d[name][:, -1], m[name][:, -1]))
+                gains[algo] = {name: _stat(relative_gain(d[name], m["final"][name]))
                                for name in METRICS}
     return {"algos": algos, "final": final, "ddrl_gain_vs": gains, "timing": timing}
 
@@ -273,24 +369,19 @@ def _storage_cfgs(exp: dict) -> dict:
 def run_storage(exp: dict, out: Path, progress: bool) -> dict:
     seeds = list(range(exp["seeds"]))
     tcfg, lr = _trained_setup(exp, "ddrl-nra")
+    # the ranges change only the storage demand: one arrival rate and n_test, so one grid
+    grid = time_grid_of(exp, exp["_scenario"])
     per_range = {}
     for rng, cfg in _storage_cfgs(exp).items():
-        subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
-        res = train_shared(exp, cfg, tcfg, seeds, [lr], progress)
-        with _section("simulate"):
-            o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
-                                                    max_active=table, **_batching(exp)))
-        m = _outcome_metrics(o, lead=(0,))
-        m["O"] = objective(SimpleNamespace(ar=m["AR"], rc=m["RC"], acr=m["ACR"]), tcfg.ar_scale)
+        res = train_shared(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid, progress)
+        m = _with_objective(_summary_metrics(_at(res.summary, 0)), tcfg.ar_scale)
         per_range[f"U[{rng[0]},{rng[1]}]"] = m
-    grid = time_grid(np.concatenate([m["time"] for m in per_range.values()]),
-                     exp.get("time_points", 40))
     names = ("AR", "ACR", "RC", "O")
     rows, curves = _time_curves("storage", per_range, names, grid)
     write_csv(out / f"{exp['name']}.csv",
               ["storage", "time", "metric", "mean", "ci_low", "ci_high", "n_seeds"], rows)
     plots.storage(out / f"{exp['name']}.png", list(per_range), grid, curves)
-    final = {label: {name: _stat(m[name][:, -1]) for name in names}
+    final = {label: {name: _stat(m["final"][name]) for name in names}
              for label, m in per_range.items()}
     return {"ranges": list(per_range), "final": final, "ar_scale": tcfg.ar_scale}
 
@@ -325,7 +416,6 @@ def _load_setup(exp: dict):
     """(points, seeds, algos, the DDRL-NRA settings {variant: Hyper}) of a load experiment."""
     import dataclasses
     from sagin_jax.experiments.load import load_points
-    from sagin_jax.training.config import Hyper
     points = load_points(exp["_scenario"], exp["loads"], exp.get("lifetime_loads", []),
                          exp.get("req_nodes_ranges", []))
     tcfg, lr = _trained_setup(exp, "ddrl-nra")
@@ -336,18 +426,27 @@ def _load_setup(exp: dict):
     return points, list(range(exp["seeds"])), _compare_algos(exp), settings
 
 
-def _load_table(points: list, seeds: list) -> int:
-    """One active-request table for every point (the largest any needs), so that every point
-    runs the same compiled programs. On the paper's scenario with 32 seeds ρ = 80 needs 128
-    rows and ρ = 2.5 16; a larger table costs little, as departures are released row by row:
-    training DDRL-NRA at ρ = 40 on 32 seeds took 6.9 s with 128 rows and 6.8 s with 80."""
-    return max(scenarios(p.cfg, tuple(seeds))[3] for p in points)
+def _load_table(points: list) -> int:
+    """One active-request table for every point (the largest ``stream_table_size`` of the
+    points), so that every point runs the same compiled programs; a chunk that needs more
+    rows is rerun with a larger table (which changes no number). A larger table costs little,
+    as departures are released row by row: training DDRL-NRA at ρ = 40 on 32 seeds took 6.9 s
+    with 128 rows and 6.8 s with 80."""
+    return max(stream_table_size(p.cfg) for p in points)
 
 
-def _load_finals(o, lead: tuple, ar_scale: float) -> dict:
-    """Per-seed values at the last test request: AR, ACR, R/C and O (eq. 14, at ``ar_scale``)."""
-    m = _outcome_metrics(o, lead)
-    fin = {name: m[name][:, -1] for name in ("AR", "ACR", "RC")}
+def _load_algo_settings(exp: dict, algo: str, settings: dict) -> dict:
+    """{variant: Hyper} trained for ``algo`` (DDRL-NRA: every setting, in one program)."""
+    if algo == "ddrl-nra":
+        return settings
+    tcfg, lr = _trained_setup(exp, algo)
+    return {algo: Hyper.from_config(tcfg, lr=lr, xp=np)}
+
+
+def _load_finals(final, ar_scale: float) -> dict:
+    """Per-seed values at the last test request (``final``: Metrics [S]): AR, ACR, R/C and O
+    (eq. 14, at ``ar_scale``)."""
+    fin = {name: np.asarray(getattr(final, _ATTR[name])) for name in ("AR", "ACR", "RC")}
     fin["O"] = np.asarray(objective(SimpleNamespace(ar=fin["AR"], rc=fin["RC"], acr=fin["ACR"]),
                                     ar_scale), np.float64)
     return fin
@@ -356,32 +455,20 @@ def _load_finals(o, lead: tuple, ar_scale: float) -> dict:
 def _run_load_point(exp: dict, cfg: ScenarioConfig, seeds: list, algos: list, settings: dict,
                     table: int, progress: bool) -> dict:
     """{variant: per-seed finals} of every algorithm at one point, on the same test seeds."""
-    from sagin_jax.training.config import Hyper
-    from sagin_jax.training.run import train_population
-    subs, train_reqs, test_reqs, _ = scenarios(cfg, tuple(seeds))
     ar_scale = _trained_setup(exp, "ddrl-nra")[0].ar_scale
     finals = {}
     for algo in algos:
         if algo in TRAINED:
-            tcfg, lr = _trained_setup(exp, algo)
-            hypers = settings if algo == "ddrl-nra" else {
-                algo: Hyper.from_config(tcfg, lr=lr, xp=np)}
-            with _section("train"):
-                res = train_population(cfg, tcfg, seeds, Hyper.stack(list(hypers.values())),
-                                       progress=progress, subs=subs, train_reqs=train_reqs,
-                                       max_active=table, **_batching(exp))
-                jax.block_until_ready(res.params)
-            with _section("simulate"):
-                o = jax.block_until_ready(evaluate_grid(tcfg, res.params, subs, test_reqs, seeds,
-                                                        max_active=table, **_batching(exp)))
-            for j, variant in enumerate(hypers):
-                finals[variant] = _load_finals(o, (j,), ar_scale)
+            tcfg, _ = _trained_setup(exp, algo)
+            variants = _load_algo_settings(exp, algo, settings)
+            res = train_shared(exp, cfg, tcfg, seeds, list(variants.values()), None, progress,
+                               max_active=table)
+            for j, variant in enumerate(variants):
+                finals[variant] = _load_finals(_at(res.summary.final, j), ar_scale)
         else:
-            with _section("simulate"):
-                _, o = jax.block_until_ready(simulate_seeds(BASELINES[algo], None, seeds, subs,
-                                                            test_reqs, max_active=table,
-                                                            **_batching(exp)))
-            finals[algo] = _load_finals(o, (), ar_scale)
+            summary = run_heuristic(exp, cfg, algo, seeds, time_grid_of({}, cfg), table,
+                                    progress)
+            finals[algo] = _load_finals(summary.final, ar_scale)
     return finals
 
 
@@ -432,7 +519,7 @@ def run_load(exp: dict, out: Path, progress: bool) -> dict:
     run; all on the same seeds, one active-request table for all points (one set of compiled
     programs)."""
     points, seeds, algos, settings = _load_setup(exp)
-    table = _load_table(points, seeds)
+    table = _load_table(points)
     summary_points = []
     for point in points:
         if progress:
@@ -467,78 +554,93 @@ def _compile_all(exps: list, progress: bool) -> None:
     if progress:
         print(f"[compile] lowering the programs of {len(exps)} experiment(s), compiling them "
               f"{compile_workers()} at a time ...", flush=True)
+    known: dict = {}  # the training runs the experiments before each one will have made
     with CompileCounter() as cc:
-        n = compile_ahead(j for e in exps for j in experiment_jobs(e))
+        n = compile_ahead(j for e in exps for j in experiment_jobs(e, known))
     if progress:
         print(f"[compile] ready in {time.perf_counter() - t0:.1f} s: {cc.stats} ({n} of them "
-              f"side by side; the generator and init programs in this thread)", flush=True)
+              f"side by side)", flush=True)
 
 
-def _trained_jobs(exp: dict, algo: str, cfg: ScenarioConfig, seeds: list, lrs=None,
-                  evaluate: bool = True) -> list:
-    from sagin_jax.training.config import Hyper
-    from sagin_jax.training.run import evaluate_jobs, population_jobs
-    tcfg, lr = _trained_setup(exp, algo)
-    subs, train_reqs, test_reqs, table = scenarios(cfg, tuple(seeds))
-    hypers = Hyper.stack([Hyper.from_config(tcfg, lr=x, xp=np) for x in (lrs or [lr])])
-    jobs, params = population_jobs(tcfg, seeds, hypers, subs, train_reqs, max_active=table,
-                                   **_batching(exp))
-    if evaluate:
-        jobs += evaluate_jobs(tcfg, params, subs, test_reqs, seeds, max_active=table,
-                              **_batching(exp))
+def _shared_jobs(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
+                 hypers: list, grid, known: dict, max_active: int | None = None) -> list:
+    """The programs ``train_shared`` with these arguments will call, given the runs ``known``
+    ({run key: grid keys}; updated as the call will update ``_TRAINED``)."""
+    keys = [_run_key(exp, cfg, tcfg, seeds, h) for h in hypers]
+    step, gk = _training_step(known, keys, _grid_key(grid))
+    if gk is None:
+        grid = time_grid_of({}, cfg)
+        gk = _grid_key(grid)
+    if step == "reuse":
+        return []
+    train = train_jobs(cfg, tcfg, seeds, grid, hypers=Hyper.stack(hypers),
+                       max_active=max_active, **_runner_options(exp))
+    if step == "train":
+        for k in keys:
+            known[k] = {gk}
+        return train
+    # a test pass of trained parameters: their shapes from the training program's outputs
+    shapes = jax.eval_shape(lambda *a: train_chunk(*a, **train[0].static), *train[0].args)[0]
+    params = jax.tree_util.tree_map(lambda x: np.zeros((len(seeds),) + x.shape[2:], x.dtype),
+                                    shapes)
+    test_policy = _test_policy(tcfg)
+    jobs = []
+    for k in keys:
+        if gk not in known[k]:
+            jobs += stream_jobs(cfg, test_policy, params, seeds, grid, per_seed_params=True,
+                                max_active=max_active, **_runner_options(exp))
+            known[k].add(gk)
     return jobs
 
 
-def experiment_jobs(exp: dict) -> list:
+def experiment_jobs(exp: dict, known: dict | None = None) -> list:
     """The compile jobs (``sagin_jax.compilation.Job``) of every program ``run_experiment`` will
     call for ``exp``, built from the same setup functions as the runners and placed the same
-    way (the scenarios are generated here, once, and shared with the run). A test checks that
-    a run after ``compile_ahead`` of these compiles nothing more."""
-    from sagin_jax.simulation.batch import simulate_jobs
+    way. ``known`` ({run key: grid keys}) stands for the training runs the experiments before
+    it leave in ``_TRAINED`` (a reused run needs no program) and is updated with this one's.
+    A test checks that a run after ``compile_ahead`` of these compiles nothing more."""
+    known = {} if known is None else known
     seeds = list(range(exp["seeds"]))
     if exp["kind"] == "fig4":
-        cfg, _, _, lrs = _fig4_setup(exp)
-        return _trained_jobs(exp, "ddrl-nra", cfg, seeds, lrs, evaluate=False)
+        cfg, tcfg, _, lrs = _fig4_setup(exp)
+        return _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, known)
     if exp["kind"] == "storage":
+        tcfg, lr = _trained_setup(exp, "ddrl-nra")
+        grid = time_grid_of(exp, exp["_scenario"])
         return [j for cfg in _storage_cfgs(exp).values()
-                for j in _trained_jobs(exp, "ddrl-nra", cfg, seeds)]
+                for j in _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid,
+                                      known)]
     if exp["kind"] == "load":
-        return _load_jobs(exp)
+        return _load_jobs(exp, known)
     cfg = exp["_scenario"]
+    grid = time_grid_of(exp, cfg)
     jobs = []
     for algo in _compare_algos(exp):
         if algo in TRAINED:
-            jobs += _trained_jobs(exp, algo, cfg, seeds)
+            tcfg, lr = _trained_setup(exp, algo)
+            jobs += _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid, known)
         else:
-            subs, _, test_reqs, table = scenarios(cfg, tuple(seeds))
-            jobs += simulate_jobs(BASELINES[algo], None, seeds, subs, test_reqs,
-                                  max_active=table, **_batching(exp))
+            jobs += stream_jobs(cfg, BASELINES[algo], None, seeds, grid,
+                                **_runner_options(exp))
     return jobs
 
 
-def _load_jobs(exp: dict) -> list:
+def _load_jobs(exp: dict, known: dict) -> list:
     """The programs of ``run_load``: every point's, all with the experiment's one table (the
     points share them: ``compile_ahead`` compiles each distinct program once)."""
-    from sagin_jax.simulation.batch import simulate_jobs
-    from sagin_jax.training.config import Hyper
-    from sagin_jax.training.run import evaluate_jobs, population_jobs
     points, seeds, algos, settings = _load_setup(exp)
-    table = _load_table(points, seeds)
+    table = _load_table(points)
     jobs = []
     for point in points:
-        subs, train_reqs, test_reqs, _ = scenarios(point.cfg, tuple(seeds))
         for algo in algos:
             if algo in TRAINED:
-                tcfg, lr = _trained_setup(exp, algo)
-                hypers = list(settings.values()) if algo == "ddrl-nra" else [
-                    Hyper.from_config(tcfg, lr=lr, xp=np)]
-                new, params = population_jobs(tcfg, seeds, Hyper.stack(hypers), subs,
-                                              train_reqs, max_active=table, **_batching(exp))
-                jobs += new + evaluate_jobs(tcfg, params, subs, test_reqs, seeds,
-                                            max_active=table, **_batching(exp))
+                tcfg, _ = _trained_setup(exp, algo)
+                hypers = list(_load_algo_settings(exp, algo, settings).values())
+                jobs += _shared_jobs(exp, point.cfg, tcfg, seeds, hypers, None, known, table)
             else:
-                jobs += simulate_jobs(BASELINES[algo], None, seeds, subs, test_reqs,
-                                      max_active=table, **_batching(exp))
+                jobs += stream_jobs(point.cfg, BASELINES[algo], None, seeds,
+                                    time_grid_of({}, point.cfg), max_active=table,
+                                    **_runner_options(exp))
     return jobs
 
 
@@ -619,9 +721,10 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     With ``ahead`` (the default) every program the experiments will call is compiled first, on
     all cores at once (``compile_ahead``); the runs then compile nothing. ``compiles`` receives
     the ``CompileStats`` of both phases ("ahead", "run"); ``timing`` where the wall time went:
-    "wall", "ahead" (compiling or loading the programs, generating their scenarios) and the
-    experiments' sections summed ("train", "simulate", "generate", "other"; experiments skipped
-    by ``resume`` count nothing), and the programs "compiled" and "loaded" from the cache."""
+    "wall", "ahead" (compiling or loading the programs) and the experiments' sections summed
+    ("train", "simulate", "generate", "other"; experiments skipped by ``resume`` count nothing;
+    scenarios are generated inside the training and test programs, so "generate" stays 0), and
+    the programs "compiled" and "loaded" from the cache."""
     if config is not None:
         files = [Path(config)]
     else:

@@ -25,6 +25,7 @@ import numpy as np
 from flax import struct
 from jax.sharding import PartitionSpec as P
 
+from sagin_jax.compilation import Job
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.devices.seed_axis import seed_key_data
 from sagin_jax.devices.sharding import AXIS
@@ -40,7 +41,7 @@ from sagin_jax.simulation.metrics import Metrics
 from sagin_jax.simulation.online import Outcome, request_step_strategy, simulate
 
 __all__ = ["SeedSummary", "chunk_shape", "default_time_grid", "max_alive", "reduce_outcome",
-           "run_chunks", "stream_seeds", "stream_table_size"]
+           "run_chunks", "stream_jobs", "stream_seeds", "stream_table_size"]
 
 
 @struct.dataclass
@@ -190,6 +191,54 @@ def chunk_shape(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None, me
     return seeds, mesh, chunk, -(-min(chunk, len(seeds)) // d) * d
 
 
+class _StreamRun:
+    """The arguments of every chunk call of one ``stream_seeds`` run (shared with
+    ``stream_jobs``, so compiling ahead compiles the program the run calls)."""
+
+    def __init__(self, cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
+                 strategy, per_seed_params):
+        self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
+        strategy = request_step_strategy(strategy)
+        if strategy == "kernel":
+            from sagin_jax.kernels.simulate import kernel_applies
+            if not kernel_applies(policy, strategy, False):
+                strategy = "batched"  # the kernel's fallback (see kernels.simulate)
+        plan = make_plan(cfg)
+        self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
+        self.table = stream_table_size(cfg) if max_active is None else max_active
+        self.grid = jax.device_put(np.asarray(grid, np.float32))
+        self.params = None if params is None else jax.tree_util.tree_map(np.asarray, params)
+        self.per_seed_params = per_seed_params
+        self.bounds = Bounds(plan.max_edges, plan.max_degree)
+        self.static = dict(plan=plan, n_test=cfg.n_test, policy=policy, seed_loop=seed_loop,
+                           mesh=self.mesh, strategy=strategy, per_seed_params=per_seed_params)
+
+    def args(self, pos: np.ndarray, rows: int | None = None):
+        """(arguments, static keywords) of the call on the seeds at positions ``pos``."""
+        p = self.params
+        if self.per_seed_params and p is not None:
+            p = jax.tree_util.tree_map(lambda x: x[pos], p)
+        return ((self.prm, seed_key_data(self.seeds[pos]), p, self.grid),
+                {**self.static, "max_active": rows or self.table})
+
+    def first_positions(self) -> np.ndarray:
+        n = min(self.chunk, len(self.seeds))
+        return np.minimum(np.arange(self.size), n - 1)
+
+
+def stream_jobs(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int], grid,
+                chunk: int | None = None, mesh="local", max_active: int | None = None,
+                seed_loop: str | None = None, strategy: str | None = None,
+                per_seed_params: bool = False) -> list:
+    """The program ``stream_seeds`` with these arguments calls, as a compile job
+    (``sagin_jax.compilation.compile_ahead``); a chunk rerun with a larger table needs
+    another."""
+    run = _StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
+                     strategy, per_seed_params)
+    args, static = run.args(run.first_positions())
+    return [Job(evaluate_chunk, args, static)]
+
+
 def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int],
                  grid, chunk: int | None = None, mesh="local", max_active: int | None = None,
                  seed_loop: str | None = None, strategy: str | None = None,
@@ -204,39 +253,25 @@ def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequenc
     otherwise the summaries of every seed are returned. ``first_chunk`` skips the chunks
     before it (resuming). Raises ValueError naming the first seed whose scenario overflows a
     static bound, as ``make_scenarios`` does."""
-    seeds, mesh, chunk, size = chunk_shape(cfg, seeds, chunk, mesh)
-    strategy = request_step_strategy(strategy)
-    if strategy == "kernel":
-        from sagin_jax.kernels.simulate import kernel_applies
-        if not kernel_applies(policy, strategy, False):
-            strategy = "batched"  # the kernel's fallback (see kernels.simulate)
-    plan, prm = make_plan(cfg), jax.tree_util.tree_map(jnp.asarray, plan_params(cfg))
-    table = [stream_table_size(cfg) if max_active is None else max_active]
-    grid = jnp.asarray(np.asarray(grid, np.float32))
-    params_host = None if params is None else jax.tree_util.tree_map(np.asarray, params)
-    bounds = Bounds(plan.max_edges, plan.max_degree)
+    run = _StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
+                     strategy, per_seed_params)
 
     def launch(c: int, pos: np.ndarray, rows: int | None = None):
-        p = params_host
-        if per_seed_params and p is not None:
-            p = jax.tree_util.tree_map(lambda x: x[pos], p)
-        return evaluate_chunk(prm, seed_key_data(seeds[pos]), p, grid, plan=plan, n_test=cfg.n_test,
-                              policy=policy, max_active=rows or table[0], seed_loop=seed_loop,
-                              mesh=mesh, strategy=strategy, per_seed_params=per_seed_params
-                              ), pos
+        args, static = run.args(pos, rows)
+        return evaluate_chunk(*args, **static), pos
 
     def settle(c: int, result, n: int):
         (summary, gen_over), pos = result
         gen_over = np.asarray(gen_over)[:n]
-        _raise_overflow(seeds[pos[:n]], gen_over[:, 0], gen_over[:, 1], bounds)
+        _raise_overflow(run.seeds[pos[:n]], gen_over[:, 0], gen_over[:, 1], run.bounds)
         summary = _host(summary, n)
         while summary.overflow.any():  # the table filled: the same chunk with twice the rows
-            table[0] *= 2
-            (summary, _), _ = launch(c, pos, table[0])
+            run.table *= 2
+            (summary, _), _ = launch(c, pos, run.table)
             summary = _host(summary, n)
         return summary
 
-    kept = run_chunks(seeds, chunk, size, launch, settle, first_chunk, on_chunk)
+    kept = run_chunks(run.seeds, run.chunk, run.size, launch, settle, first_chunk, on_chunk)
     if kept is None:
         return None
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *kept)

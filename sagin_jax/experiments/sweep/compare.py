@@ -1,15 +1,23 @@
 """The test-seed comparison: each algorithm's best setting retrained on separate TEST seeds and
-evaluated, with NRMVNE and GRC, on those seeds' test requests; paired 95% intervals."""
+evaluated, with NRMVNE and GRC, on those seeds' test requests; paired 95% intervals.
+
+Every number comes from the streaming seed runner (``train_seeds``, ``stream_seeds``): each
+chunk of test seeds is generated, trained and tested inside one compiled program and only the
+per-seed finals come back, so the comparison's memory does not grow with its seed count."""
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from sagin_jax.experiments.stats import mean_ci, relative_gain
 from sagin_jax.policies.baselines import BASELINES
-from sagin_jax.simulation.batch import make_requests, make_substrates, simulate_seeds, table_size
-from sagin_jax.devices.sharding import default_mesh
-from sagin_jax.training.config import Hyper, TrainConfig
-from sagin_jax.training.run import evaluate_grid, train_population
+from sagin_jax.simulation.stream import default_time_grid, stream_seeds
+from sagin_jax.training.config import TrainConfig
+from sagin_jax.training.stream import train_seeds
+
+FINAL_ONLY_GRID_POINTS = 2
+"""The comparison reads each seed's final metrics only: the runner's time grid is the
+smallest it takes."""
 
 
 def best_train_config(sw: dict, algo: str, best_params: dict) -> TrainConfig:
@@ -34,25 +42,18 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
     GRC, on those seeds' test requests; -> {"final": {algo: {AR, ACR, RC: per-seed list}},
     "gain_vs": {algo: {base: {metric: paired_gain}}}}."""
     cfg, seeds = sw["scenario"], sw["test_seeds"]
-    mesh = default_mesh()
-    subs = make_substrates(cfg, seeds)
-    train_reqs, test_reqs = make_requests(cfg, seeds, "train"), make_requests(cfg, seeds, "test")
-    table = table_size(train_reqs, test_reqs)
+    grid = default_time_grid(cfg, FINAL_ONLY_GRID_POINTS)
+    pick = lambda f: {"AR": np.asarray(f.ar), "ACR": np.asarray(f.acr),  # noqa: E731
+                      "RC": np.asarray(f.rc)}
     final = {}
     for algo, tcfg in tcfgs.items():
-        res = train_population(cfg, tcfg, seeds, Hyper.stack([Hyper.from_config(tcfg, xp=np)]),
-                               progress=progress, subs=subs, train_reqs=train_reqs,
-                               max_active=table, mesh=mesh)
-        o = evaluate_grid(tcfg, res.params, subs, test_reqs, seeds, max_active=table, mesh=mesh)
-        m = o.metrics
-        final[algo] = {"AR": np.asarray(m.ar)[:, 0, -1], "ACR": np.asarray(m.acr)[:, 0, -1],
-                       "RC": np.asarray(m.rc)[:, 0, -1]}
+        if progress:
+            print(f"[compare] {algo}: training its best setting on {len(seeds)} test seeds",
+                  flush=True)
+        _, _, summary = train_seeds(cfg, tcfg, seeds, grid)  # the config's own setting
+        final[algo] = pick(jax.tree_util.tree_map(lambda x: x[:, 0], summary.final))
     for base in ("nrmvne", "grc"):
-        _, o = simulate_seeds(BASELINES[base], None, seeds, subs, test_reqs, max_active=table,
-                              mesh=mesh)
-        m = o.metrics
-        final[base] = {"AR": np.asarray(m.ar)[:, -1], "ACR": np.asarray(m.acr)[:, -1],
-                       "RC": np.asarray(m.rc)[:, -1]}
+        final[base] = pick(stream_seeds(cfg, BASELINES[base], None, seeds, grid).final)
     gains = {a: {b: {k: paired_gain(final[a][k], final[b][k]) for k in ("AR", "ACR", "RC")}
                  for b in final if b != a} for a in tcfgs}
     return {"seeds": seeds,
