@@ -209,7 +209,8 @@ def test_train_seeds_equals_train_population_then_evaluate_grid():
     """Agents trained and tested per seed through the runner, two settings per seed (a
     population axis, as ``train_population`` takes it): the parameters, every epoch's training
     curve and the test pass are the bits of ``train_population`` followed by ``evaluate_grid``
-    on ``make_scenarios``' output."""
+    on ``make_scenarios``' output; 2 seeds per call, so the chunks (the last one padded) are
+    put back in seed order."""
     from sagin_jax.training.config import Hyper
     from sagin_jax.training.run import evaluate_grid, train_population
     from sagin_jax.training.stream import train_seeds
@@ -218,7 +219,7 @@ def test_train_seeds_equals_train_population_then_evaluate_grid():
     hypers = Hyper.stack([Hyper.from_config(tcfg, lr=0.01, xp=np),
                           Hyper.from_config(tcfg, lr=0.05, entropy_coef=0.01, xp=np)])
     seeds, grid = [1, 2, 3], default_time_grid(cfg, POINTS)
-    params, curves, summary = train_seeds(cfg, tcfg, seeds, grid, hypers=hypers, chunk=4,
+    params, curves, summary = train_seeds(cfg, tcfg, seeds, grid, hypers=hypers, chunk=2,
                                           mesh=None)
     scen = make_scenarios(cfg, seeds, mesh=None)
     res = train_population(cfg, tcfg, seeds, hypers, progress=False, subs=scen.sub,
