@@ -1,12 +1,13 @@
 """Host memory: glibc's allocator tuned for XLA's large, short-lived buffers.
 
 Each call of a compiled program on the CPU allocates its outputs afresh (the requests program
-returns ~23 MB per 32 seeds). With glibc's defaults those buffers come from ``mmap`` or from
-heaps that are trimmed or freed as soon as they are released, so the next call touches new
-pages: the kernel zeroes every one of them (about 5,600 page faults per call of the requests
-program on one device). ``tune_malloc`` keeps freed memory in the heap for reuse: generating
-4,096 paper scenarios on 2 host devices took 1.65-1.78 s instead of 1.84-2.13 s (3 runs each,
-alternating processes), with no page faults left and the same peak memory. The settings work
+returned ~23 MB per 32 seeds while requests were stored wide, 7.3 MB since). With glibc's
+defaults those buffers come from ``mmap`` or from heaps that are trimmed or freed as soon as
+they are released, so the next call touches new pages: the kernel zeroes every one of them
+(about 5,600 page faults per call of the requests program on one device, wide storage).
+``tune_malloc`` keeps freed memory in the heap for reuse: generating 4,096 paper scenarios on
+2 host devices took 1.65-1.78 s instead of 1.84-2.13 s (3 runs each, alternating processes,
+wide storage), with no page faults left and the same peak memory. The settings work
 together: in ``tests/test_host_memory.py``'s workload the mmap or the trim threshold alone
 faults more than glibc's defaults, the top pad alone or any two of them not at all.
 
