@@ -278,3 +278,19 @@ def test_chunk_program_lowers_for_cuda_with_the_kernel():
         max_active=16, strategy="kernel", interpret=False),
         prm, jnp.asarray(seed_key_data(SEEDS)), jnp.asarray(default_time_grid(CFG, POINTS)))
     assert cost["pallas_calls"] == 1, cost
+
+
+def test_per_seed_rows_read_back_exactly_one_row_or_many(tmp_path):
+    """``read_per_seed`` gives each column by its header name, the written decimals exactly,
+    for one row (no 1-D collapse) and for several."""
+    from sagin_jax.experiments.evaluate import read_per_seed
+    f = tmp_path / "per_seed.csv"
+    f.write_text("seed,AR,accepted\n7,5313.1435546875,426\n")
+    got = read_per_seed(f)
+    assert list(got) == ["seed", "AR", "accepted"]
+    assert got["seed"].tolist() == [7.0] and got["AR"].tolist() == [5313.1435546875]
+    f.write_text("seed,AR,accepted\n7,0.1,1\n8,0.30000000000000004,2\n4294967295,1e-07,3\n")
+    got = read_per_seed(f)
+    assert got["seed"].tolist() == [7.0, 8.0, 4294967295.0]
+    assert got["AR"].tolist() == [0.1, 0.30000000000000004, 1e-07]
+    assert got["accepted"].tolist() == [1.0, 2.0, 3.0]
