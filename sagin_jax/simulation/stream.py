@@ -40,8 +40,9 @@ from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
 from sagin_jax.simulation.metrics import Metrics
 from sagin_jax.simulation.online import Outcome, request_step_strategy, simulate
 
-__all__ = ["SeedSummary", "chunk_shape", "default_time_grid", "max_alive", "reduce_outcome",
-           "run_chunks", "stream_jobs", "stream_seeds", "stream_table_size"]
+__all__ = ["ChunkedRun", "SeedSummary", "chunk_positions", "chunk_shape", "default_time_grid",
+           "max_alive", "reduce_outcome", "run_chunks", "stream_jobs", "stream_seeds",
+           "stream_table_size"]
 
 
 @struct.dataclass
@@ -154,6 +155,14 @@ def max_alive(req: Requests) -> jax.Array:
     return jnp.max(jnp.arange(1, req.n_requests + 1) - gone).astype(jnp.int32)
 
 
+def chunk_positions(n_seeds: int, chunk: int, size: int, c: int) -> tuple[np.ndarray, int]:
+    """(positions in the seed array of chunk ``c``'s seeds, padded to ``size`` by repeating its
+    last seed; how many of them are real)."""
+    start = c * chunk
+    n = min(chunk, n_seeds - start)
+    return start + np.minimum(np.arange(size), n - 1), n
+
+
 def run_chunks(seeds: np.ndarray, chunk: int, size: int, launch: Callable, settle: Callable,
                first_chunk: int = 0, on_chunk: Callable | None = None):
     """The chunk loop of a streaming runner: ``launch(c, pos)`` dispatches chunk ``c`` (``pos``:
@@ -162,17 +171,17 @@ def run_chunks(seeds: np.ndarray, chunk: int, size: int, launch: Callable, settl
     back (numpy, padding dropped; it may rerun the chunk) and returns what ``on_chunk(c, ...)``
     gets. Chunk ``c + 1`` is dispatched before chunk ``c`` is read back, so the host's work
     overlaps the device's. -> the settled chunks in order, or None with ``on_chunk``."""
-    starts = list(range(0, len(seeds), chunk))
+    n_chunks = -(-len(seeds) // chunk)
 
     def go(c: int):
-        n = min(chunk, len(seeds) - starts[c])
-        return launch(c, starts[c] + np.minimum(np.arange(size), n - 1)), n
+        pos, n = chunk_positions(len(seeds), chunk, size, c)
+        return launch(c, pos), n
 
     kept = []
-    pending = go(first_chunk) if first_chunk < len(starts) else None
-    for c in range(first_chunk, len(starts)):
+    pending = go(first_chunk) if first_chunk < n_chunks else None
+    for c in range(first_chunk, n_chunks):
         result, n = pending
-        pending = go(c + 1) if c + 1 < len(starts) else None
+        pending = go(c + 1) if c + 1 < n_chunks else None
         settled = settle(c, result, n)
         if on_chunk is not None:
             on_chunk(c, settled)
@@ -191,27 +200,39 @@ def chunk_shape(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None, me
     return seeds, mesh, chunk, -(-min(chunk, len(seeds)) // d) * d
 
 
-class _StreamRun:
+class ChunkedRun:
+    """What every chunk call of one streaming run shares: the seeds and their chunking, the
+    config's plan and traced numbers, the active-table size (grown on a rerun) and the grid."""
+
+    def __init__(self, cfg, seeds, grid, chunk, mesh, max_active):
+        self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
+        self.plan = make_plan(cfg)
+        self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
+        self.table = stream_table_size(cfg) if max_active is None else max_active
+        self.grid = jax.device_put(np.asarray(grid, np.float32))
+        self.bounds = Bounds(self.plan.max_edges, self.plan.max_degree)
+
+    def first_positions(self) -> np.ndarray:
+        return chunk_positions(len(self.seeds), self.chunk, self.size, 0)[0]
+
+
+class _StreamRun(ChunkedRun):
     """The arguments of every chunk call of one ``stream_seeds`` run (shared with
     ``stream_jobs``, so compiling ahead compiles the program the run calls)."""
 
     def __init__(self, cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
                  strategy, per_seed_params):
-        self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
+        super().__init__(cfg, seeds, grid, chunk, mesh, max_active)
         strategy = request_step_strategy(strategy)
         if strategy == "kernel":
             from sagin_jax.kernels.simulate import kernel_applies
             if not kernel_applies(policy, strategy, False):
                 strategy = "batched"  # the kernel's fallback (see kernels.simulate)
-        plan = make_plan(cfg)
-        self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
-        self.table = stream_table_size(cfg) if max_active is None else max_active
-        self.grid = jax.device_put(np.asarray(grid, np.float32))
         self.params = None if params is None else jax.tree_util.tree_map(np.asarray, params)
         self.per_seed_params = per_seed_params
-        self.bounds = Bounds(plan.max_edges, plan.max_degree)
-        self.static = dict(plan=plan, n_test=cfg.n_test, policy=policy, seed_loop=seed_loop,
-                           mesh=self.mesh, strategy=strategy, per_seed_params=per_seed_params)
+        self.static = dict(plan=self.plan, n_test=cfg.n_test, policy=policy,
+                           seed_loop=seed_loop, mesh=self.mesh, strategy=strategy,
+                           per_seed_params=per_seed_params)
 
     def args(self, pos: np.ndarray, rows: int | None = None):
         """(arguments, static keywords) of the call on the seeds at positions ``pos``."""
@@ -220,10 +241,6 @@ class _StreamRun:
             p = jax.tree_util.tree_map(lambda x: x[pos], p)
         return ((self.prm, seed_key_data(self.seeds[pos]), p, self.grid),
                 {**self.static, "max_active": rows or self.table})
-
-    def first_positions(self) -> np.ndarray:
-        n = min(self.chunk, len(self.seeds))
-        return np.minimum(np.arange(self.size), n - 1)
 
 
 def stream_jobs(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int], grid,

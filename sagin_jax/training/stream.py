@@ -28,10 +28,8 @@ from sagin_jax.devices.sharding import AXIS
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
 from sagin_jax.scenario.generate import _host, _raise_overflow
-from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
 from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
-from sagin_jax.simulation.stream import (chunk_shape, max_alive, reduce_outcome, run_chunks,
-                                         stream_table_size)
+from sagin_jax.simulation.stream import ChunkedRun, max_alive, reduce_outcome, run_chunks
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.reinforce import make_evaluate, make_train
 
@@ -90,30 +88,21 @@ def _settings(tcfg: TrainConfig, hypers: Hyper | None, lr: float | None) -> Hype
     return hypers
 
 
-class _TrainRun:
+class _TrainRun(ChunkedRun):
     """The arguments of every chunk call of one ``train_seeds`` run (shared with
     ``train_jobs``, so compiling ahead compiles the program the run calls)."""
 
     def __init__(self, cfg, tcfg, seeds, grid, hypers, lr, chunk, mesh, max_active, seed_loop):
-        self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
+        super().__init__(cfg, seeds, grid, chunk, mesh, max_active)
         tcfg.validate(cfg.n_train)
-        plan = make_plan(cfg)
-        self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
         self.hypers = _settings(tcfg, hypers, lr)
-        self.table = stream_table_size(cfg) if max_active is None else max_active
-        self.grid = jax.device_put(np.asarray(grid, np.float32))
-        self.bounds = Bounds(plan.max_edges, plan.max_degree)
-        self.static = dict(plan=plan, tcfg=tcfg.static(), n_train=cfg.n_train,
+        self.static = dict(plan=self.plan, tcfg=tcfg.static(), n_train=cfg.n_train,
                            n_test=cfg.n_test, seed_loop=seed_loop, mesh=self.mesh)
 
     def args(self, pos: np.ndarray, rows: int | None = None):
         """(arguments, static keywords) of the call on the seeds at positions ``pos``."""
         return ((self.prm, seed_key_data(self.seeds[pos]), self.hypers, self.grid),
                 {**self.static, "max_active": rows or self.table})
-
-    def first_positions(self) -> np.ndarray:
-        n = min(self.chunk, len(self.seeds))
-        return np.minimum(np.arange(self.size), n - 1)
 
 
 def train_jobs(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int], grid,
