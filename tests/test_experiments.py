@@ -333,6 +333,7 @@ def test_bench_prints_the_ratio_last(tmp_path, capsys, monkeypatch):
     assert {("jax-ddrl-train", "map", "2"), ("jax-nrmvne-test", "map", "2"),
             ("jax-ddrl-test", "map", "2")} <= workloads
     assert "scale-20" in {r["workload"] for r in rows}
+    assert "trips-ddrl-nra-test" not in {r["workload"] for r in rows}  # trip_policies
     assert {"trips-nrmvne-test", "generate-programs-discarded",
             "generate-numpy"} <= \
         {r["workload"] for r in rows}
