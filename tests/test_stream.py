@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -97,11 +98,12 @@ def test_generation_overflow_names_the_seed(monkeypatch):
     error, naming the seed (the generator's flags are faked here: no program is compiled)."""
     from sagin_jax.simulation import stream
 
-    def fake_chunk(prm, key_data, params, grid, **kw):
+    def fake_generation(prm, key_data, **kw):
         over = np.zeros((key_data.shape[0], 2), bool)
         over[1, 1] = True  # the chunk's second seed: too many links at a node
-        return None, over
-    monkeypatch.setattr(stream, "evaluate_chunk", fake_chunk)
+        return SimpleNamespace(sub=None, test=None, overflow=over)
+    monkeypatch.setattr(stream, "generate_chunk", fake_generation)
+    monkeypatch.setattr(stream, "evaluate_chunk", lambda *a, **kw: None)
     with pytest.raises(ValueError, match=r"seed 4: .*max_degree"):
         stream_seeds(CFG, BASELINES["nrmvne"], None, SEEDS, default_time_grid(CFG, POINTS),
                      chunk=5, mesh=None)
@@ -271,12 +273,15 @@ def test_chunk_program_lowers_for_cuda_with_the_kernel():
     from sagin_jax.devices.seed_axis import seed_key_data
     from sagin_jax.kernels.cost import cuda_cost
     from sagin_jax.scenario.plan import make_plan, plan_params
-    from sagin_jax.simulation.stream import evaluate_chunk
+    from sagin_jax.simulation.stream import evaluate_chunk, generate_chunk
     plan, prm = make_plan(CFG), jax.tree_util.tree_map(jnp.asarray, plan_params(CFG))
-    cost = cuda_cost(lambda p, k, g: evaluate_chunk(
-        p, k, None, g, plan=plan, n_test=CFG.n_test, policy=BASELINES["nrmvne"],
-        max_active=16, strategy="kernel", interpret=False),
-        prm, jnp.asarray(seed_key_data(SEEDS)), jnp.asarray(default_time_grid(CFG, POINTS)))
+    keys = jnp.asarray(seed_key_data(SEEDS))
+    scen = jax.eval_shape(lambda p, k: generate_chunk(p, k, plan=plan, n_train=0,
+                                                      n_test=CFG.n_test), prm, keys)
+    cost = cuda_cost(lambda k, s, r, g: evaluate_chunk(
+        k, s, r, None, g, policy=BASELINES["nrmvne"], max_active=16, strategy="kernel",
+        interpret=False),
+        keys, scen.sub, scen.test, jnp.asarray(default_time_grid(CFG, POINTS)))
     assert cost["pallas_calls"] == 1, cost
 
 

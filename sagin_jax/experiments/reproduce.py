@@ -14,7 +14,6 @@ count beyond those summaries; an experiment file's ``chunk`` sets the seeds per 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -39,8 +38,8 @@ from sagin_jax.files import read_json, write_csv, write_json
 from sagin_jax.simulation.stream import (default_time_grid, stream_jobs, stream_seeds,
                                          stream_table_size)
 from sagin_jax.training.config import Hyper, TrainConfig
-from sagin_jax.training.reinforce import objective, policies_for
-from sagin_jax.training.stream import train_chunk, train_jobs, train_seeds
+from sagin_jax.training.reinforce import objective
+from sagin_jax.training.stream import test_policy, train_chunk, train_jobs, train_seeds
 
 KINDS = ("fig4", "compare", "storage", "load")
 METRICS = ("AR", "ACR", "RC", "RC_link")
@@ -143,6 +142,12 @@ def _runner_options(exp: dict) -> dict:
     return {"chunk": exp.get("chunk"), "seed_loop": exp.get("seed_loop")}
 
 
+_SHARED_GENERATION = {"with_train": True}
+"""``stream_seeds``' option for the heuristics and the tests of trained runs: they draw the
+training requests too, so that every algorithm on a config shares one generation program with
+the training runs (one program per config instead of two)."""
+
+
 _WATCH: Stopwatch | None = None
 """The running experiment's stopwatch (set by ``run_experiment``; None outside one, e.g. in the
 ahead phase, whose time ``reproduce`` reports on its own)."""
@@ -159,7 +164,7 @@ def run_heuristic(exp: dict, cfg: ScenarioConfig, algo: str, seeds: list, grid,
     with _section("simulate"):
         return _settle(lambda on_chunk: stream_seeds(
             cfg, BASELINES[algo], None, seeds, grid, max_active=max_active, on_chunk=on_chunk,
-            **_runner_options(exp)), len(seeds), f"test {algo}", progress)
+            **_SHARED_GENERATION, **_runner_options(exp)), len(seeds), f"test {algo}", progress)
 
 
 # --- training runs shared between experiments ------------------------------------------------
@@ -203,68 +208,72 @@ def _training_step(known: dict, keys: list, grid_key: bytes | None):
     return ("reuse" if all(grid_key in known[k] for k in keys) else "test"), grid_key
 
 
+def _step_of(keys: list, known: dict, grid, cfg: ScenarioConfig, test: bool):
+    """(what to do, grid, grid key) for runs ``keys`` (``_training_step``); without ``test``
+    a run needs training only (no grid)."""
+    if not test:
+        return ("reuse" if all(k in known for k in keys) else "train"), None, None
+    step, gk = _training_step(known, keys, _grid_key(grid))
+    if gk is None:  # any grid will do: the config's default one
+        grid = time_grid_of({}, cfg)
+        gk = _grid_key(grid)
+    return step, grid, gk
+
+
 def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
                  hypers: list, grid, progress: bool,
-                 max_active: int | None = None) -> SimpleNamespace:
+                 max_active: int | None = None, test: bool = True) -> SimpleNamespace:
     """Train ``tcfg``'s agent with every setting of ``hypers`` (scalar ``Hyper``s) on every seed
-    and test it greedily, one streaming program for all settings (``train_seeds``), or reuse
-    the runs this process already trained: -> ``params`` [S, H, ...], ``curves``
-    [S, H, E, B], ``summary`` (``SeedSummary`` [S, H] on ``grid``; None: any grid, for an
-    experiment that reads only the finals), ``run_s`` (0 when reused) and ``reused``.
+    and, with ``test``, test it greedily (``train_seeds``), or reuse the runs this process
+    already trained: -> ``params`` [S, H, ...], ``curves`` [S, H, E, B], ``summary``
+    (``SeedSummary`` [S, H] on ``grid``; grid None: any grid, for an experiment that reads only
+    the finals; None without ``test``), ``run_s`` (0 when reused) and ``reused``.
 
     The full set trains DDRL-NRA at rate 0.005 on the paper's scenario three times (Fig. 4's
     second rate, Figs. 5-7, Fig. 8's U[1,50]): the same scenario, training config, seeds, keys
     and setting, so the same bits (a run's key depends on its seed alone, and every setting of
-    a seed trains on its own). A reused run tested on another grid is tested again from its
-    parameters (``stream_seeds``; the same test pass). A test checks a reused run against a
-    fresh one."""
+    a seed trains on its own). A reused run not yet tested on the grid asked for is tested from
+    its parameters (``stream_seeds``; the same test program). A test checks a reused run
+    against a fresh one."""
     keys = [_run_key(exp, cfg, tcfg, seeds, h) for h in hypers]
-    step, gk = _training_step({k: _TRAINED[k].tests for k in keys if k in _TRAINED}, keys,
-                              _grid_key(grid))
-    if gk is None:  # any grid will do: the config's default one
-        grid = time_grid_of({}, cfg)
-        gk = _grid_key(grid)
+    step, grid, gk = _step_of(keys, {k: _TRAINED[k].tests for k in keys if k in _TRAINED},
+                              grid, cfg, test)
     run_s = 0.0
     if step == "train":
         t0 = time.perf_counter()
         with _section("train"):
             params, curves, summary = _settle(lambda on_chunk: train_seeds(
-                cfg, tcfg, seeds, grid, hypers=Hyper.stack(hypers), max_active=max_active,
-                on_chunk=on_chunk, **_runner_options(exp)), len(seeds),
+                cfg, tcfg, seeds, time_grid_of({}, cfg) if grid is None else grid,
+                hypers=Hyper.stack(hypers), max_active=max_active, on_chunk=on_chunk,
+                test=test, **_runner_options(exp)), len(seeds),
                 f"train {tcfg.algo} x {len(hypers)}", progress)
         run_s = time.perf_counter() - t0
         for j, k in enumerate(keys):
             _TRAINED[k] = TrainedRun(params=_at(params, j), curves=_at(curves, j),
-                                     tests={gk: _at(summary, j)})
+                                     tests={gk: _at(summary, j)} if test else {})
     elif step == "test":
-        test_policy = _test_policy(tcfg)
         for k in keys:
             run = _TRAINED[k]
             if gk not in run.tests:
                 with _section("simulate"):
                     run.tests[gk] = _settle(lambda on_chunk: stream_seeds(
-                        cfg, test_policy, run.params, seeds, grid, per_seed_params=True,
-                        max_active=max_active, on_chunk=on_chunk, **_runner_options(exp)),
+                        cfg, test_policy(tcfg), run.params, seeds, grid, per_seed_params=True,
+                        max_active=max_active, on_chunk=on_chunk, **_SHARED_GENERATION,
+                        **_runner_options(exp)),
                         len(seeds), f"test {tcfg.algo}", progress)
     runs = [_TRAINED[k] for k in keys]
     stack = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  (the H axis)
     return SimpleNamespace(
         params=jax.tree_util.tree_map(stack, *[r.params for r in runs]),
         curves=jax.tree_util.tree_map(stack, *[r.curves for r in runs]),
-        summary=jax.tree_util.tree_map(stack, *[r.tests[gk] for r in runs]),
+        summary=(jax.tree_util.tree_map(stack, *[r.tests[gk] for r in runs]) if test
+                 else None),
         run_s=run_s, reused=step != "train")
 
 
 def _at(tree, j: int):
     """Setting ``j`` of leaves [S, H, ...]."""
     return jax.tree_util.tree_map(lambda x: np.asarray(x)[:, j], tree)
-
-
-@functools.lru_cache(maxsize=None)
-def _test_policy(tcfg: TrainConfig):
-    """The greedy test policy of ``tcfg``'s agent, one object per config: a policy is a static
-    argument of the runner's program, so a new one would trace and compile it again."""
-    return policies_for(tcfg)[1]
 
 
 def _settings(tcfg: TrainConfig, lrs) -> list:
@@ -282,7 +291,8 @@ def _fig4_setup(exp: dict):
 
 def run_fig4(exp: dict, out: Path, progress: bool) -> dict:
     cfg, tcfg, seeds, lrs = _fig4_setup(exp)
-    res = train_shared(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, progress)
+    res = train_shared(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, progress,
+                       test=False)  # Fig. 4 plots the training curves only
     c = res.curves  # [S, L, E, B]
     s, n_lr, e, b = np.asarray(c.ar).shape
     series = {"AR": c.ar, "ACR": c.acr, "RC": c.rc, "O": c.objective}
@@ -563,32 +573,32 @@ def _compile_all(exps: list, progress: bool) -> None:
 
 
 def _shared_jobs(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
-                 hypers: list, grid, known: dict, max_active: int | None = None) -> list:
+                 hypers: list, grid, known: dict, max_active: int | None = None,
+                 test: bool = True) -> list:
     """The programs ``train_shared`` with these arguments will call, given the runs ``known``
     ({run key: grid keys}; updated as the call will update ``_TRAINED``)."""
     keys = [_run_key(exp, cfg, tcfg, seeds, h) for h in hypers]
-    step, gk = _training_step(known, keys, _grid_key(grid))
-    if gk is None:
-        grid = time_grid_of({}, cfg)
-        gk = _grid_key(grid)
+    step, grid, gk = _step_of(keys, known, grid, cfg, test)
     if step == "reuse":
         return []
-    train = train_jobs(cfg, tcfg, seeds, grid, hypers=Hyper.stack(hypers),
-                       max_active=max_active, **_runner_options(exp))
+    train = train_jobs(cfg, tcfg, seeds, time_grid_of({}, cfg) if grid is None else grid,
+                       hypers=Hyper.stack(hypers), max_active=max_active, test=test,
+                       **_runner_options(exp))
     if step == "train":
         for k in keys:
-            known[k] = {gk}
+            known[k] = {gk} if test else set()
         return train
     # a test pass of trained parameters: their shapes from the training program's outputs
-    shapes = jax.eval_shape(lambda *a: train_chunk(*a, **train[0].static), *train[0].args)[0]
-    params = jax.tree_util.tree_map(lambda x: np.zeros((len(seeds),) + x.shape[2:], x.dtype),
+    job = next(j for j in train if j.fn is train_chunk)
+    shapes = jax.eval_shape(lambda *a: train_chunk(*a, **job.static), *job.args)[0]
+    params = jax.tree_util.tree_map(lambda x: np.zeros((len(seeds),) + x.shape[1:], x.dtype),
                                     shapes)
-    test_policy = _test_policy(tcfg)
     jobs = []
     for k in keys:
         if gk not in known[k]:
-            jobs += stream_jobs(cfg, test_policy, params, seeds, grid, per_seed_params=True,
-                                max_active=max_active, **_runner_options(exp))
+            jobs += stream_jobs(cfg, test_policy(tcfg), params, seeds, grid,
+                                per_seed_params=True, max_active=max_active,
+                                **_SHARED_GENERATION, **_runner_options(exp))
             known[k].add(gk)
     return jobs
 
@@ -603,7 +613,8 @@ def experiment_jobs(exp: dict, known: dict | None = None) -> list:
     seeds = list(range(exp["seeds"]))
     if exp["kind"] == "fig4":
         cfg, tcfg, _, lrs = _fig4_setup(exp)
-        return _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, known)
+        return _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, lrs), None, known,
+                            test=False)
     if exp["kind"] == "storage":
         tcfg, lr = _trained_setup(exp, "ddrl-nra")
         grid = time_grid_of(exp, exp["_scenario"])
@@ -621,7 +632,7 @@ def experiment_jobs(exp: dict, known: dict | None = None) -> list:
             jobs += _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid, known)
         else:
             jobs += stream_jobs(cfg, BASELINES[algo], None, seeds, grid,
-                                **_runner_options(exp))
+                                **_SHARED_GENERATION, **_runner_options(exp))
     return jobs
 
 
@@ -640,7 +651,7 @@ def _load_jobs(exp: dict, known: dict) -> list:
             else:
                 jobs += stream_jobs(point.cfg, BASELINES[algo], None, seeds,
                                     time_grid_of({}, point.cfg), max_active=table,
-                                    **_runner_options(exp))
+                                    **_SHARED_GENERATION, **_runner_options(exp))
     return jobs
 
 

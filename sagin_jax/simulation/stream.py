@@ -1,17 +1,20 @@
-"""Seed sweeps of any width in bounded memory: ``key -> generate -> simulate -> reduce`` as one
-compiled program per chunk of seeds, with only per-seed reductions leaving the device.
+"""Seed sweeps of any width in bounded memory: ``key -> generate -> simulate -> reduce`` chunk
+by chunk of seeds, with only per-seed reductions leaving the device.
 
 ``make_scenarios`` keeps every request of every seed on the host (228 bytes per paper request,
-~0.6 MB per paper seed). Here a chunk's scenarios live only inside its program:
-what comes back per seed is its final metrics (eqs. 9-11) and the metrics sampled on a fixed
-time grid, so memory is O(chunk) whatever the number of seeds. The numbers are those of
-``simulate_seeds`` on ``make_scenarios``' output, bit for bit (tested): the same generator
-draws, the same seed keys and the same request step.
+~0.6 MB per paper seed). Here a chunk's scenarios live only on the device, between the two
+programs of the chunk: ``generate_chunk`` (one program per config and chunk shape, shared by
+every algorithm) and the test pass ``evaluate_chunk``. What comes back per seed is its final
+metrics (eqs. 9-11) and the metrics sampled on a fixed time grid, so memory is O(chunk)
+whatever the number of seeds. The numbers are those of ``simulate_seeds`` on
+``make_scenarios``' output, bit for bit (tested): the same generator draws, the same seed keys
+and the same request step.
 
-Active table. The fused program needs its table size before the requests exist, so it starts
-from ``stream_table_size`` (a Poisson bound on the requests alive at once) and a chunk in which
-any accepted request found no free row is run again with a table twice as large. A table that
-never filled gives the same result as any larger one (a request takes the first free row).
+Active table. The test program needs its table size when it is compiled, so it starts from
+``stream_table_size`` (a Poisson bound on the requests alive at once) and a chunk in which any
+accepted request found no free row is run again, on the same scenarios, with a table twice as
+large. A table that never filled gives the same result as any larger one (a request takes the
+first free row).
 """
 from __future__ import annotations
 
@@ -40,9 +43,9 @@ from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
 from sagin_jax.simulation.metrics import Metrics
 from sagin_jax.simulation.online import Outcome, request_step_strategy, simulate
 
-__all__ = ["ChunkedRun", "SeedSummary", "chunk_positions", "chunk_shape", "default_time_grid",
-           "max_alive", "reduce_outcome", "run_chunks", "stream_jobs", "stream_seeds",
-           "stream_table_size"]
+__all__ = ["ChunkScenarios", "ChunkedRun", "SeedSummary", "abstract_chunk", "chunk_positions",
+           "chunk_shape", "default_time_grid", "evaluate_chunk", "generate_chunk", "max_alive",
+           "reduce_outcome", "run_chunks", "stream_jobs", "stream_seeds", "stream_table_size"]
 
 
 @struct.dataclass
@@ -96,55 +99,92 @@ def stream_table_size(cfg: ScenarioConfig) -> int:
     return -(-rows // TABLE_BUCKET) * TABLE_BUCKET
 
 
-def _test_scenario(key, plan, prm, n_test: int):
-    """The substrate and test requests ``make_scenarios`` gives for ``key`` (same streams)."""
-    sub, _, _, over_e, over_k = draw_substrate(jax.random.fold_in(key, 0), plan, prm)
-    req = draw_requests(jax.random.fold_in(key, 2), plan, prm, n_test)
-    return sub, req, over_e, over_k
+@struct.dataclass
+class ChunkScenarios:
+    """One chunk's scenarios on the device, as ``generate_chunk`` leaves them for the chunk's
+    training and test programs."""
+
+    sub: object  # Substrate [S]
+    train: Requests | None  # [S, R_train], None when only the test set was drawn
+    test: Requests  # [S, R_test]
+    overflow: jax.Array  # bool[S, 2]: the substrate overflowed a static bound (edges, degree)
+    need: jax.Array  # i32[S]: most requests alive at once over the drawn sets (``max_alive``)
 
 
-@partial(jax.jit, static_argnames=("plan", "n_test", "policy", "max_active", "seed_loop",
-                                   "mesh", "strategy", "per_seed_params", "interpret"))
-def evaluate_chunk(prm: dict, key_data, params, grid, *, plan, n_test: int, policy: NodePolicy,
+@partial(jax.jit, static_argnames=("plan", "n_train", "n_test", "mesh"))
+def generate_chunk(prm: dict, key_data, *, plan, n_train: int, n_test: int,
+                   mesh=None) -> ChunkScenarios:
+    """The scenarios ``make_scenarios`` gives for the keys ``key_data`` (u32[S, 2]; same
+    streams), left on the device: substrate, training requests (none when ``n_train`` is 0)
+    and test requests. One program per plan and chunk shape, shared by every algorithm that
+    runs on the config (generation is ~40% of a fused generate-and-simulate program's compile
+    time, so compiling it once per config instead of once per algorithm matters)."""
+    def run(prm, key_data):
+        def one(key):
+            sub, _, _, over_e, over_k = draw_substrate(jax.random.fold_in(key, 0), plan, prm)
+            train = (draw_requests(jax.random.fold_in(key, 1), plan, prm, n_train)
+                     if n_train else None)
+            test = draw_requests(jax.random.fold_in(key, 2), plan, prm, n_test)
+            need = max_alive(test)
+            if train is not None:
+                need = jnp.maximum(max_alive(train), need)
+            return ChunkScenarios(sub=sub, train=train, test=test,
+                                  overflow=jnp.stack([over_e, over_k]), need=need)
+        # generation is wide integer work: vmapped, as make_scenarios runs it
+        return jax.vmap(one)(jax.vmap(jax.random.wrap_key_data)(key_data))
+
+    if mesh is None:
+        return run(prm, key_data)
+    return jax.shard_map(run, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS),
+                         check_vma=False)(prm, key_data)
+
+
+@partial(jax.jit, static_argnames=("policy", "max_active", "seed_loop", "mesh", "strategy",
+                                   "per_seed_params", "interpret"))
+def evaluate_chunk(key_data, subs, reqs: Requests, params, grid, *, policy: NodePolicy,
                    max_active: int, seed_loop: str | None = None, mesh=None,
                    strategy: str | None = None, per_seed_params: bool = False,
-                   interpret: bool | None = None):
-    """-> (SeedSummary [S], generation overflow bool[S, 2]) of one chunk of seeds, each the
-    test pass of ``policy`` on the scenario of its key (``key_data`` u32[S, 2]). ``params`` is
-    shared by all seeds, or has a leading seed axis with ``per_seed_params``. ``strategy``
-    "kernel" runs ``kernels.simulate.simulate_kernel`` on the chunk (the caller checks that it
-    applies; ``interpret``, default on a CPU, runs it in Pallas' interpreter); the others
-    ``simulate`` per seed, batched by ``seed_loop``."""
-    def run(prm, key_data, params, grid):
+                   interpret: bool | None = None) -> SeedSummary:
+    """-> ``SeedSummary`` [S] of one chunk of seeds, each the test pass of ``policy`` on its
+    scenario (``subs``/``reqs`` from ``generate_chunk``) with its key (``key_data`` u32[S, 2]).
+    ``params`` is shared by all seeds, or has a leading seed axis with ``per_seed_params``.
+    ``strategy`` "kernel" runs ``kernels.simulate.simulate_kernel``
+    on the chunk (the caller checks that it applies; ``interpret``, default on a CPU, runs it
+    in Pallas' interpreter); the others ``simulate`` per seed, batched by ``seed_loop``."""
+    def run(key_data, subs, reqs, params, grid):
         keys = jax.vmap(jax.random.wrap_key_data)(key_data)
-        # generation is wide integer work: vmapped, as make_scenarios runs it
-        subs, reqs, over_e, over_k = jax.vmap(
-            lambda k: _test_scenario(k, plan, prm, n_test))(keys)
-
         if strategy == "kernel":  # one Pallas program per seed (sagin_jax.kernels)
             from sagin_jax.kernels.simulate import simulate_kernel
             _, out = simulate_kernel(policy, params, keys, subs, reqs, max_active,
                                      interpret=(jax.default_backend() == "cpu"
                                                 if interpret is None else interpret),
                                      params_per_seed=per_seed_params)
-            summary = jax.vmap(reduce_outcome, in_axes=(0, None))(out, grid)
-            return summary, jnp.stack([over_e, over_k], axis=-1)
+            return jax.vmap(reduce_outcome, in_axes=(0, None))(out, grid)
 
         def one(key, sub, req, p):
             _, out = simulate(policy, p, key, sub, req, max_active, strategy=strategy)
             return reduce_outcome(out, grid)
         if per_seed_params:
-            summary = over_seeds(one, seed_loop)(keys, subs, reqs, params)
-        else:
-            summary = over_seeds(lambda k, s, r: one(k, s, r, params), seed_loop)(keys, subs,
-                                                                                  reqs)
-        return summary, jnp.stack([over_e, over_k], axis=-1)
+            return over_seeds(one, seed_loop)(keys, subs, reqs, params)
+        return over_seeds(lambda k, s, r: one(k, s, r, params), seed_loop)(keys, subs, reqs)
 
     if mesh is None:
-        return run(prm, key_data, params, grid)
+        return run(key_data, subs, reqs, params, grid)
     p_spec = P(AXIS) if per_seed_params else P()
-    return jax.shard_map(run, mesh=mesh, in_specs=(P(), P(AXIS), p_spec, P()),
-                         out_specs=P(AXIS), check_vma=False)(prm, key_data, params, grid)
+    return jax.shard_map(run, mesh=mesh, in_specs=(P(AXIS), P(AXIS), P(AXIS), p_spec, P()),
+                         out_specs=P(AXIS), check_vma=False)(key_data, subs, reqs, params, grid)
+
+
+def abstract_chunk(fn, *args, mesh=None, **static):
+    """ShapeDtypeStructs of ``fn(*args, **static)``'s outputs, placed as the call leaves them
+    (split over ``mesh``'s seed axis, else on the default device), so that a program compiled
+    ahead on them is the one the run calls with the real outputs."""
+    if mesh is not None:
+        static["mesh"] = mesh
+    shapes = jax.eval_shape(partial(fn, **static), *args)
+    sharding = None if mesh is None else jax.sharding.NamedSharding(mesh, P(AXIS))
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def max_alive(req: Requests) -> jax.Array:
@@ -216,12 +256,12 @@ class ChunkedRun:
         return chunk_positions(len(self.seeds), self.chunk, self.size, 0)[0]
 
 
-class _StreamRun(ChunkedRun):
+class StreamRun(ChunkedRun):
     """The arguments of every chunk call of one ``stream_seeds`` run (shared with
-    ``stream_jobs``, so compiling ahead compiles the program the run calls)."""
+    ``stream_jobs``, so compiling ahead compiles the programs the run calls)."""
 
     def __init__(self, cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
-                 strategy, per_seed_params):
+                 strategy, per_seed_params, with_train=False):
         super().__init__(cfg, seeds, grid, chunk, mesh, max_active)
         strategy = request_step_strategy(strategy)
         if strategy == "kernel":
@@ -230,37 +270,59 @@ class _StreamRun(ChunkedRun):
                 strategy = "batched"  # the kernel's fallback (see kernels.simulate)
         self.params = None if params is None else jax.tree_util.tree_map(np.asarray, params)
         self.per_seed_params = per_seed_params
-        self.static = dict(plan=self.plan, n_test=cfg.n_test, policy=policy,
-                           seed_loop=seed_loop, mesh=self.mesh, strategy=strategy,
-                           per_seed_params=per_seed_params)
+        self.gen_static = dict(plan=self.plan, n_train=cfg.n_train if with_train else 0,
+                               n_test=cfg.n_test, mesh=self.mesh)
+        self.static = dict(policy=policy, seed_loop=seed_loop, mesh=self.mesh,
+                           strategy=strategy, per_seed_params=per_seed_params)
 
-    def args(self, pos: np.ndarray, rows: int | None = None):
-        """(arguments, static keywords) of the call on the seeds at positions ``pos``."""
+    def params_at(self, pos: np.ndarray):
         p = self.params
         if self.per_seed_params and p is not None:
             p = jax.tree_util.tree_map(lambda x: x[pos], p)
-        return ((self.prm, seed_key_data(self.seeds[pos]), p, self.grid),
-                {**self.static, "max_active": rows or self.table})
+        return p
+
+    def generate(self, pos: np.ndarray) -> ChunkScenarios:
+        return generate_chunk(self.prm, seed_key_data(self.seeds[pos]), **self.gen_static)
+
+    def evaluate(self, pos: np.ndarray, scen: ChunkScenarios, rows: int | None = None,
+                 params=None):
+        """The test pass of the chunk's scenarios ``scen``, with ``params`` (per seed, as
+        ``pos``' seeds) or else the run's."""
+        return evaluate_chunk(seed_key_data(self.seeds[pos]), scen.sub, scen.test,
+                              self.params_at(pos) if params is None else params, self.grid,
+                              **self.static, max_active=rows or self.table)
+
+    def evaluate_job(self, pos: np.ndarray, scen, params=None, rows: int | None = None) -> Job:
+        """The test pass's compile job (``scen``: the chunk's abstract scenarios)."""
+        return Job(evaluate_chunk, (seed_key_data(self.seeds[pos]), scen.sub, scen.test,
+                                    self.params_at(pos) if params is None else params,
+                                    self.grid), {**self.static, "max_active": rows or self.table})
+
+    def jobs(self) -> list:
+        pos = self.first_positions()
+        kd = seed_key_data(self.seeds[pos])
+        scen = abstract_chunk(generate_chunk, self.prm, kd, **self.gen_static)
+        return [Job(generate_chunk, (self.prm, kd), self.gen_static),
+                self.evaluate_job(pos, scen)]
 
 
 def stream_jobs(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int], grid,
                 chunk: int | None = None, mesh="local", max_active: int | None = None,
                 seed_loop: str | None = None, strategy: str | None = None,
-                per_seed_params: bool = False) -> list:
-    """The program ``stream_seeds`` with these arguments calls, as a compile job
-    (``sagin_jax.compilation.compile_ahead``); a chunk rerun with a larger table needs
-    another."""
-    run = _StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
-                     strategy, per_seed_params)
-    args, static = run.args(run.first_positions())
-    return [Job(evaluate_chunk, args, static)]
+                per_seed_params: bool = False, with_train: bool = False) -> list:
+    """The programs ``stream_seeds`` with these arguments calls (generation, then the test
+    pass), as compile jobs (``sagin_jax.compilation.compile_ahead``); a chunk rerun with a
+    larger table needs another."""
+    return StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
+                     strategy, per_seed_params, with_train).jobs()
 
 
 def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequence[int],
                  grid, chunk: int | None = None, mesh="local", max_active: int | None = None,
                  seed_loop: str | None = None, strategy: str | None = None,
                  per_seed_params: bool = False, first_chunk: int = 0,
-                 on_chunk: Callable | None = None) -> SeedSummary | None:
+                 on_chunk: Callable | None = None,
+                 with_train: bool = False) -> SeedSummary | None:
     """Test ``policy`` on the scenario of every seed, ``chunk`` seeds per compiled call (None:
     ``generate.default_chunk``), split over ``mesh`` as ``make_scenarios`` splits generation.
 
@@ -269,23 +331,25 @@ def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequenc
     padding dropped) is handed over as it finishes and nothing is kept (returns None);
     otherwise the summaries of every seed are returned. ``first_chunk`` skips the chunks
     before it (resuming). Raises ValueError naming the first seed whose scenario overflows a
-    static bound, as ``make_scenarios`` does."""
-    run = _StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
-                     strategy, per_seed_params)
+    static bound, as ``make_scenarios`` does. ``with_train`` also draws each seed's training
+    requests (unused here), so that the generation program is the one ``train_seeds`` calls:
+    a process that also trains on the config then compiles one generation program, not two
+    (``reproduce`` does this)."""
+    run = StreamRun(cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
+                    strategy, per_seed_params, with_train)
 
-    def launch(c: int, pos: np.ndarray, rows: int | None = None):
-        args, static = run.args(pos, rows)
-        return evaluate_chunk(*args, **static), pos
+    def launch(c: int, pos: np.ndarray):
+        scen = run.generate(pos)
+        return run.evaluate(pos, scen), scen, pos
 
     def settle(c: int, result, n: int):
-        (summary, gen_over), pos = result
-        gen_over = np.asarray(gen_over)[:n]
+        summary, scen, pos = result
+        gen_over = np.asarray(scen.overflow)[:n]
         _raise_overflow(run.seeds[pos[:n]], gen_over[:, 0], gen_over[:, 1], run.bounds)
         summary = _host(summary, n)
         while summary.overflow.any():  # the table filled: the same chunk with twice the rows
             run.table *= 2
-            (summary, _), _ = launch(c, pos, run.table)
-            summary = _host(summary, n)
+            summary = _host(run.evaluate(pos, scen, run.table), n)
         return summary
 
     kept = run_chunks(run.seeds, run.chunk, run.size, launch, settle, first_chunk, on_chunk)

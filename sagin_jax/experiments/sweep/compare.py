@@ -53,7 +53,8 @@ def test_comparison(sw: dict, tcfgs: dict, progress: bool = False) -> dict:
         _, _, summary = train_seeds(cfg, tcfg, seeds, grid)  # the config's own setting
         final[algo] = pick(jax.tree_util.tree_map(lambda x: x[:, 0], summary.final))
     for base in ("nrmvne", "grc"):
-        final[base] = pick(stream_seeds(cfg, BASELINES[base], None, seeds, grid).final)
+        final[base] = pick(stream_seeds(cfg, BASELINES[base], None, seeds, grid,
+                                        with_train=True).final)  # training's generation
     gains = {a: {b: {k: paired_gain(final[a][k], final[b][k]) for k in ("AR", "ACR", "RC")}
                  for b in final if b != a} for a in tcfgs}
     return {"seeds": seeds,
