@@ -106,6 +106,31 @@ def test_ddrl_greedy_through_env_reproduces_simulate_with_trained_params():
     assert_same_as_simulate(*res)
 
 
+def test_vmapped_envs_equal_each_env_alone_and_embed_only_the_committing_ones():
+    """Under ``vmap`` only the environments committing a request embed its links
+    (``embed_env_links``' batching rule); every environment's whole episode (states, infos,
+    rewards) equals the same environment stepped alone, bit for bit. The lone episodes are the
+    sequential step's code, which the equivalence tests above hold to ``simulate``."""
+    scen = make_scenarios(SMALL, [0, 1, 2, 3])
+    env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm")
+    params = env.default_params
+    steps = episode_steps(scen.test)
+
+    def episode(i):
+        obs, state = env.reset_to(i, params)
+        return play(env, params, lambda k, o, s: nrm_choice(k, o, s), jax.random.key(1), obs,
+                    state, steps)
+
+    together = jax.jit(jax.vmap(episode))(jnp.arange(4))
+    alone = jax.jit(episode)
+    finished = np.asarray(together[1][0]["finished"])
+    assert 0 < finished.sum(axis=1).min() and (finished.sum(axis=0) < 4).any()  # out of step
+    for i in range(4):
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)),
+            together, alone(i))
+
+
 @functools.lru_cache(maxsize=None)
 def small_pool_env():
     scen = make_scenarios(SMALL, [0, 1, 2, 3])
