@@ -4,12 +4,13 @@ Each experiment is one JSON file under ``experiments/`` (``experiments/small`` f
 quick run, ``experiments/full`` for ``--full``). Every experiment writes its CSV + PNG atomically
 and a completion marker, so ``--resume`` skips finished ones and gives the same numbers.
 
-Every per-seed number comes from the streaming seed runner: one compiled program per chunk of
-seeds generates each seed's scenario, trains (``training.stream.train_seeds``) or runs a
-heuristic (``simulation.stream.stream_seeds``), tests, and returns only the seed's
-``SeedSummary`` (final metrics and the running metrics on a time grid fixed by the config,
-``default_time_grid``). No scenario reaches the host, so memory does not grow with the seed
-count beyond those summaries; an experiment file's ``chunk`` sets the seeds per program call.
+Every per-seed number comes from the streaming seed runner: chunk by chunk of seeds it
+generates each seed's scenario on the device (one generation program per config, shared by
+every algorithm), trains (``training.stream.train_seeds``) or runs a heuristic
+(``simulation.stream.stream_seeds``), tests, and returns only the seed's ``SeedSummary`` (final
+metrics and the running metrics on a time grid fixed by the config, ``default_time_grid``). No
+scenario reaches the host, so memory does not grow with the seed count beyond those summaries;
+an experiment file's ``chunk`` sets the seeds per program call.
 """
 from __future__ import annotations
 
@@ -734,8 +735,8 @@ def reproduce(config: str | None = None, full: bool = False, out: str = "results
     the ``CompileStats`` of both phases ("ahead", "run"); ``timing`` where the wall time went:
     "wall", "ahead" (compiling or loading the programs) and the experiments' sections summed
     ("train", "simulate", "generate", "other"; experiments skipped by ``resume`` count nothing;
-    scenarios are generated inside the training and test programs, so "generate" stays 0), and
-    the programs "compiled" and "loaded" from the cache."""
+    scenarios are generated on the device as each run's first program and counted in its
+    section, so "generate" stays 0), and the programs "compiled" and "loaded" from the cache."""
     if config is not None:
         files = [Path(config)]
     else:
