@@ -17,7 +17,7 @@ import pytest
 from sagin_jax.experiments.stats import mean_ci, on_time_grid
 from sagin_jax.policies.baselines import BASELINES
 from sagin_jax.scenario.generate import make_scenarios
-from sagin_jax.simulation.batch import simulate_seeds
+from sagin_jax.simulation.batch import simulate_seeds, table_size
 from sagin_jax.simulation.stream import default_time_grid, stream_seeds, stream_table_size
 from sagin_jax.training.config import TrainConfig
 from sagin_jax.training.reinforce import policies_for
@@ -70,8 +70,8 @@ def test_stream_equals_simulate_seeds(algo):
 
 
 def test_chunking_and_table_change_no_number(monkeypatch):
-    """Chunk size, a resumed start and a table too small (rerun with twice the rows) change
-    nothing; per-chunk delivery gives the same rows in seed order."""
+    """Chunk size, a resumed start and a table too small (run again with a row for every request
+    alive at once) change nothing; per-chunk delivery gives the same rows in seed order."""
     from sagin_jax.simulation import stream
     policy = BASELINES["nrmvne"]
     grid = default_time_grid(CFG, POINTS)
@@ -81,13 +81,15 @@ def test_chunking_and_table_change_no_number(monkeypatch):
     rows, real = [], stream.evaluate_chunk
     monkeypatch.setattr(stream, "evaluate_chunk",
                         lambda *a, **kw: rows.append(kw["max_active"]) or real(*a, **kw))
-    # seeds 6 and 7 hold 8 accepted requests at once (NRMVNE on CFG): 6 rows overflow
+    # seeds 6 and 7 hold 8 accepted requests at once (NRMVNE on CFG): 6 rows are too few, and
+    # the chunk runs again with rows for every request its seeds have alive at once
     parts = []
     stream_seeds(CFG, policy, None, SEEDS, grid, chunk=2, mesh=None, first_chunk=1,
                  max_active=6, on_chunk=lambda c, s: parts.append((c, s)))
-    assert [c for c, _ in parts] == [1, 2] and 6 in rows and 12 in rows
+    need = table_size(make_scenarios(CFG, SEEDS[2:], mesh=None).test)
+    assert [c for c, _ in parts] == [1, 2] and rows[0] == 6 and max(rows) == need > 6, rows
     tail = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *[s for _, s in parts])
-    halves = stream_seeds(CFG, policy, None, SEEDS, grid, chunk=2, mesh=None, max_active=12)
+    halves = stream_seeds(CFG, policy, None, SEEDS, grid, chunk=2, mesh=None, max_active=need)
     assert not tail.overflow.any() and not halves.overflow.any()
     for a, b in ((whole, halves), (jax.tree_util.tree_map(lambda x: x[2:], whole), tail)):
         jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
@@ -101,7 +103,9 @@ def test_generation_overflow_names_the_seed(monkeypatch):
     def fake_generation(prm, key_data, **kw):
         over = np.zeros((key_data.shape[0], 2), bool)
         over[1, 1] = True  # the chunk's second seed: too many links at a node
-        return SimpleNamespace(sub=None, test=None, overflow=over)
+        n = key_data.shape[0]
+        return SimpleNamespace(sub=None, test=None, overflow=over, need=np.ones(n, np.int32),
+                               used=np.ones((n, 2), np.int32))
     monkeypatch.setattr(stream, "generate_chunk", fake_generation)
     monkeypatch.setattr(stream, "evaluate_chunk", lambda *a, **kw: None)
     with pytest.raises(ValueError, match=r"seed 4: .*max_degree"):
@@ -299,3 +303,50 @@ def test_per_seed_rows_read_back_exactly_one_row_or_many(tmp_path):
     assert got["seed"].tolist() == [7.0, 8.0, 4294967295.0]
     assert got["AR"].tolist() == [0.1, 0.30000000000000004, 1e-07]
     assert got["accepted"].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_padding_caps_and_resize_follow_what_the_seeds_use():
+    """Hand-worked sizes: caps round the links used up to 32 and the neighbour-list width up to
+    4, never past the static bounds; a chunk dispatched with caps or a table its seeds outgrow
+    must run again (the caps are lifted, the table grows to the bucket of its need), and one
+    that fits must not."""
+    from sagin_jax.scenario.generate import Bounds, padding_caps
+    from sagin_jax.simulation.stream import ChunkedRun
+    assert padding_caps(384, 16, Bounds(466, 28)) == (384, 16)
+    assert padding_caps(385, 17, Bounds(466, 28)) == (416, 20)
+    assert padding_caps(460, 27, Bounds(466, 28)) == (466, 28)
+    assert padding_caps(0, 0, Bounds(466, 28)) == (32, 4)
+    run = ChunkedRun.__new__(ChunkedRun)  # the sizing state alone, no program
+    run.table, run.caps = 32, (64, 8)
+
+    def chunk(edges, degree, need):  # two real seeds and a padding one that uses more
+        return SimpleNamespace(used=np.array([[edges, degree], [1, 1], [999, 99]]),
+                               need=np.array([need, 1, 999]))
+    assert not run.resize(chunk(64, 8, 32), 2, run.sizes())
+    assert (run.table, run.caps) == (32, (64, 8))
+    assert run.resize(chunk(64, 8, 33), 2, (32, (64, 8)))
+    assert (run.table, run.caps) == (48, (64, 8))
+    assert run.resize(chunk(65, 8, 1), 2, (48, (64, 8)))
+    assert (run.table, run.caps) == (48, None)
+    assert not run.resize(chunk(400, 28, 40), 2, run.sizes())  # no caps: anything fits
+
+
+def test_cut_padding_keeps_every_number_and_a_cut_below_the_links_used_does_not():
+    """``simulate`` on substrates cut to exactly the links and neighbour-list width their seeds
+    use (the tightest cut ``padding_caps`` can give) has the uncut substrates' outcome bit for
+    bit; cutting one real link more changes it (the check is not vacuous)."""
+    from sagin_jax.scenario.generate import cut_padding
+    scen = make_scenarios(CFG, SEEDS[:2], mesh=None)
+    sub = scen.sub
+    used_e = int(np.asarray(sub.edge_mask).sum(-1).max())
+    used_k = int((np.asarray(sub.nbr_node) >= 0).sum(-1).max())
+    assert used_e < sub.n_edges and used_k < sub.nbr_node.shape[-1]  # there is padding to cut
+
+    def run(s):
+        _, out = simulate_seeds(BASELINES["nrmvne"], None, SEEDS[:2], s, scen.test)
+        return np.asarray(out.accepted), np.asarray(out.hosts)
+    full = run(sub)
+    for a, b in zip(full, run(cut_padding(sub, used_e, used_k))):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b)
+                   for a, b in zip(full, run(cut_padding(sub, used_e - 1, used_k))))

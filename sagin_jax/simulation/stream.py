@@ -10,11 +10,12 @@ whatever the number of seeds. The numbers are those of ``simulate_seeds`` on
 ``make_scenarios``' output, bit for bit (tested): the same generator draws, the same seed keys
 and the same request step.
 
-Active table. The test program needs its table size when it is compiled, so it starts from
-``stream_table_size`` (a Poisson bound on the requests alive at once) and a chunk in which any
-accepted request found no free row is run again, on the same scenarios, with a table twice as
-large. A table that never filled gives the same result as any larger one (a request takes the
-first free row).
+Sizes. The programs need their active-table size and substrate padding when they are
+compiled, so a run generates its first chunk when it is made and sizes them from it: the table
+to the most requests its seeds have alive at once, the link and neighbour lists to what they
+use (``ChunkedRun``). A later chunk that needs more is run again, on the same scenarios, with
+enough. A table that never fills gives the same result as any larger one (a request takes the
+first free row), and padding is masked, so the sizes change no number.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ from sagin_jax.policies.base import NodePolicy
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
 from sagin_jax.scenario.generate import (_check_chunk, _generation_mesh, _host, _n_devices,
-                                         _raise_overflow, _seed_array)
+                                         _raise_overflow, _seed_array, cut_padding,
+                                         padding_caps)
 from sagin_jax.scenario.plan import Bounds, make_plan, plan_params
 from sagin_jax.scenario.types import Requests
 from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
@@ -109,6 +111,7 @@ class ChunkScenarios:
     test: Requests  # [S, R_test]
     overflow: jax.Array  # bool[S, 2]: the substrate overflowed a static bound (edges, degree)
     need: jax.Array  # i32[S]: most requests alive at once over the drawn sets (``max_alive``)
+    used: jax.Array  # i32[S, 2]: real links, and the widest neighbour list
 
 
 @partial(jax.jit, static_argnames=("plan", "n_train", "n_test", "mesh"))
@@ -128,8 +131,10 @@ def generate_chunk(prm: dict, key_data, *, plan, n_train: int, n_test: int,
             need = max_alive(test)
             if train is not None:
                 need = jnp.maximum(max_alive(train), need)
+            used = jnp.stack([sub.edge_mask.sum(), (sub.nbr_node >= 0).sum(-1).max()])
             return ChunkScenarios(sub=sub, train=train, test=test,
-                                  overflow=jnp.stack([over_e, over_k]), need=need)
+                                  overflow=jnp.stack([over_e, over_k]), need=need,
+                                  used=used.astype(jnp.int32))
         # generation is wide integer work: vmapped, as make_scenarios runs it
         return jax.vmap(one)(jax.vmap(jax.random.wrap_key_data)(key_data))
 
@@ -140,19 +145,23 @@ def generate_chunk(prm: dict, key_data, *, plan, n_train: int, n_test: int,
 
 
 @partial(jax.jit, static_argnames=("policy", "max_active", "seed_loop", "mesh", "strategy",
-                                   "per_seed_params", "interpret"))
+                                   "per_seed_params", "interpret", "caps"))
 def evaluate_chunk(key_data, subs, reqs: Requests, params, grid, *, policy: NodePolicy,
                    max_active: int, seed_loop: str | None = None, mesh=None,
                    strategy: str | None = None, per_seed_params: bool = False,
-                   interpret: bool | None = None) -> SeedSummary:
+                   interpret: bool | None = None, caps: tuple | None = None) -> SeedSummary:
     """-> ``SeedSummary`` [S] of one chunk of seeds, each the test pass of ``policy`` on its
     scenario (``subs``/``reqs`` from ``generate_chunk``) with its key (``key_data`` u32[S, 2]).
     ``params`` is shared by all seeds, or has a leading seed axis with ``per_seed_params``.
     ``strategy`` "kernel" runs ``kernels.simulate.simulate_kernel``
     on the chunk (the caller checks that it applies; ``interpret``, default on a CPU, runs it
-    in Pallas' interpreter); the others ``simulate`` per seed, batched by ``seed_loop``."""
+    in Pallas' interpreter); the others ``simulate`` per seed, batched by ``seed_loop``, on
+    substrates whose padding ``caps`` (links, neighbour-list width) cuts first (``cut_padding``;
+    the caller checks every seed fits; the kernel pads its own layout)."""
     def run(key_data, subs, reqs, params, grid):
         keys = jax.vmap(jax.random.wrap_key_data)(key_data)
+        if caps is not None and strategy != "kernel":
+            subs = cut_padding(subs, *caps)
         if strategy == "kernel":  # one Pallas program per seed (sagin_jax.kernels)
             from sagin_jax.kernels.simulate import simulate_kernel
             _, out = simulate_kernel(policy, params, keys, subs, reqs, max_active,
@@ -242,18 +251,71 @@ def chunk_shape(cfg: ScenarioConfig, seeds: Sequence[int], chunk: int | None, me
 
 class ChunkedRun:
     """What every chunk call of one streaming run shares: the seeds and their chunking, the
-    config's plan and traced numbers, the active-table size (grown on a rerun) and the grid."""
+    config's plan and traced numbers, the active-table size and padding caps (grown on a rerun)
+    and the grid.
 
-    def __init__(self, cfg, seeds, grid, chunk, mesh, max_active):
+    ``size``: the first chunk is generated when the run is made (``probe``) and sizes the run's
+    programs: the substrates' padding is cut to what its seeds use (``padding_caps``) and, unless
+    ``max_active`` is given, the active table to the most requests its seeds have alive at once.
+    A later chunk that needs more is run again with enough (the same numbers: padding is masked
+    and a table that never fills changes no result). The probe's scenarios are the first
+    chunk's, so the run uses them instead of generating them again."""
+
+    def __init__(self, cfg, seeds, grid, chunk, mesh, max_active, n_train: int,
+                 size: bool = True):
         self.seeds, self.mesh, self.chunk, self.size = chunk_shape(cfg, seeds, chunk, mesh)
         self.plan = make_plan(cfg)
         self.prm = jax.device_put(plan_params(cfg))  # placed without a staging program
         self.table = stream_table_size(cfg) if max_active is None else max_active
         self.grid = jax.device_put(np.asarray(grid, np.float32))
         self.bounds = Bounds(self.plan.max_edges, self.plan.max_degree)
+        self.gen_static = dict(plan=self.plan, n_train=n_train, n_test=cfg.n_test,
+                               mesh=self.mesh)
+        self.caps, self._probed = None, None
+        if size:
+            self.probe(fixed_table=max_active is not None)
 
     def first_positions(self) -> np.ndarray:
         return chunk_positions(len(self.seeds), self.chunk, self.size, 0)[0]
+
+    def generate(self, pos: np.ndarray) -> ChunkScenarios:
+        if self._probed is not None and np.array_equal(self._probed[0], pos):
+            scen, self._probed = self._probed[1], None
+            return scen
+        return generate_chunk(self.prm, seed_key_data(self.seeds[pos]), **self.gen_static)
+
+    def probe(self, fixed_table: bool) -> None:
+        """Generate the first chunk and size the run from it (see the class docstring)."""
+        pos, n = chunk_positions(len(self.seeds), self.chunk, self.size, 0)
+        scen = generate_chunk(self.prm, seed_key_data(self.seeds[pos]), **self.gen_static)
+        used = np.asarray(scen.used)[:n].max(axis=0)
+        self.caps = padding_caps(int(used[0]), int(used[1]), self.bounds)
+        if not fixed_table:
+            self.table = bucket_rows(int(np.asarray(scen.need)[:n].max()))
+        self._probed = (pos, scen)
+
+    def sizes(self) -> tuple:
+        """(table rows, padding caps) a chunk is dispatched with."""
+        return self.table, self.caps
+
+    def resize(self, scen: ChunkScenarios, n: int, sizes: tuple) -> bool:
+        """Whether the chunk (its first ``n`` seeds real), dispatched with ``sizes``, must run
+        again: its seeds need more table rows or use more links or neighbours than the caps.
+        The run's sizes then grow for this chunk and the next (caps lifted to the static
+        bounds)."""
+        table, caps = sizes
+        used = np.asarray(scen.used)[:n].max(axis=0)
+        too_wide = caps is not None and (used[0] > caps[0] or used[1] > caps[1])
+        if too_wide:
+            self.caps = None
+        most = int(np.asarray(scen.need)[:n].max())
+        self.table = max(self.table, bucket_rows(most))
+        return too_wide or most > table
+
+
+def bucket_rows(rows: int) -> int:
+    """Active-table rows for ``rows`` requests alive at once, rounded up to ``TABLE_BUCKET``."""
+    return -(-max(rows, 1) // TABLE_BUCKET) * TABLE_BUCKET
 
 
 class StreamRun(ChunkedRun):
@@ -261,8 +323,9 @@ class StreamRun(ChunkedRun):
     ``stream_jobs``, so compiling ahead compiles the programs the run calls)."""
 
     def __init__(self, cfg, policy, params, seeds, grid, chunk, mesh, max_active, seed_loop,
-                 strategy, per_seed_params, with_train=False):
-        super().__init__(cfg, seeds, grid, chunk, mesh, max_active)
+                 strategy, per_seed_params, with_train=False, size=True):
+        super().__init__(cfg, seeds, grid, chunk, mesh, max_active,
+                         cfg.n_train if with_train else 0, size)
         strategy = request_step_strategy(strategy)
         if strategy == "kernel":
             from sagin_jax.kernels.simulate import kernel_applies
@@ -270,8 +333,6 @@ class StreamRun(ChunkedRun):
                 strategy = "batched"  # the kernel's fallback (see kernels.simulate)
         self.params = None if params is None else jax.tree_util.tree_map(np.asarray, params)
         self.per_seed_params = per_seed_params
-        self.gen_static = dict(plan=self.plan, n_train=cfg.n_train if with_train else 0,
-                               n_test=cfg.n_test, mesh=self.mesh)
         self.static = dict(policy=policy, seed_loop=seed_loop, mesh=self.mesh,
                            strategy=strategy, per_seed_params=per_seed_params)
 
@@ -281,22 +342,20 @@ class StreamRun(ChunkedRun):
             p = jax.tree_util.tree_map(lambda x: x[pos], p)
         return p
 
-    def generate(self, pos: np.ndarray) -> ChunkScenarios:
-        return generate_chunk(self.prm, seed_key_data(self.seeds[pos]), **self.gen_static)
-
     def evaluate(self, pos: np.ndarray, scen: ChunkScenarios, rows: int | None = None,
                  params=None):
         """The test pass of the chunk's scenarios ``scen``, with ``params`` (per seed, as
         ``pos``' seeds) or else the run's."""
         return evaluate_chunk(seed_key_data(self.seeds[pos]), scen.sub, scen.test,
                               self.params_at(pos) if params is None else params, self.grid,
-                              **self.static, max_active=rows or self.table)
+                              **self.static, max_active=rows or self.table, caps=self.caps)
 
     def evaluate_job(self, pos: np.ndarray, scen, params=None, rows: int | None = None) -> Job:
         """The test pass's compile job (``scen``: the chunk's abstract scenarios)."""
         return Job(evaluate_chunk, (seed_key_data(self.seeds[pos]), scen.sub, scen.test,
                                     self.params_at(pos) if params is None else params,
-                                    self.grid), {**self.static, "max_active": rows or self.table})
+                                    self.grid),
+                   {**self.static, "max_active": rows or self.table, "caps": self.caps})
 
     def jobs(self) -> list:
         pos = self.first_positions()
@@ -340,16 +399,17 @@ def stream_seeds(cfg: ScenarioConfig, policy: NodePolicy, params, seeds: Sequenc
 
     def launch(c: int, pos: np.ndarray):
         scen = run.generate(pos)
-        return run.evaluate(pos, scen), scen, pos
+        return run.evaluate(pos, scen), scen, pos, run.sizes()
 
     def settle(c: int, result, n: int):
-        summary, scen, pos = result
+        summary, scen, pos, sizes = result
         gen_over = np.asarray(scen.overflow)[:n]
         _raise_overflow(run.seeds[pos[:n]], gen_over[:, 0], gen_over[:, 1], run.bounds)
+        if run.resize(scen, n, sizes):  # the same chunk again, sized for it
+            summary = run.evaluate(pos, scen, run.table)
         summary = _host(summary, n)
-        while summary.overflow.any():  # the table filled: the same chunk with twice the rows
-            run.table *= 2
-            summary = _host(run.evaluate(pos, scen, run.table), n)
+        if summary.overflow.any():  # cannot happen: the table holds every request alive
+            raise RuntimeError(f"active table of {run.table} rows overflowed in chunk {c}")
         return summary
 
     kept = run_chunks(run.seeds, run.chunk, run.size, launch, settle, first_chunk, on_chunk)

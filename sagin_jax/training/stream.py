@@ -29,24 +29,27 @@ from sagin_jax.compilation import Job
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.devices.seed_axis import seed_key_data
 from sagin_jax.devices.sharding import AXIS
-from sagin_jax.scenario.generate import _host, _raise_overflow
-from sagin_jax.simulation.batch import TABLE_BUCKET, over_seeds
+from sagin_jax.scenario.generate import _host, _raise_overflow, cut_padding
+from sagin_jax.simulation.batch import over_seeds
 from sagin_jax.simulation.stream import (ChunkedRun, ChunkScenarios, StreamRun,
                                          abstract_chunk, generate_chunk, run_chunks)
 from sagin_jax.training.config import Hyper, TrainConfig
 from sagin_jax.training.reinforce import make_train, policies_for
 
 
-@partial(jax.jit, static_argnames=("tcfg", "max_active", "seed_loop", "mesh"))
+@partial(jax.jit, static_argnames=("tcfg", "max_active", "seed_loop", "mesh", "caps"))
 def train_chunk(key_data, subs, trains, hyper: Hyper, *, tcfg: TrainConfig, max_active: int,
-                seed_loop: str | None = None, mesh=None):
+                seed_loop: str | None = None, mesh=None, caps: tuple | None = None):
     """-> (params [S, ...], TrainCurves [S, epochs, batches]) of one chunk of seeds
     (``key_data`` u32[S, 2], scenarios from ``simulation.stream.generate_chunk``), each trained
-    with the setting ``hyper`` (f32 scalar leaves; ``train_population``'s numbers)."""
+    with the setting ``hyper`` (f32 scalar leaves; ``train_population``'s numbers), on
+    substrates whose padding ``caps`` cuts first (as ``evaluate_chunk``)."""
     trainer = make_train(tcfg, trains.n_requests, max_active)
 
     def run(key_data, subs, trains, hyper):
         keys = jax.vmap(jax.random.wrap_key_data)(key_data)
+        if caps is not None:
+            subs = cut_padding(subs, *caps)
         return over_seeds(lambda k, s, t: trainer.train(k, hyper, s, t),
                           seed_loop)(keys, subs, trains)
 
@@ -77,20 +80,15 @@ class _TrainRun(ChunkedRun):
 
     def __init__(self, cfg, tcfg, seeds, grid, hypers, lr, chunk, mesh, max_active, seed_loop,
                  test):
-        super().__init__(cfg, seeds, grid, chunk, mesh, max_active)
         tcfg.validate(cfg.n_train)
         self.hypers = _settings(tcfg, hypers, lr)
+        super().__init__(cfg, seeds, grid, chunk, mesh, max_active, cfg.n_train)
         self.test = test
-        self.gen_static = dict(plan=self.plan, n_train=cfg.n_train, n_test=cfg.n_test,
-                               mesh=self.mesh)
         self.static = dict(tcfg=tcfg.static(), seed_loop=seed_loop, mesh=self.mesh)
         # the test pass is the program that tests saved parameters (stream_seeds with
-        # per-seed parameters), so both share it
+        # per-seed parameters), so both share it; this run sizes it
         self.tester = StreamRun(cfg, test_policy(tcfg), None, seeds, grid, chunk, mesh,
-                                max_active, seed_loop, None, per_seed_params=True)
-
-    def generate(self, pos: np.ndarray) -> ChunkScenarios:
-        return generate_chunk(self.prm, seed_key_data(self.seeds[pos]), **self.gen_static)
+                                max_active, seed_loop, None, per_seed_params=True, size=False)
 
     def setting(self, h: int) -> Hyper:
         """Setting ``h`` (f32 scalar leaves)."""
@@ -102,12 +100,13 @@ class _TrainRun(ChunkedRun):
         a seed's settings train independently on the same scenario, so the numbers are those
         of one program over all settings."""
         return [train_chunk(seed_key_data(self.seeds[pos]), scen.sub, scen.train,
-                            self.setting(h), **self.static, max_active=rows)
+                            self.setting(h), **self.static, max_active=rows, caps=self.caps)
                 for h in range(len(self.hypers.lr))]
 
     def evaluate(self, pos: np.ndarray, scen: ChunkScenarios, params: list, rows: int):
         """SeedSummary [S, H]: each setting's greedy test pass (``params``: per setting,
         [S, ...]), one call per setting."""
+        self.tester.caps = self.caps
         tests = [self.tester.evaluate(pos, scen, rows, jax.tree_util.tree_map(np.asarray, p))
                  for p in params]
         return jax.tree_util.tree_map(lambda *xs: np.stack(xs, axis=1), *tests)
@@ -117,11 +116,12 @@ class _TrainRun(ChunkedRun):
         kd = seed_key_data(self.seeds[pos])
         scen = abstract_chunk(generate_chunk, self.prm, kd, **self.gen_static)
         train_args = (kd, scen.sub, scen.train, self.setting(0))
+        static = {**self.static, "max_active": self.table, "caps": self.caps}
         jobs = [Job(generate_chunk, (self.prm, kd), self.gen_static),
-                Job(train_chunk, train_args, {**self.static, "max_active": self.table})]
+                Job(train_chunk, train_args, static)]
         if self.test:
-            params, _ = abstract_chunk(train_chunk, *train_args, **self.static,
-                                       max_active=self.table)
+            params, _ = abstract_chunk(train_chunk, *train_args, **static)
+            self.tester.caps = self.caps
             zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, x.dtype), params)
             jobs.append(self.tester.evaluate_job(pos, scen, zeros, self.table))
         return jobs
@@ -163,15 +163,13 @@ def train_seeds(cfg: ScenarioConfig, tcfg: TrainConfig, seeds: Sequence[int], gr
 
     def launch(c: int, pos: np.ndarray):
         scen = run.generate(pos)
-        return run.train(pos, scen, run.table), scen, pos
+        return run.train(pos, scen, run.table), scen, pos, run.sizes()
 
     def settle(c: int, result, n: int):
-        trained, scen, pos = result
+        trained, scen, pos, sizes = result
         over = np.asarray(scen.overflow)[:n]
         _raise_overflow(run.seeds[pos[:n]], over[:, 0], over[:, 1], run.bounds)
-        most = int(np.asarray(scen.need)[:n].max())
-        if most > run.table:  # rows for every request alive at once, rounded to a bucket
-            run.table = -(-most // TABLE_BUCKET) * TABLE_BUCKET
+        if run.resize(scen, n, sizes):  # the same chunk again, sized for it
             trained = run.train(pos, scen, run.table)
         params, curves = jax.tree_util.tree_map(  # the settings' axis
             lambda *xs: np.stack([np.asarray(x) for x in xs], axis=1), *trained)
