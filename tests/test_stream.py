@@ -308,8 +308,8 @@ def test_per_seed_rows_read_back_exactly_one_row_or_many(tmp_path):
 def test_padding_caps_and_resize_follow_what_the_seeds_use():
     """Hand-worked sizes: caps round the links used up to 32 and the neighbour-list width up to
     4, never past the static bounds; a chunk dispatched with caps or a table its seeds outgrow
-    must run again (the caps are lifted, the table grows to the bucket of its need), and one
-    that fits must not."""
+    must run again (caps and table grow to hold it, and never shrink), and one that fits must
+    not."""
     from sagin_jax.scenario.generate import Bounds, padding_caps
     from sagin_jax.simulation.stream import ChunkedRun
     assert padding_caps(384, 16, Bounds(466, 28)) == (384, 16)
@@ -317,7 +317,7 @@ def test_padding_caps_and_resize_follow_what_the_seeds_use():
     assert padding_caps(460, 27, Bounds(466, 28)) == (466, 28)
     assert padding_caps(0, 0, Bounds(466, 28)) == (32, 4)
     run = ChunkedRun.__new__(ChunkedRun)  # the sizing state alone, no program
-    run.table, run.caps = 32, (64, 8)
+    run.table, run.caps, run.bounds = 32, (64, 8), Bounds(466, 28)
 
     def chunk(edges, degree, need):  # two real seeds and a padding one that uses more
         return SimpleNamespace(used=np.array([[edges, degree], [1, 1], [999, 99]]),
@@ -327,8 +327,12 @@ def test_padding_caps_and_resize_follow_what_the_seeds_use():
     assert run.resize(chunk(64, 8, 33), 2, (32, (64, 8)))
     assert (run.table, run.caps) == (48, (64, 8))
     assert run.resize(chunk(65, 8, 1), 2, (48, (64, 8)))
-    assert (run.table, run.caps) == (48, None)
-    assert not run.resize(chunk(400, 28, 40), 2, run.sizes())  # no caps: anything fits
+    assert (run.table, run.caps) == (48, (96, 8))
+    assert run.resize(chunk(64, 9, 1), 2, (48, (64, 8)))  # dispatched before the growth
+    assert (run.table, run.caps) == (48, (96, 12))
+    assert not run.resize(chunk(96, 12, 48), 2, run.sizes())
+    run.caps = None  # the static bounds: anything fits
+    assert not run.resize(chunk(400, 28, 40), 2, run.sizes())
 
 
 def test_cut_padding_keeps_every_number_and_a_cut_below_the_links_used_does_not():

@@ -257,8 +257,8 @@ class ChunkedRun:
     ``size``: the first chunk is generated when the run is made (``probe``) and sizes the run's
     programs: the substrates' padding is cut to what its seeds use (``padding_caps``) and, unless
     ``max_active`` is given, the active table to the most requests its seeds have alive at once.
-    A later chunk that needs more is run again with enough (the same numbers: padding is masked
-    and a table that never fills changes no result). The probe's scenarios are the first
+    A later chunk that needs more is run again with sizes grown to hold it (the same numbers:
+    padding is masked and a table that never fills changes no result). The probe's scenarios are the first
     chunk's, so the run uses them instead of generating them again."""
 
     def __init__(self, cfg, seeds, grid, chunk, mesh, max_active, n_train: int,
@@ -301,13 +301,13 @@ class ChunkedRun:
     def resize(self, scen: ChunkScenarios, n: int, sizes: tuple) -> bool:
         """Whether the chunk (its first ``n`` seeds real), dispatched with ``sizes``, must run
         again: its seeds need more table rows or use more links or neighbours than the caps.
-        The run's sizes then grow for this chunk and the next (caps lifted to the static
-        bounds)."""
+        The run's sizes then grow to hold them, for this chunk and the next."""
         table, caps = sizes
         used = np.asarray(scen.used)[:n].max(axis=0)
         too_wide = caps is not None and (used[0] > caps[0] or used[1] > caps[1])
-        if too_wide:
-            self.caps = None
+        if too_wide and self.caps is not None:
+            self.caps = padding_caps(max(int(used[0]), self.caps[0]),
+                                     max(int(used[1]), self.caps[1]), self.bounds)
         most = int(np.asarray(scen.need)[:n].max())
         self.table = max(self.table, bucket_rows(most))
         return too_wide or most > table
