@@ -16,11 +16,12 @@ from sagin_jax.config import ScenarioConfig
 from sagin_jax.experiments import load as L
 from sagin_jax.experiments.reproduce import load_experiment, reproduce
 
-# A compare experiment on one scenario shape needs 5 programs (test_experiments.py: one
-# streaming program per algorithm). The load experiment runs every point on one active-request
-# table and trains both DDRL-NRA settings in one program, so it needs no more however many
-# points of one request size it has (measured: 5 here); 2 spare.
-COMPARE_PROGRAMS = 5
+# A compare experiment on one scenario shape needs 8 programs (test_experiments.py: one
+# generation program, a training program per trained agent, a test program per algorithm). The
+# load experiment runs every point on one active-request table and trains both DDRL-NRA
+# settings with one program, so it needs no more however many points of one request size it
+# has (measured: 8 here); 2 spare.
+COMPARE_PROGRAMS = 8
 MAX_LOAD_PROGRAMS = COMPARE_PROGRAMS + 2
 
 ALGOS = ["ddrl-nra", "rlvne", "nrmvne", "grc", "random"]
