@@ -143,10 +143,11 @@ def _runner_options(exp: dict) -> dict:
     return {"chunk": exp.get("chunk"), "seed_loop": exp.get("seed_loop")}
 
 
-_SHARED_GENERATION = {"with_train": True}
-"""``stream_seeds``' option for the heuristics and the tests of trained runs: they draw the
-training requests too, so that every algorithm on a config shares one generation program with
-the training runs (one program per config instead of two)."""
+def _stream_options(exp: dict) -> dict:
+    """``stream_seeds``' options for the heuristics and the tests of trained runs: the runner's
+    batching, and the training requests drawn too, so that every algorithm on a config shares
+    one generation program with the training runs (one program per config instead of two)."""
+    return {**_runner_options(exp), "with_train": True}
 
 
 _WATCH: Stopwatch | None = None
@@ -165,7 +166,7 @@ def run_heuristic(exp: dict, cfg: ScenarioConfig, algo: str, seeds: list, grid,
     with _section("simulate"):
         return _settle(lambda on_chunk: stream_seeds(
             cfg, BASELINES[algo], None, seeds, grid, max_active=max_active, on_chunk=on_chunk,
-            **_SHARED_GENERATION, **_runner_options(exp)), len(seeds), f"test {algo}", progress)
+            **_stream_options(exp)), len(seeds), f"test {algo}", progress)
 
 
 # --- training runs shared between experiments ------------------------------------------------
@@ -211,9 +212,10 @@ def _training_step(known: dict, keys: list, grid_key: bytes | None):
 
 def _step_of(keys: list, known: dict, grid, cfg: ScenarioConfig, test: bool):
     """(what to do, grid, grid key) for runs ``keys`` (``_training_step``); without ``test``
-    a run needs training only (no grid)."""
+    a run needs training only (no grid key; the grid is the config's default, unused)."""
     if not test:
-        return ("reuse" if all(k in known for k in keys) else "train"), None, None
+        step = "reuse" if all(k in known for k in keys) else "train"
+        return step, time_grid_of({}, cfg), None
     step, gk = _training_step(known, keys, _grid_key(grid))
     if gk is None:  # any grid will do: the config's default one
         grid = time_grid_of({}, cfg)
@@ -244,7 +246,7 @@ def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
         t0 = time.perf_counter()
         with _section("train"):
             params, curves, summary = _settle(lambda on_chunk: train_seeds(
-                cfg, tcfg, seeds, time_grid_of({}, cfg) if grid is None else grid,
+                cfg, tcfg, seeds, grid,
                 hypers=Hyper.stack(hypers), max_active=max_active, on_chunk=on_chunk,
                 test=test, **_runner_options(exp)), len(seeds),
                 f"train {tcfg.algo} x {len(hypers)}", progress)
@@ -259,8 +261,7 @@ def train_shared(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
                 with _section("simulate"):
                     run.tests[gk] = _settle(lambda on_chunk: stream_seeds(
                         cfg, test_policy(tcfg), run.params, seeds, grid, per_seed_params=True,
-                        max_active=max_active, on_chunk=on_chunk, **_SHARED_GENERATION,
-                        **_runner_options(exp)),
+                        max_active=max_active, on_chunk=on_chunk, **_stream_options(exp)),
                         len(seeds), f"test {tcfg.algo}", progress)
     runs = [_TRAINED[k] for k in keys]
     stack = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  (the H axis)
@@ -582,7 +583,7 @@ def _shared_jobs(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
     step, grid, gk = _step_of(keys, known, grid, cfg, test)
     if step == "reuse":
         return []
-    train = train_jobs(cfg, tcfg, seeds, time_grid_of({}, cfg) if grid is None else grid,
+    train = train_jobs(cfg, tcfg, seeds, grid,
                        hypers=Hyper.stack(hypers), max_active=max_active, test=test,
                        **_runner_options(exp))
     if step == "train":
@@ -599,7 +600,7 @@ def _shared_jobs(exp: dict, cfg: ScenarioConfig, tcfg: TrainConfig, seeds: list,
         if gk not in known[k]:
             jobs += stream_jobs(cfg, test_policy(tcfg), params, seeds, grid,
                                 per_seed_params=True, max_active=max_active,
-                                **_SHARED_GENERATION, **_runner_options(exp))
+                                **_stream_options(exp))
             known[k].add(gk)
     return jobs
 
@@ -633,7 +634,7 @@ def experiment_jobs(exp: dict, known: dict | None = None) -> list:
             jobs += _shared_jobs(exp, cfg, tcfg, seeds, _settings(tcfg, [lr]), grid, known)
         else:
             jobs += stream_jobs(cfg, BASELINES[algo], None, seeds, grid,
-                                **_SHARED_GENERATION, **_runner_options(exp))
+                                **_stream_options(exp))
     return jobs
 
 
@@ -652,7 +653,7 @@ def _load_jobs(exp: dict, known: dict) -> list:
             else:
                 jobs += stream_jobs(point.cfg, BASELINES[algo], None, seeds,
                                     time_grid_of({}, point.cfg), max_active=table,
-                                    **_SHARED_GENERATION, **_runner_options(exp))
+                                    **_stream_options(exp))
     return jobs
 
 

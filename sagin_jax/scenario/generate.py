@@ -285,28 +285,32 @@ def padding_caps(edges_used: int, degree_used: int, bounds: Bounds, edge_bucket:
     return e, k
 
 
+_EDGE_FIELDS = ("edge_u", "edge_v", "edge_bw", "edge_mask")  # [..., E]
+_NEIGHBOUR_FIELDS = ("nbr_node", "nbr_edge")  # [..., N, K]
+
+
 def cut_padding(sub: Substrate, n_edges: int, degree: int) -> Substrate:
     """``sub`` (stacked or not) with its link list cut to ``n_edges`` entries and its neighbour
     lists to ``degree`` (static sizes: this runs inside programs too). Real links come first
     and padding is masked, so a cut that keeps every real link changes no result; the static
     bounds are safe for any seed but cost simulation time (O(E) and O(N K) work per request:
     training on the paper config's 466 links and degree 28, instead of the 384 and 16 its
-    seeds use, took 1.3x as long)."""
-    return sub.replace(**{k: getattr(sub, k)[..., :n_edges]
-                          for k in ("edge_u", "edge_v", "edge_bw", "edge_mask")},
-                       **{k: getattr(sub, k)[..., :degree] for k in ("nbr_node", "nbr_edge")})
+    seeds use, took 1.3-1.4x as long)."""
+    return sub.replace(**{k: getattr(sub, k)[..., :n_edges] for k in _EDGE_FIELDS},
+                       **{k: getattr(sub, k)[..., :degree] for k in _NEIGHBOUR_FIELDS})
 
 
 def trim_padding(sub: Substrate, edge_bucket: int = 1, degree_bucket: int = 1) -> Substrate:
-    """Cut a stacked substrate's link list and neighbour lists (on the host) to the most any
-    seed uses, rounded up to a multiple of ``edge_bucket`` / ``degree_bucket`` (see
+    """Cut a stacked substrate's link list and neighbour lists (sliced on the host) to the most
+    any seed uses, rounded up to a multiple of ``edge_bucket`` / ``degree_bucket`` (see
     ``padding_caps`` and ``cut_padding``)."""
     e_used = int(np.asarray(sub.edge_mask).sum(axis=-1).max())
     k_used = int((np.asarray(sub.nbr_node) >= 0).sum(axis=-1).max())
     e, k = padding_caps(e_used, k_used, Bounds(sub.n_edges, sub.nbr_node.shape[-1]),
                         edge_bucket, degree_bucket)
-    return jax.tree_util.tree_map(jax.device_put,
-                                  cut_padding(jax.tree_util.tree_map(np.asarray, sub), e, k))
+    cut = _EDGE_FIELDS + _NEIGHBOUR_FIELDS
+    host = cut_padding(sub.replace(**{f: np.asarray(getattr(sub, f)) for f in cut}), e, k)
+    return host.replace(**{f: jax.device_put(getattr(host, f)) for f in cut})
 
 
 def make_substrates(cfg: ScenarioConfig, seeds: Sequence[int], mesh="local") -> Substrate:

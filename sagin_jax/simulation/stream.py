@@ -258,8 +258,8 @@ class ChunkedRun:
     programs: the substrates' padding is cut to what its seeds use (``padding_caps``) and, unless
     ``max_active`` is given, the active table to the most requests its seeds have alive at once.
     A later chunk that needs more is run again with sizes grown to hold it (the same numbers:
-    padding is masked and a table that never fills changes no result). The probe's scenarios are the first
-    chunk's, so the run uses them instead of generating them again."""
+    padding is masked and a table that never fills changes no result). The probe's scenarios
+    are the first chunk's, so the run uses them instead of generating them again."""
 
     def __init__(self, cfg, seeds, grid, chunk, mesh, max_active, n_train: int,
                  size: bool = True):
