@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from sagin_jax import features
 from sagin_jax.embedding.batched import embed_links_batched
 from sagin_jax.embedding.links import LinkEmbedding, embed_links
+from sagin_jax.env.batching import cond_rows
 from sagin_jax.env.types import EnvParams, EnvState, Observation, ScenarioPool
 from sagin_jax.policies.base import NodeContext
 from sagin_jax.policies.rlvne import rlvne_features
@@ -59,22 +60,67 @@ def objective(sim: SimState, clock: jax.Array, params: EnvParams) -> jax.Array:
     return params.w_ar * m.ar / params.ar_scale + params.w_rc * m.rc + params.w_acr * m.acr
 
 
-def advance(state: EnvState, pool, go: jax.Array, rule: str, batched: bool) -> EnvState:
-    """Where ``go``: move to the next request, release what departs by its arrival and start
-    its node stage. Elsewhere nothing changes."""
-    k = jnp.where(go, state.request + 1, state.request)
+FROZEN_SLOTS = ("slot_arrival", "slot_departure", "slot_revenue", "slot_hosts", "slot_cpu",
+                "slot_sto", "slot_bw")
+"""Active-table columns that releases only read and that only an accepted request's commit
+writes: all but ``slot_active`` (the [A + 1, E] ``slot_bw`` is about half an environment's
+state)."""
+
+
+def on_rows(pred: jax.Array, fn, state: EnvState, pool, fields: tuple[str, ...],
+            sparse: bool) -> EnvState:
+    """``fn(state, pool)`` where ``pred``, else ``state``, for an ``fn`` that changes only
+    ``fields`` and writes ``FROZEN_SLOTS`` only on rows that stay inactive (those writes are
+    dropped). ``fn`` must not close over traced values (pass them in ``pool``).
+
+    ``sparse``: ``batching.cond_rows`` (under ``vmap`` only the environments taking the branch
+    run ``fn``); else ``fn`` runs everywhere and a select keeps its result where ``pred``
+    (accelerators: no loop over environments)."""
+    frozen = {f: getattr(state.sim, f) for f in FROZEN_SLOTS}
+
+    def carried(s: EnvState):
+        return tuple(s.sim.replace(**{f: None for f in FROZEN_SLOTS}) if f == "sim"
+                     else getattr(s, f) for f in fields)
+
+    def whole(base: EnvState, moving, slots) -> EnvState:
+        s = base.replace(**dict(zip(fields, moving)))
+        return s.replace(sim=s.sim.replace(**slots)) if "sim" in fields else s
+
+    # what fn reads but does not change, without the fields it does (no aliasing of the carry)
+    base = state.replace(**{f: None for f in fields})
+    def step(consts, moving):
+        base, slots, pool = consts
+        return carried(fn(whole(base, moving, slots), pool))
+
+    if sparse:
+        moving = cond_rows(step, pred, (base, frozen, pool), carried(state))
+    else:
+        new, old = step((base, frozen, pool), carried(state)), carried(state)
+        moving = jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
+    return whole(state.replace(**{f: None for f in fields}), moving, frozen)
+
+
+_ADVANCING = ("sim", "request", "order", "position", "work", "inc_bw")
+
+
+def next_request(state: EnvState, pool, rule: str, batched: bool) -> EnvState:
+    """Move to the next request: release what departs by its arrival and start its node
+    stage (once the set is done, nothing is released)."""
+    k = state.request + 1
     req = request_at(state, pool, k)
-    arrives = go & (k < n_requests(state, pool))
-    now = jnp.where(arrives, req.arrival, -jnp.inf)  # -inf: nothing is released
+    now = jnp.where(k < n_requests(state, pool), req.arrival, -jnp.inf)  # -inf: no release
     sim = (release_expired_batched if batched else release_expired)(state.sim, now)
-    keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
-        lambda a, b: jnp.where(go, a, b), new, old)
     order = node_order(req, rule)
     return state.replace(
-        sim=sim, request=k, order=keep(order, state.order),
-        position=keep(next_position(order, req.node_mask, 0), state.position),
-        work=keep(start_placement(sim, req.max_nodes), state.work),
-        inc_bw=keep(features.residual_incident_bw(state.sub, sim.res_bw), state.inc_bw))
+        sim=sim, request=k, order=order, position=next_position(order, req.node_mask, 0),
+        work=start_placement(sim, req.max_nodes),
+        inc_bw=features.residual_incident_bw(state.sub, sim.res_bw))
+
+
+def advance(state: EnvState, pool, go: jax.Array, rule: str, batched: bool) -> EnvState:
+    """``next_request`` where ``go``; elsewhere nothing changes."""
+    return on_rows(go, lambda s, pool: next_request(s, pool, rule, batched), state, pool,
+                   _ADVANCING, sparse=not batched)
 
 
 def current_node(state: EnvState) -> jax.Array:
@@ -87,41 +133,22 @@ def current_mask(state: EnvState, req: Requests, pool) -> jax.Array:
     return placement_mask(state.sub, state.work, req, current_node(state)) & live
 
 
-@jax.custom_batching.custom_vmap
 def embed_env_links(sub, res_bw: jax.Array, req: Requests, hosts: jax.Array,
                     active: jax.Array) -> LinkEmbedding:
     """``embed_links`` for a step of the environment, which its users ``vmap``.
 
     Under ``vmap`` only the environments whose request is being committed (``active``, about
-    one in five per step) embed links, one after another, each with the sequential step's code
-    (a ``cond`` skips the BFS where the static min-hop path holds); the others get
-    ``embed_links``' result for an inactive request. A plain ``vmap`` of ``embed_links`` would run
-    every environment's BFS loops to the slowest one's trip count at every step (the batched
-    search cost ~8x the rest of a 1,024-environment step). Same results either way."""
-    return embed_links(sub, res_bw, req, hosts, active)
-
-
-@embed_env_links.def_vmap
-def _embed_env_links_vmap(axis_size, in_batched, sub, res_bw, req, hosts, active):
-    args = jax.tree_util.tree_map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
-        (sub, res_bw, req, hosts, active), tuple(in_batched))
-    sub, res_bw, req, hosts, active = args
+    one in six per step) embed links, one after another, each with the sequential step's code
+    (``cond_rows``); the others get ``embed_links``' result for an inactive request. A plain
+    ``vmap`` of ``embed_links`` would run every environment's BFS loops to the slowest one's
+    trip count at every step (the batched search cost ~8x the rest of a 1,024-environment
+    step). Same results either way."""
     l_max = req.link_mask.shape[-1]
-    out = LinkEmbedding(ok=jnp.zeros((axis_size,), bool), res_bw=res_bw,
-                        usage=jnp.zeros_like(res_bw),
-                        hops=jnp.zeros((axis_size, l_max), jnp.int32), paths=None,
-                        trips=jnp.zeros((axis_size,), jnp.int32))  # an inactive request's
-    todo = jnp.nonzero(active, size=axis_size, fill_value=0)[0]
-
-    def body(k, out):
-        i = todo[k]
-        one = jax.tree_util.tree_map(lambda x: x[i], (sub, res_bw, req, hosts))
-        got = embed_links(*one, jnp.bool_(True))
-        return jax.tree_util.tree_map(lambda o, g: o.at[i].set(g), out, got)
-
-    out = jax.lax.fori_loop(0, active.sum(), body, out)
-    return out, jax.tree_util.tree_map(lambda _: True, out)
+    inactive = LinkEmbedding(ok=jnp.bool_(False), res_bw=res_bw, usage=jnp.zeros_like(res_bw),
+                             hops=jnp.zeros((l_max,), jnp.int32), paths=None,
+                             trips=jnp.int32(0))
+    return cond_rows(lambda args, _: embed_links(*args, jnp.bool_(True)), active,
+                     (sub, res_bw, req, hosts), inactive)
 
 
 def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
@@ -142,28 +169,29 @@ def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
 
 
 _MOVING = ("sim", "request", "order", "position", "work", "inc_bw", "clock")
-"""The ``EnvState`` fields a request's rejection changes (the loop below carries only these,
-not the substrate)."""
+"""The ``EnvState`` fields a request's rejection changes."""
+
+
+def stuck(state: EnvState, pool) -> jax.Array:
+    """The node to place has no feasible host (and the request set is not done)."""
+    return ((state.request < n_requests(state, pool))
+            & ~current_mask(state, request_at(state, pool, state.request), pool).any())
 
 
 def skip_unplaceable(state: EnvState, pool, rule: str, batched: bool) -> EnvState:
     """Reject requests while the node to place has no feasible host (the simulator's node stage
-    stops there too), so an agent is only asked when it has a choice."""
-    total = n_requests(state, pool)
-    whole = lambda moving: state.replace(**dict(zip(_MOVING, moving)))  # noqa: E731
+    stops there too), so an agent is only asked when it has a choice. Only the environments
+    that are stuck run the loop (``on_rows``)."""
+    def reject_while_stuck(s: EnvState, pool) -> EnvState:
+        return jax.lax.while_loop(lambda s: stuck(s, pool), lambda s: reject(s, pool), s)
 
-    def stuck(moving):
-        s = whole(moving)
-        return (s.request < total) & ~current_mask(s, request_at(s, pool, s.request), pool).any()
-
-    def reject(moving):
-        s = whole(moving)
+    def reject(s: EnvState, pool) -> EnvState:
         s = s.replace(work=s.work.replace(failed=jnp.bool_(True)))
         s, _, _, _ = finish(s, request_at(s, pool, s.request), jnp.bool_(True), batched)
-        s = advance(s, pool, jnp.bool_(True), rule, batched)
-        return tuple(getattr(s, f) for f in _MOVING)
+        return advance(s, pool, jnp.bool_(True), rule, batched)
 
-    return whole(jax.lax.while_loop(stuck, reject, tuple(getattr(state, f) for f in _MOVING)))
+    return on_rows(stuck(state, pool), reject_while_stuck, state, pool, _MOVING,
+                   sparse=not batched)
 
 
 def node_context(state: EnvState, pool) -> NodeContext:

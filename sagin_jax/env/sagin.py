@@ -28,6 +28,7 @@ from gymnax.environments import environment, spaces
 
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.env import dynamics
+from sagin_jax.env.batching import cond_rows
 from sagin_jax.env.types import NODE_FEATURES, EnvParams, EnvState, Observation, ScenarioPool
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
@@ -212,6 +213,34 @@ class SaginEnv(environment.Environment):
         index = jnp.asarray(index, jnp.int32)
         sub = jax.tree_util.tree_map(lambda x: x[index], params.pool.sub)
         return self._start(sub, None, index, params)
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key: jax.Array, state: EnvState, action, params: EnvParams | None = None):
+        """gymnax 1.0's ``step``: ``step_env``, then an auto-reset where the episode is
+        terminated or truncated; -> (obs, state, reward, terminated, truncated, info with
+        ``terminated``, ``truncated`` and ``final_observation``).
+
+        The same numbers as gymnax's, but the reset runs only where an episode ended
+        (``batching.cond_rows``): gymnax computes a reset for every environment and selects
+        between whole states, which under ``vmap`` copies every environment's state at every
+        step (about 40% of a 1,024-environment step)."""
+        if params is None:
+            params = self.default_params
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action,
+                                                                   params)
+        truncated = self.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        reset = lambda args, _: self.reset_env(*args)  # noqa: E731
+        if self.batched:  # accelerators: no loop over environments
+            obs_re, state_re = self.reset_env(key_reset, params)
+            obs, state = jax.tree_util.tree_map(lambda r, s: jax.lax.select(done, r, s),
+                                                (obs_re, state_re), (obs_st, state_st))
+        else:
+            obs, state = cond_rows(reset, done, (key_reset, params), (obs_st, state_st))
+        info = {**info, "terminated": terminated, "truncated": truncated,
+                "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info
 
     def step_env(self, key: jax.Array, state: EnvState, action, params: EnvParams):
         self.check_params(params)
