@@ -20,7 +20,8 @@ from sagin_jax.scenario.types import Requests, widen
 from sagin_jax.simulation.metrics import running_metrics
 from sagin_jax.simulation.online import (commit_request, place_step, placement_mask,
                                          start_placement)
-from sagin_jax.simulation.state import SimState, release_expired, release_expired_batched
+from sagin_jax.simulation.state import (SimState, release_expired, release_expired_batched,
+                                        release_row, released, with_released)
 
 NODE_ORDERS = ("index", "nrm")
 """``index``: a request's nodes in index order (DDRL-NRA, RLVNE); ``nrm``: by NRM rank, highest
@@ -100,27 +101,64 @@ def on_rows(pred: jax.Array, fn, state: EnvState, pool, fields: tuple[str, ...],
     return whole(state.replace(**{f: None for f in fields}), moving, frozen)
 
 
-_ADVANCING = ("sim", "request", "order", "position", "work", "inc_bw")
+@jax.custom_batching.custom_vmap
+def release_env(sim: SimState, now: jax.Array) -> SimState:
+    """``release_expired`` for a step of the environment, which its users ``vmap``.
+
+    Under ``vmap`` one loop runs over the departing (environment, row) pairs of all the
+    environments, each ``release_row`` reading its table row where it lies: slicing each
+    environment's [A + 1, E] table out first would cost more than the release. Same order per
+    environment (rows ascending), so the same numbers."""
+    return release_expired(sim, now)
 
 
-def next_request(state: EnvState, pool, rule: str, batched: bool) -> EnvState:
-    """Move to the next request: release what departs by its arrival and start its node
-    stage (once the set is done, nothing is released)."""
+@release_env.def_vmap
+def _release_env_vmap(axis_size, in_batched, sim, now):
+    sim, now = jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
+        (sim, now), tuple(in_batched))
+    leaving = sim.slot_active & (sim.slot_departure <= now[:, None])  # [B, A + 1]
+    rows = leaving.shape[1]
+    pairs = jnp.nonzero(leaving.ravel(), size=leaving.size, fill_value=0)[0]
+
+    def body(k, acc):
+        i, a = pairs[k] // rows, pairs[k] % rows
+        mine = jax.tree_util.tree_map(lambda x: x[i], acc)
+        new = release_row(mine, sim.slot_hosts[i, a], sim.slot_cpu[i, a], sim.slot_sto[i, a],
+                          sim.slot_bw[i, a], sim.slot_revenue[i, a], sim.slot_arrival[i, a],
+                          sim.slot_departure[i, a])
+        return jax.tree_util.tree_map(lambda x, y: x.at[i].set(y), acc, new)
+
+    acc = jax.lax.fori_loop(0, leaving.sum(dtype=jnp.int32), body, released(sim))
+    out = with_released(sim, acc, leaving)
+    return out, jax.tree_util.tree_map(lambda _: True, out)
+
+
+_STARTING = ("request", "order", "position", "work", "inc_bw")
+
+
+def start_request(state: EnvState, pool, rule: str) -> EnvState:
+    """Start the next request's node stage on the residuals as they are (released already)."""
     k = state.request + 1
     req = request_at(state, pool, k)
-    now = jnp.where(k < n_requests(state, pool), req.arrival, -jnp.inf)  # -inf: no release
-    sim = (release_expired_batched if batched else release_expired)(state.sim, now)
     order = node_order(req, rule)
     return state.replace(
-        sim=sim, request=k, order=order, position=next_position(order, req.node_mask, 0),
-        work=start_placement(sim, req.max_nodes),
-        inc_bw=features.residual_incident_bw(state.sub, sim.res_bw))
+        request=k, order=order, position=next_position(order, req.node_mask, 0),
+        work=start_placement(state.sim, req.max_nodes),
+        inc_bw=features.residual_incident_bw(state.sub, state.sim.res_bw))
 
 
 def advance(state: EnvState, pool, go: jax.Array, rule: str, batched: bool) -> EnvState:
-    """``next_request`` where ``go``; elsewhere nothing changes."""
-    return on_rows(go, lambda s, pool: next_request(s, pool, rule, batched), state, pool,
-                   _ADVANCING, sparse=not batched)
+    """Where ``go``: move to the next request, release what departs by its arrival
+    (``release_env``) and start its node stage (``start_request``, ``on_rows``). Elsewhere
+    nothing changes."""
+    k = state.request + 1
+    arrival = request_at(state, pool, k).arrival
+    now = jnp.where(go & (k < n_requests(state, pool)), arrival, -jnp.inf)  # -inf: no release
+    sim = (release_expired_batched if batched else release_env)(state.sim, now)
+    state = state.replace(sim=sim)
+    return on_rows(go, lambda s, pool: start_request(s, pool, rule), state, pool, _STARTING,
+                   sparse=not batched)
 
 
 def current_node(state: EnvState) -> jax.Array:

@@ -92,40 +92,66 @@ def accept_totals(totals: Totals, revenue: jax.Array, arrival: jax.Array,
         integer_valued=totals.integer_valued & (ok | ~accepted))
 
 
+Released = tuple
+"""What a release changes: (res_cpu f32[N], res_sto f32[N], res_bw f32[E], held_departed,
+held_departed_exact, revenue_active_exact)."""
+
+
+def released(state: SimState) -> Released:
+    t = state.totals
+    return (state.res_cpu, state.res_sto, state.res_bw, t.held_departed, t.held_departed_exact,
+            t.revenue_active_exact)
+
+
+def release_row(acc: Released, hosts: jax.Array, cpu: jax.Array, sto: jax.Array,
+                bw: jax.Array, revenue: jax.Array, arrival: jax.Array,
+                departure: jax.Array) -> Released:
+    """Give one departing request's resources back (its table row: ``hosts``/``cpu``/``sto``
+    i32/f32[M], ``bw`` f32[E], and its ``revenue``, ``arrival``, ``departure``) and move its
+    revenue · lifetime into the departed totals (eq. 9)."""
+    res_cpu, res_sto, res_bw, held, held_exact, active_exact = acc
+    # hosts are distinct (padding adds 0.0), so a one-hot sum is exact and keeps the loop
+    # free of scatters (XLA CPU then compiles it as one small loop, sagin_jax.SMALL_LOOP_BYTES)
+    onehot = hosts[:, None] == jnp.arange(res_cpu.shape[0])[None, :]  # [M, N]
+    res_cpu = res_cpu + jnp.sum(jnp.where(onehot, cpu[:, None], 0.0), axis=0)
+    res_sto = res_sto + jnp.sum(jnp.where(onehot, sto[:, None], 0.0), axis=0)
+    res_bw = res_bw + bw
+    held = held + revenue * (departure - arrival)
+    rev = to_uint(revenue)
+    held_exact = exact.add(held_exact, exact.product(rev, to_uint(departure)))
+    active_exact = exact.subtract(active_exact, exact.from_uint(rev))
+    return res_cpu, res_sto, res_bw, held, held_exact, active_exact
+
+
+def with_released(state: SimState, acc: Released, leaving: jax.Array) -> SimState:
+    """``state`` with a release's results ``acc`` and the ``leaving`` rows made inactive."""
+    res_cpu, res_sto, res_bw, held, held_exact, active_exact = acc
+    return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw,
+                         slot_active=state.slot_active & ~leaving,
+                         totals=state.totals.replace(held_departed=held,
+                                                     held_departed_exact=held_exact,
+                                                     revenue_active_exact=active_exact))
+
+
 def release_expired(state: SimState, now: jax.Array) -> SimState:
-    """Release every active request whose departure <= now (departures before arrivals).
+    """Release every active request whose departure <= now (departures before arrivals), in
+    row order (``release_row``).
 
     One table row per departing request (a ``while_loop``), so the cost is O(departures · E),
     not O(table size · E).
     """
     leaving0 = state.slot_active & (state.slot_departure <= now)
 
-    def cond(c):
-        return c[0].any()
-
     def body(c):
-        leaving, res_cpu, res_sto, res_bw, held, held_exact, active_exact = c
+        leaving, acc = c
         a = jnp.argmax(leaving)
-        # hosts are distinct (padding adds 0.0), so a one-hot sum is exact and keeps the loop
-        # free of scatters (XLA CPU then compiles it as one small loop, sagin_jax.SMALL_LOOP_BYTES)
-        onehot = state.slot_hosts[a][:, None] == jnp.arange(res_cpu.shape[0])[None, :]  # [M, N]
-        res_cpu = res_cpu + jnp.sum(jnp.where(onehot, state.slot_cpu[a][:, None], 0.0), axis=0)
-        res_sto = res_sto + jnp.sum(jnp.where(onehot, state.slot_sto[a][:, None], 0.0), axis=0)
-        res_bw = res_bw + state.slot_bw[a]
-        held = held + state.slot_revenue[a] * (state.slot_departure[a] - state.slot_arrival[a])
-        rev = to_uint(state.slot_revenue[a])
-        held_exact = exact.add(held_exact, exact.product(rev, to_uint(state.slot_departure[a])))
-        active_exact = exact.subtract(active_exact, exact.from_uint(rev))
-        return leaving.at[a].set(False), res_cpu, res_sto, res_bw, held, held_exact, active_exact
+        acc = release_row(acc, state.slot_hosts[a], state.slot_cpu[a], state.slot_sto[a],
+                          state.slot_bw[a], state.slot_revenue[a], state.slot_arrival[a],
+                          state.slot_departure[a])
+        return leaving.at[a].set(False), acc
 
-    t = state.totals
-    _, res_cpu, res_sto, res_bw, held, held_exact, active_exact = jax.lax.while_loop(
-        cond, body, (leaving0, state.res_cpu, state.res_sto, state.res_bw, t.held_departed,
-                     t.held_departed_exact, t.revenue_active_exact))
-    return state.replace(res_cpu=res_cpu, res_sto=res_sto, res_bw=res_bw,
-                         slot_active=state.slot_active & ~leaving0,
-                         totals=t.replace(held_departed=held, held_departed_exact=held_exact,
-                                          revenue_active_exact=active_exact))
+    _, acc = jax.lax.while_loop(lambda c: c[0].any(), body, (leaving0, released(state)))
+    return with_released(state, acc, leaving0)
 
 
 def release_expired_batched(state: SimState, now: jax.Array) -> SimState:

@@ -1,0 +1,143 @@
+"""The env's sparse batching rules: ``cond_rows``, ``release_env`` and ``SaginEnv.step``'s
+auto-reset, each against a plain reference (a row-by-row loop, the simulator's sequential
+release, gymnax's own ``step``)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("gymnax")
+
+from gymnax.environments import environment  # noqa: E402
+
+from sagin_jax.env import SaginEnv  # noqa: E402
+from sagin_jax.env.batching import cond_rows  # noqa: E402
+from sagin_jax.env.dynamics import release_env  # noqa: E402
+from sagin_jax.scenario.generate import make_scenarios  # noqa: E402
+from sagin_jax.simulation.state import init_state, release_expired  # noqa: E402
+from tests.conftest import small  # noqa: E402
+
+SMALL = small(n_train=30, n_test=30)
+
+
+def _fn(consts, carry):
+    """An arbitrary branch: a loop whose trip count depends on the row's data."""
+    scale, offset = consts
+    x, n = carry
+
+    def body(c):
+        x, n = c
+        return x * scale + offset, n + 1
+
+    return jax.lax.while_loop(lambda c: c[0].sum() < 50.0, body, (x, n))
+
+
+def test_cond_rows_under_vmap_equals_the_branch_row_by_row():
+    rows = 7
+    pred = jnp.array([True, False, True, True, False, False, True])
+    scale = jnp.linspace(1.5, 3.0, rows)  # batched
+    offset = jnp.float32(0.25)  # shared by every row, never broadcast
+    x = jnp.arange(rows * 3, dtype=jnp.float32).reshape(rows, 3) / 10.0
+    n = jnp.int32(0)  # an unbatched carry leaf: every row gets its own copy
+
+    got = jax.jit(jax.vmap(lambda p, s, xx: cond_rows(_fn, p, (s, offset), (xx, n))))(
+        pred, scale, x)
+    for i in range(rows):
+        want = _fn((scale[i], offset), (x[i], n)) if bool(pred[i]) else (x[i], n)
+        np.testing.assert_array_equal(np.asarray(got[0][i]), np.asarray(want[0]))
+        assert int(got[1][i]) == int(want[1])
+    # alone it is a cond
+    alone = cond_rows(_fn, pred[0], (scale[0], offset), (x[0], n))
+    np.testing.assert_array_equal(np.asarray(alone[0]), np.asarray(got[0][0]))
+
+
+def test_cond_rows_runs_the_branch_only_for_rows_taking_it():
+    calls = []
+
+    def fn(consts, carry):
+        jax.debug.callback(lambda: calls.append(1))
+        return carry + consts
+
+    pred = jnp.array([False, True, False, False, True, False, False, False])
+    out = jax.jit(jax.vmap(lambda p, c: cond_rows(fn, p, jnp.float32(1.0), c)))(
+        pred, jnp.zeros((8,)))
+    jax.block_until_ready(out)
+    assert len(calls) == 2  # a select-based cond would run the branch for all 8 rows
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(pred, np.float32))
+
+
+def _busy_state(seed: int, rows: int = 12):
+    """A table with random active rows (hosts, demands, bandwidth, times) on substrate 0."""
+    scen = make_scenarios(SMALL, [0])
+    sub = jax.tree_util.tree_map(lambda x: x[0], scen.sub)
+    state = init_state(sub, rows, SMALL.max_req_nodes)
+    rng = np.random.default_rng(seed)
+    a, m, e, n = rows + 1, SMALL.max_req_nodes, sub.n_edges, sub.n_nodes
+    hosts = np.stack([rng.choice(n, m, replace=False) for _ in range(a)]).astype(np.int32)
+    arrival = rng.integers(0, 50, a).astype(np.float32)
+    return state.replace(
+        slot_active=jnp.asarray(rng.random(a) < 0.6).at[-1].set(False),
+        slot_arrival=jnp.asarray(arrival),
+        slot_departure=jnp.asarray(arrival + rng.integers(1, 60, a).astype(np.float32)),
+        slot_revenue=jnp.asarray(rng.integers(1, 400, a).astype(np.float32)),
+        slot_hosts=jnp.asarray(hosts),
+        slot_cpu=jnp.asarray(rng.integers(0, 30, (a, m)).astype(np.float32)),
+        slot_sto=jnp.asarray(rng.integers(0, 30, (a, m)).astype(np.float32)),
+        slot_bw=jnp.asarray(np.where(rng.random((a, e)) < 0.1,
+                                     rng.integers(1, 40, (a, e)), 0).astype(np.float32)),
+        res_cpu=state.res_cpu - 100.0, res_bw=state.res_bw - 50.0)
+
+
+def test_release_env_under_vmap_equals_the_sequential_release_of_each_env():
+    states = [_busy_state(s) for s in range(5)]
+    batch = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+    # per environment: nothing leaves, some rows leave, every active row leaves
+    now = jnp.array([-jnp.inf, 40.0, 70.0, 25.0, 1e9], jnp.float32)
+    got = jax.jit(jax.vmap(release_env))(batch, now)
+    left = 0
+    for i, s in enumerate(states):
+        want = release_expired(s, now[i])
+        left += int(s.slot_active.sum() - want.slot_active.sum())
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)),
+            got, want)
+    assert left > 10  # the rows released make the comparison worth something
+
+
+@pytest.mark.parametrize("ending", ["terminated", "truncated"])
+def test_step_auto_resets_as_gymnax_does(ending):
+    """``SaginEnv.step`` against gymnax's own ``Environment.step`` (which resets every
+    environment and selects), under vmap, with episodes ending along the way."""
+    cfg = small(n_train=6, n_test=6)
+    scen = make_scenarios(cfg, [0, 1, 2])
+    env = SaginEnv.from_scenarios(scen.sub, scen.test)
+    params = env.default_params
+    if ending == "truncated":
+        params = params.replace(max_steps_in_episode=9)
+    n_env, n_steps = 6, 80
+
+    def policy(key, obs):
+        return jax.random.categorical(key, jnp.where(obs.action_mask, 0.0, -jnp.inf)).astype(
+            jnp.int32)
+
+    def run(step):
+        def body(carry, key):
+            obs, state = carry
+            keys = jax.random.split(key, n_env)
+            act = jax.vmap(policy)(keys, obs)
+            obs, state, reward, term, trunc, info = jax.vmap(step, in_axes=(0, 0, 0, None))(
+                keys, state, act, params)
+            return (obs, state), (obs, state, reward, term, trunc, info)
+
+        start = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(jax.random.key(3), n_env), params)
+        return jax.lax.scan(body, start, jax.random.split(jax.random.key(4), n_steps))[1]
+
+    got = jax.jit(lambda: run(env.step))()
+    want = jax.jit(lambda: run(lambda *a: environment.Environment.step(env, *a)))()
+    ended = np.asarray(got[3] if ending == "terminated" else got[4])
+    assert ended.sum() >= n_env  # resets happened along the way
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
+                                                                      np.asarray(b)), got, want)
