@@ -247,7 +247,9 @@ def observe(state: EnvState, pool) -> Observation:
     ctx = node_context(state, pool)
     sub, req, j = ctx.sub, ctx.req, ctx.node
     raw = jnp.stack([ctx.res_cpu, ctx.res_sto, state.inc_bw, sub.ad], axis=-1)
-    top = jax.ops.segment_max(jnp.abs(raw), sub.domain, num_segments=sub.n_domains)[sub.domain]
+    # each domain's largest |value| per column (a masked max: no scatter under vmap)
+    member = sub.domain[None, :] == jnp.arange(sub.n_domains)[:, None]  # [U, N]
+    top = jnp.max(jnp.where(member[:, :, None], jnp.abs(raw)[None], 0.0), axis=1)[sub.domain]
     ddrl = raw / jnp.where(top > 0, top, 1.0)
     rlvne = rlvne_features(ctx, (features.degree(sub), state.inc_bw))
     nodes = jnp.concatenate([ddrl, rlvne, raw[:, :3]], axis=-1)
