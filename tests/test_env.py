@@ -110,7 +110,8 @@ def test_vmapped_envs_equal_each_env_alone_and_embed_only_the_committing_ones():
     """Under ``vmap`` only the environments committing a request embed its links
     (``embed_env_links``' batching rule); every environment's whole episode (states, infos,
     rewards) equals the same environment stepped alone, bit for bit. The lone episodes are the
-    sequential step's code, which the equivalence tests above hold to ``simulate``."""
+    sequential step's code, which the equivalence tests above hold to ``simulate``. The
+    accelerator layout (``strategy="batched"``) plays the same episodes."""
     scen = make_scenarios(SMALL, [0, 1, 2, 3])
     env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm")
     params = env.default_params
@@ -129,6 +130,15 @@ def test_vmapped_envs_equal_each_env_alone_and_embed_only_the_committing_ones():
         jax.tree_util.tree_map(
             lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)),
             together, alone(i))
+    # the accelerator layout (selects, the batched embedding; no loop over environments)
+    # plays the same episodes, bit for bit on the generator's integer-valued scenarios
+    env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm", strategy="batched")
+    params = env.default_params
+    state, (info, reward, _, _) = jax.jit(jax.vmap(episode))(jnp.arange(4))
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+        (state.sim.res_bw, state.sim.totals, info, reward),
+        (together[0].sim.res_bw, together[0].sim.totals, together[1][0], together[1][1]))
 
 
 @functools.lru_cache(maxsize=None)

@@ -48,6 +48,15 @@ def test_cond_rows_under_vmap_equals_the_branch_row_by_row():
         want = _fn((scale[i], offset), (x[i], n)) if bool(pred[i]) else (x[i], n)
         np.testing.assert_array_equal(np.asarray(got[0][i]), np.asarray(want[0]))
         assert int(got[1][i]) == int(want[1])
+    # nested vmap (seeds of environments): the outer vmap batches the rule's loop
+    nested = jax.jit(jax.vmap(jax.vmap(
+        lambda p, s, xx: cond_rows(_fn, p, (s, offset), (xx, n)))))(
+        jnp.stack([pred, ~pred]), jnp.stack([scale, scale[::-1]]), jnp.stack([x, x + 1.0]))
+    for r, (p, s, xx) in enumerate([(pred, scale, x), (~pred, scale[::-1], x + 1.0)]):
+        for i in range(rows):
+            want = _fn((s[i], offset), (xx[i], n)) if bool(p[i]) else (xx[i], n)
+            np.testing.assert_array_equal(np.asarray(nested[0][r, i]), np.asarray(want[0]))
+            assert int(nested[1][r, i]) == int(want[1])
     # alone it is a cond
     alone = cond_rows(_fn, pred[0], (scale[0], offset), (x[0], n))
     np.testing.assert_array_equal(np.asarray(alone[0]), np.asarray(got[0][0]))
@@ -106,23 +115,20 @@ def test_release_env_under_vmap_equals_the_sequential_release_of_each_env():
     assert left > 10  # the rows released make the comparison worth something
 
 
-@pytest.mark.parametrize("ending", ["terminated", "truncated"])
-def test_step_auto_resets_as_gymnax_does(ending):
+def test_step_auto_resets_as_gymnax_does():
     """``SaginEnv.step`` against gymnax's own ``Environment.step`` (which resets every
-    environment and selects), under vmap, with episodes ending along the way."""
+    environment and selects), under vmap, with episodes ending along the way: terminated,
+    then (a short step limit, the same programs) truncated."""
     cfg = small(n_train=6, n_test=6)
     scen = make_scenarios(cfg, [0, 1, 2])
     env = SaginEnv.from_scenarios(scen.sub, scen.test)
-    params = env.default_params
-    if ending == "truncated":
-        params = params.replace(max_steps_in_episode=9)
     n_env, n_steps = 6, 80
 
     def policy(key, obs):
         return jax.random.categorical(key, jnp.where(obs.action_mask, 0.0, -jnp.inf)).astype(
             jnp.int32)
 
-    def run(step):
+    def run(step, params):
         def body(carry, key):
             obs, state = carry
             keys = jax.random.split(key, n_env)
@@ -135,38 +141,14 @@ def test_step_auto_resets_as_gymnax_does(ending):
             jax.random.split(jax.random.key(3), n_env), params)
         return jax.lax.scan(body, start, jax.random.split(jax.random.key(4), n_steps))[1]
 
-    got = jax.jit(lambda: run(env.step))()
-    want = jax.jit(lambda: run(lambda *a: environment.Environment.step(env, *a)))()
-    ended = np.asarray(got[3] if ending == "terminated" else got[4])
-    assert ended.sum() >= n_env  # resets happened along the way
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
-                                                                      np.asarray(b)), got, want)
+    ours = jax.jit(lambda p: run(env.step, p))
+    gymnax_own = jax.jit(lambda p: run(lambda *a: environment.Environment.step(env, *a), p))
+    for ending, params in (("terminated", env.default_params),
+                           ("truncated", env.default_params.replace(max_steps_in_episode=9))):
+        got, want = ours(params), gymnax_own(params)
+        ended = np.asarray(got[3] if ending == "terminated" else got[4])
+        assert ended.sum() >= n_env, ending  # resets happened along the way
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
+                                                                          np.asarray(b)),
+                               got, want)
 
-
-def test_accelerator_layout_gives_the_same_episodes():
-    """``strategy="batched"`` (no loop over environments: selects and the batched embedding,
-    for accelerators) plays the same vmapped episodes as the default, bit for bit on the
-    generator's integer-valued scenarios."""
-    from sagin_jax.env.rollout import episode_steps, play
-    scen = make_scenarios(SMALL, [0, 1, 2, 3])
-    out = {}
-    for strategy in ("sequential", "batched"):
-        env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm", strategy=strategy)
-        params = env.default_params
-
-        def episode(i, env=env, params=params):
-            obs, state = env.reset_to(i, params)
-            act = lambda k, o, s: jnp.argmax(  # noqa: E731
-                jnp.where(o.action_mask, (o.nodes[:, 8] + o.nodes[:, 9]) * o.nodes[:, 10],
-                          -jnp.inf)).astype(jnp.int32)
-            return play(env, params, act, jax.random.key(1), obs, state,
-                        episode_steps(scen.test))
-
-        out[strategy] = jax.jit(jax.vmap(episode))(jnp.arange(4))
-    state, (info, reward, term, empty) = out["batched"]
-    assert np.asarray(info["accepted"]).sum() > 0 and np.asarray(term).any(axis=1).all()
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
-                                                                      np.asarray(b)),
-                           (state.sim.res_bw, state.sim.totals, info, reward),
-                           (out["sequential"][0].sim.res_bw, out["sequential"][0].sim.totals,
-                            *out["sequential"][1][:2]))

@@ -25,7 +25,11 @@ def cond_rows(fn: Callable[[Any, Any], Any], pred: jax.Array, consts, carry):
     Alone this is ``lax.cond``. Under ``vmap`` ``fn`` runs only for the rows where ``pred``
     holds, one after another (a loop over their indices), each on its own row of ``consts`` and
     ``carry``, and its result is written back to that row in place; unbatched ``consts`` are
-    read as they are, never broadcast. The cost is that of the rows taking the branch.
+    read as they are, never broadcast. The cost is that of the rows taking the branch. Under
+    nested ``vmap`` (seeds of environments) the outer one batches that loop as any other.
+
+    ``fn`` must take every traced value it reads through ``consts``: a ``custom_vmap``
+    function cannot close over values traced outside it.
     """
 
     @jax.custom_batching.custom_vmap

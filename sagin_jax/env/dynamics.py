@@ -89,6 +89,7 @@ def on_rows(pred: jax.Array, fn, state: EnvState, pool, fields: tuple[str, ...],
 
     # what fn reads but does not change, without the fields it does (no aliasing of the carry)
     base = state.replace(**{f: None for f in fields})
+
     def step(consts, moving):
         base, slots, pool = consts
         return carried(fn(whole(base, moving, slots), pool))

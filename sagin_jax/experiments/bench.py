@@ -66,7 +66,7 @@ DEFAULT = {"seeds": [1, 8, 64, 256], "vmap_max_seeds": 64, "reference_seeds": 4,
                                     "epochs": 10},
            "scale_nodes": [100, 300, 1000, 3000], "scale_seeds": 2, "scale_requests": 300,
            "trip_seeds": 8, "generation": {"seeds": 16384, "numpy_seeds": 8},
-           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 32},
+           "train_memory_seeds": [16384], "env": {"envs": [1024], "steps": 64},
            "end_to_end": {"seeds": 16384, "component_seeds": 1024, "materialise_seeds": 1024}}
 QUICK = {"seeds": [1, 8, 64], "vmap_max_seeds": 8, "reference_seeds": 2, "scenario": {},
          "fig4": None, "scale_nodes": [100, 300], "scale_seeds": 1, "scale_requests": 200,
