@@ -152,3 +152,11 @@ def test_step_auto_resets_as_gymnax_does():
                                                                           np.asarray(b)),
                                got, want)
 
+
+
+def test_accelerator_strategies_use_the_select_layout():
+    """No loop over environments under the accelerators' strategies (each trip would be a
+    kernel launch there); the CPU's sequential strategy loops over the rows taking a branch."""
+    assert not SaginEnv(SMALL, strategy="sequential").batched
+    assert SaginEnv(SMALL, strategy="batched").batched
+    assert SaginEnv(SMALL, strategy="kernel").batched

@@ -12,7 +12,8 @@
 # (an empty compilation cache; the kernel strategy is the GPU default) and its CSVs against
 # results/; a REINFORCE training epoch with the kernel strategy (experiments/bench/kernel_train.py:
 # DDRL-NRA, 1 seed against "batched", then TRAIN_WIDTH seeds, curves and parameters compared,
-# the training kernel's CUDA cost per batch; cap CAP_TRAIN, width TRAIN_WIDTH); where a wide request step's time goes (gpu_profile.py: step time by seed width and by
+# the training kernel's CUDA cost per batch; cap CAP_TRAIN, width TRAIN_WIDTH); the gymnax env
+# against simulate (env.throughput.env_vs_simulate at ENV_WIDTHS environments; cap CAP_ENV); where a wide request step's time goes (gpu_profile.py: step time by seed width and by
 # link window / BFS levels per trip, one width traced); bench --accelerator with
 # gpu_fig4.json (the Fig. 4 grid), gpu_latency.json (1 seed, loop trips, 16,384 scenarios
 # generated, training memory) and gpu_width.json (1,024-16,384 seeds); reproduce --full warm;
@@ -66,6 +67,15 @@ TRAIN="$KT --widths 1 --requests 1000 --batch 100 --strategies kernel,batched &&
 ${TRAIN_WIDTH:-16384} --requests 1000 --batch 100 --strategies kernel"
 [ "$SMOKE" = 1 ] && TRAIN="$KT --widths 2 --requests 24 --batch 12 --strategies kernel,batched"
 stage kernel_train ${CAP_TRAIN:-150} bash -c "$TRAIN"
+# 1c: the gymnax env (batched layout) at 1,024 and 16,384 environments against simulate
+EN=${ENV_WIDTHS:-1024 16384}; ES=64; [ "$SMOKE" = 1 ] && EN=8 && ES=4
+stage env ${CAP_ENV:-100} "$PY" -c "
+import json, sys
+from sagin_jax.config import ScenarioConfig
+from sagin_jax.env.throughput import env_vs_simulate
+for n in map(int, sys.argv[1].split()):
+    print(json.dumps(env_vs_simulate(ScenarioConfig(), n, int(sys.argv[2]))), flush=True)
+" "$EN" $ES
 # 2: where a wide request step's time goes (step time by seed width, one width traced)
 W=${PROFILE_WIDTHS:-1 256 1024 4096}; TW=1024; VW=1024; [ "$SMOKE" = 1 ] && W="1 4" && TW=4 && VW=4
 stage profile ${CAP_PROFILE:-120} "$PY" experiments/bench/gpu_profile.py --widths $W --requests 300 \

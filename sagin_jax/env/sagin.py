@@ -61,7 +61,9 @@ class SaginEnv(environment.Environment):
     ``SaginEnv(cfg)`` draws a scenario of ``cfg`` with the JAX generator at every reset (its
     ``split`` request set); ``SaginEnv.from_scenarios(sub, requests)`` plays fixed scenarios
     (one, or S stacked on a leading axis, one picked per reset). ``node_order``: ``"index"`` or
-    ``"nrm"`` (``dynamics.NODE_ORDERS``). ``strategy``: the simulator's request-step strategy.
+    ``"nrm"`` (``dynamics.NODE_ORDERS``). ``strategy``: the simulator's request-step strategy
+    (the CPU's sequential one: rare transitions loop over the environments taking them; batched
+    or kernel, the accelerators': selects over every environment).
     """
 
     def __init__(self, cfg: ScenarioConfig | None = None, *, split: str = "train",
@@ -79,7 +81,10 @@ class SaginEnv(environment.Environment):
         if cfg is None and pool is None:
             raise ValueError("SaginEnv needs a scenario config or fixed scenarios")
         self.cfg, self.split, self.node_order, self.reward = cfg, split, node_order, reward
-        self.batched = request_step_strategy(strategy) == "batched"
+        # the kernel strategy (the GPU default) has no env form: like simulate's fallback, the
+        # env then takes the batched layout (a loop over environments would be a sequence of
+        # kernel launches on an accelerator)
+        self.batched = request_step_strategy(strategy) in ("batched", "kernel")
         self._pool = pool
         if pool is not None:
             sub, reqs = pool.sub, pool.requests
