@@ -284,15 +284,20 @@ def test_observation_features_are_the_agents_own_feature_matrices():
     env, _ = small_pool_env()
     params = env.default_params
     obs, state = env.reset_to(1, params)
-    a = random_masked(jax.random.key(0), obs)
-    obs, state, *_ = env.step(jax.random.key(0), state, a, params)  # one node placed
-    ctx = node_context(state, params.pool)
-    fms, valid = domain_feature_matrices(ctx)
-    nodes = np.asarray(obs.nodes)
-    members = np.asarray(state.sub.domain_nodes)
-    for d in range(members.shape[0]):
-        ids = members[d][np.asarray(valid[d])]
-        np.testing.assert_allclose(nodes[ids, :4], np.asarray(fms[d])[np.asarray(valid[d])],
-                                   rtol=1e-6)
-    np.testing.assert_allclose(nodes[:, 4:8], np.asarray(rlvne_features(ctx)), rtol=1e-6)
-    np.testing.assert_array_equal(nodes[:, 8], np.asarray(state.work.res_cpu))
+    step = jax.jit(env.step)
+    placed_seen = set()
+    for t in range(12):  # through several requests: 0, 1, 2... nodes of a request placed
+        a = random_masked(jax.random.key(t), obs)
+        obs, state, *_ = step(jax.random.key(t), state, a, params)
+        ctx = node_context(state, params.pool)
+        placed_seen.add(int((np.asarray(ctx.hosts) >= 0).sum()))
+        fms, valid = domain_feature_matrices(ctx)
+        nodes = np.asarray(obs.nodes)
+        members = np.asarray(state.sub.domain_nodes)
+        for d in range(members.shape[0]):
+            ids = members[d][np.asarray(valid[d])]
+            np.testing.assert_allclose(nodes[ids, :4],
+                                       np.asarray(fms[d])[np.asarray(valid[d])], rtol=1e-6)
+        np.testing.assert_allclose(nodes[:, 4:8], np.asarray(rlvne_features(ctx)), rtol=1e-6)
+        np.testing.assert_array_equal(nodes[:, 8], np.asarray(state.work.res_cpu))
+    assert {0, 1, 2} <= placed_seen  # the running hop sum met a fresh request and two hosts

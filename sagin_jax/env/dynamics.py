@@ -15,7 +15,7 @@ from sagin_jax.embedding.links import LinkEmbedding, embed_links
 from sagin_jax.env.batching import cond_rows
 from sagin_jax.env.types import EnvParams, EnvState, Observation, ScenarioPool
 from sagin_jax.policies.base import NodeContext
-from sagin_jax.policies.rlvne import rlvne_features
+from sagin_jax.policies.rlvne import rlvne_columns
 from sagin_jax.scenario.types import Requests, widen
 from sagin_jax.simulation.metrics import running_metrics
 from sagin_jax.simulation.online import (commit_request, place_step, placement_mask,
@@ -106,10 +106,10 @@ def on_rows(pred: jax.Array, fn, state: EnvState, pool, fields: tuple[str, ...],
 def release_env(sim: SimState, now: jax.Array) -> SimState:
     """``release_expired`` for a step of the environment, which its users ``vmap``.
 
-    Under ``vmap`` one loop runs over the departing (environment, row) pairs of all the
-    environments, each ``release_row`` reading its table row where it lies: slicing each
-    environment's [A + 1, E] table out first would cost more than the release. Same order per
-    environment (rows ascending), so the same numbers."""
+    Under ``vmap`` one loop runs over the environments with departures and, inside it, over
+    their departing rows, each ``release_row`` reading its table row where it lies: slicing
+    each environment's [A + 1, E] table out first would cost more than the release. Same order
+    per environment (rows ascending), so the same numbers."""
     return release_expired(sim, now)
 
 
@@ -119,23 +119,30 @@ def _release_env_vmap(axis_size, in_batched, sim, now):
         lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
         (sim, now), tuple(in_batched))
     leaving = sim.slot_active & (sim.slot_departure <= now[:, None])  # [B, A + 1]
-    rows = leaving.shape[1]
-    pairs = jnp.nonzero(leaving.ravel(), size=leaving.size, fill_value=0)[0]
+    some = leaving.any(axis=1)
+    envs = jnp.nonzero(some, size=axis_size, fill_value=0)[0]
 
-    def body(k, acc):
-        i, a = pairs[k] // rows, pairs[k] % rows
-        mine = jax.tree_util.tree_map(lambda x: x[i], acc)
-        new = release_row(mine, sim.slot_hosts[i, a], sim.slot_cpu[i, a], sim.slot_sto[i, a],
-                          sim.slot_bw[i, a], sim.slot_revenue[i, a], sim.slot_arrival[i, a],
-                          sim.slot_departure[i, a])
-        return jax.tree_util.tree_map(lambda x, y: x.at[i].set(y), acc, new)
+    def one_env(k, acc):
+        i = envs[k]
 
-    acc = jax.lax.fori_loop(0, leaving.sum(dtype=jnp.int32), body, released(sim))
+        def one_row(c):
+            left, acc = c
+            a = jnp.argmax(left)  # rows ascending, as release_expired
+            mine = jax.tree_util.tree_map(lambda x: x[i], acc)
+            new = release_row(mine, sim.slot_hosts[i, a], sim.slot_cpu[i, a],
+                              sim.slot_sto[i, a], sim.slot_bw[i, a], sim.slot_revenue[i, a],
+                              sim.slot_arrival[i, a], sim.slot_departure[i, a])
+            acc = jax.tree_util.tree_map(lambda x, y: x.at[i].set(y), acc, new)
+            return left & (jnp.arange(left.shape[0]) != a), acc
+
+        return jax.lax.while_loop(lambda c: c[0].any(), one_row, (leaving[i], acc))[1]
+
+    acc = jax.lax.fori_loop(0, some.sum(dtype=jnp.int32), one_env, released(sim))
     out = with_released(sim, acc, leaving)
     return out, jax.tree_util.tree_map(lambda _: True, out)
 
 
-_STARTING = ("request", "order", "position", "work", "inc_bw")
+_STARTING = ("request", "order", "position", "work", "inc_bw", "hop_sum")
 
 
 def start_request(state: EnvState, pool, rule: str) -> EnvState:
@@ -146,7 +153,8 @@ def start_request(state: EnvState, pool, rule: str) -> EnvState:
     return state.replace(
         request=k, order=order, position=next_position(order, req.node_mask, 0),
         work=start_placement(state.sim, req.max_nodes),
-        inc_bw=features.residual_incident_bw(state.sub, state.sim.res_bw))
+        inc_bw=features.residual_incident_bw(state.sub, state.sim.res_bw),
+        hop_sum=jnp.zeros_like(state.hop_sum))
 
 
 def advance(state: EnvState, pool, go: jax.Array, rule: str, batched: bool) -> EnvState:
@@ -207,7 +215,7 @@ def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
             accepted, value, overflow)
 
 
-_MOVING = ("sim", "request", "order", "position", "work", "inc_bw", "clock")
+_MOVING = ("sim", "request", "order", "position", "work", "inc_bw", "hop_sum", "clock")
 """The ``EnvState`` fields a request's rejection changes."""
 
 
@@ -252,7 +260,10 @@ def observe(state: EnvState, pool) -> Observation:
     member = sub.domain[None, :] == jnp.arange(sub.n_domains)[:, None]  # [U, N]
     top = jnp.max(jnp.where(member[:, :, None], jnp.abs(raw)[None], 0.0), axis=1)[sub.domain]
     ddrl = raw / jnp.where(top > 0, top, 1.0)
-    rlvne = rlvne_features(ctx, (features.degree(sub), state.inc_bw))
+    # RLVNE's mean hops to the hosts from the running sum (``place``): a gather of one column
+    # per step instead of M
+    rlvne = rlvne_columns(ctx.res_cpu, state.degree, state.inc_bw, state.hop_sum,
+                          (ctx.hosts >= 0).sum())
     nodes = jnp.concatenate([ddrl, rlvne, raw[:, :3]], axis=-1)
     m = req.max_nodes
     after = (jnp.arange(m) > state.position) & req.node_mask[state.order]
@@ -274,9 +285,13 @@ def place(state: EnvState, pool, action: jax.Array, rule: str, batched: bool):
     mask = current_mask(state, req, pool)
     # an action outside [0, N) is infeasible (place_step would clip it onto a real node)
     in_range = (action >= 0) & (action < mask.shape[0])
-    work, _ = place_step(state.work, req, j, action, mask & in_range, jnp.bool_(True))
+    work, placed = place_step(state.work, req, j, action, mask & in_range, jnp.bool_(True))
     position = next_position(state.order, req.node_mask, state.position + 1)
-    state = state.replace(work=work, position=position)
+    # integers: the running sum equals policies.rlvne.hops_to_hosts exactly; the host's row,
+    # as hops is symmetric (undirected links), reads one contiguous row instead of a column
+    hops = state.sub.hops[jnp.clip(action, 0, mask.shape[0] - 1)].astype(jnp.float32)
+    state = state.replace(work=work, position=position,
+                          hop_sum=state.hop_sum + jnp.where(placed, hops, 0.0))
     # once the set is done a step changes nothing (gymnax resets before it is read)
     running = state.request < n_requests(state, pool)
     finished = running & (work.failed | (position >= state.order.shape[0]))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import environment, spaces
 
+from sagin_jax import features
 from sagin_jax.config import ScenarioConfig
 from sagin_jax.env import dynamics
 from sagin_jax.env.batching import cond_rows
@@ -190,7 +191,9 @@ class SaginEnv(environment.Environment):
         state = EnvState(
             sub=sub, requests=requests, scenario=index, sim=sim, request=jnp.int32(-1),
             order=jnp.arange(m, dtype=jnp.int32), position=jnp.int32(0),
-            work=start_placement(sim, m), inc_bw=jnp.zeros((self.n_nodes,), jnp.float32),
+            work=start_placement(sim, m), degree=features.degree(sub),
+            inc_bw=jnp.zeros((self.n_nodes,), jnp.float32),
+            hop_sum=jnp.zeros((self.n_nodes,), jnp.float32),
             clock=jnp.float32(0.0), objective=jnp.float32(0.0), time=jnp.int32(0))
         pool = params.pool
         state = dynamics.advance(state, pool, jnp.bool_(True), self.node_order, self.batched)

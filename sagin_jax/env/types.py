@@ -66,7 +66,9 @@ class EnvState:
     order: jax.Array  # i32[M] the current request's node order
     position: jax.Array  # i32 position in ``order`` of the node being placed
     work: Placement  # this request's working copy
+    degree: jax.Array  # f32[N] each node's number of links (the substrate's; kept, not re-read)
     inc_bw: jax.Array  # f32[N] Σ residual bandwidth at each node at the request's arrival
+    hop_sum: jax.Array  # f32[N] Σ hops from each node to this request's hosts placed so far
     clock: jax.Array  # f32 arrival time of the last request handled (0 before the first)
     objective: jax.Array  # f32 O after the last request handled
     time: jax.Array  # i32 steps taken in this episode (gymnax)

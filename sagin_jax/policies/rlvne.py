@@ -20,20 +20,31 @@ def static_columns(ctx: NodeContext) -> tuple[jax.Array, jax.Array]:
     return features.degree(ctx.sub), features.residual_incident_bw(ctx.sub, ctx.res_bw)
 
 
-def rlvne_features(ctx: NodeContext, columns=None) -> jax.Array:
-    """f32[N, 4], each column min-max normalised over the substrate nodes."""
-    sub = ctx.sub
-    deg, inc_bw = static_columns(ctx) if columns is None else columns
-    # Σ hops to the used hosts, gathered from their columns (ctx.hosts, at most M of them)
-    # instead of hops @ used over all N: the same integers, so the same f32 sum exactly
-    placed = ctx.hosts >= 0
-    cols = sub.hops[:, jnp.maximum(ctx.hosts, 0)].astype(jnp.float32)  # [N, M]
-    dst = (jnp.sum(jnp.where(placed[None, :], cols, 0.0), axis=1)
-           / (placed.sum().astype(jnp.float32) + 1.0))
-    x = jnp.stack([ctx.res_cpu, deg, inc_bw, dst], axis=-1)
+def hops_to_hosts(sub, hosts: jax.Array) -> jax.Array:
+    """f32[N] Σ hops from each substrate node to the used hosts (``hosts`` i32[M], -1: none),
+    gathered from their columns instead of hops @ used over all N: the same integers, so the
+    same f32 sum in any order."""
+    placed = hosts >= 0
+    cols = sub.hops[:, jnp.maximum(hosts, 0)].astype(jnp.float32)  # [N, M]
+    return jnp.sum(jnp.where(placed[None, :], cols, 0.0), axis=1)
+
+
+def rlvne_columns(res_cpu, deg, inc_bw, hop_sum, n_placed) -> jax.Array:
+    """f32[N, 4] RLVNE's features: residual CPU, degree, Σ incident residual bandwidth and the
+    mean hops to the used hosts (``hop_sum / (n_placed + 1)``), each min-max normalised over
+    the substrate nodes."""
+    dst = hop_sum / (n_placed.astype(jnp.float32) + 1.0)
+    x = jnp.stack([res_cpu, deg, inc_bw, dst], axis=-1)
     lo, hi = x.min(axis=0), x.max(axis=0)
     span = hi - lo
     return (x - lo) / jnp.where(span > 0, span, 1.0)
+
+
+def rlvne_features(ctx: NodeContext, columns=None) -> jax.Array:
+    """f32[N, 4] (``rlvne_columns``) of the node being placed."""
+    deg, inc_bw = static_columns(ctx) if columns is None else columns
+    return rlvne_columns(ctx.res_cpu, deg, inc_bw, hops_to_hosts(ctx.sub, ctx.hosts),
+                         (ctx.hosts >= 0).sum())
 
 
 def init_rlvne_params(key: jax.Array, init_scale: float = 0.1):
