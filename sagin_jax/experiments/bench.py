@@ -399,7 +399,18 @@ def bench_env(spec: dict, cfg: ScenarioConfig, record: Recorder) -> None:
                ratio=r["ratio"])
         record(workload="env-simulate-nrmvne", loop="default", seeds=n,
                compile_s=r["sim_compile_s"], run_s=r["sim_run_s"],
-               embeddings_per_s=r["sim_requests_per_s"], program_mib=float("nan"))
+               embeddings_per_s=r["sim_requests_per_s"], program_mib=float("nan"),
+               requests=r["sim_first_requests"])
+        record(workload="env-simulate-episode-nrmvne", loop="default", seeds=n,
+               compile_s=float("nan"), run_s=r["sim_episode_run_s"],
+               embeddings_per_s=r["sim_episode_requests_per_s"], program_mib=float("nan"),
+               ratio=r["ratio_episode"])
+        print(f"env: {n} environments x {r['steps']} steps: {r['env_requests_per_s']:,.0f} "
+              f"requests/s ({r['env_steps_per_s']:,.0f} steps/s); simulate over the same "
+              f"requests (first {r['sim_first_requests']} of each scenario) "
+              f"{r['sim_requests_per_s']:,.0f}/s, ratio {r['ratio']:.2f}; over whole episodes "
+              f"{r['sim_episode_requests_per_s']:,.0f}/s, ratio {r['ratio_episode']:.2f}",
+              flush=True)
 
 
 def bench(config: str | None = None, out: str = "out/bench", quick: bool = False,
