@@ -83,6 +83,22 @@ def test_nrmvne_choice_through_env_reproduces_simulate_on_paper_config():
     assert_same_as_simulate(*res)
 
 
+def test_fixed_scenarios_store_their_tables_narrow_with_the_same_numbers():
+    """``narrow_substrate`` (how ``from_scenarios`` stores a pool): int8 N x N tables where
+    every value fits, int16 neighbour lists, the same numbers; a value above 127 keeps int16."""
+    from sagin_jax.scenario.types import narrow_substrate
+    sub = unstack(make_substrates(PAPER, (0,)), 0)
+    narrow = narrow_substrate(sub)
+    assert narrow.hops.dtype == np.int8 and narrow.tree_parent.dtype == np.int8
+    assert narrow.edge_id.dtype == np.int16  # 466 links: an id above 127
+    assert narrow.nbr_node.dtype == np.int16 and narrow.nbr_edge.dtype == np.int16
+    for k in ("hops", "tree_parent", "edge_id", "nbr_node", "nbr_edge"):
+        np.testing.assert_array_equal(np.asarray(getattr(narrow, k)).astype(np.int64),
+                                      np.asarray(getattr(sub, k)).astype(np.int64))
+    far = narrow_substrate(sub.replace(hops=jnp.asarray(sub.hops).at[0, 1].set(200)))
+    assert far.hops.dtype == np.int16 and int(far.hops[0, 1]) == 200
+
+
 @functools.lru_cache(maxsize=None)
 def trained_ddrl_params():
     """DDRL-NRA trained two epochs on a small scenario (the shapes test_agents trains with)."""

@@ -34,7 +34,7 @@ from sagin_jax.env.types import NODE_FEATURES, EnvParams, EnvState, Observation,
 from sagin_jax.scenario.draw_requests import draw_requests
 from sagin_jax.scenario.draw_substrate import draw_substrate
 from sagin_jax.scenario.plan import make_plan, plan_params
-from sagin_jax.scenario.types import Requests, Substrate, compact_substrate
+from sagin_jax.scenario.types import Requests, Substrate, narrow_substrate
 from sagin_jax.simulation.batch import table_size
 from sagin_jax.simulation.online import request_step_strategy, start_placement
 from sagin_jax.simulation.state import init_state
@@ -112,9 +112,7 @@ class SaginEnv(environment.Environment):
             raise ValueError("requests must be one request set per substrate "
                              f"(got {requests.cpu.shape[:-1]} for {sub.cpu.shape[0]} "
                              "substrates)")
-        # the N x N tables as int16 (same numbers): a committing environment reads its own
-        # substrate out of the batch, and these tables are most of it
-        pool = ScenarioPool(sub=jax.tree_util.tree_map(jnp.asarray, compact_substrate(sub)),
+        pool = ScenarioPool(sub=jax.tree_util.tree_map(jnp.asarray, narrow_substrate(sub)),
                             requests=jax.tree_util.tree_map(jnp.asarray, requests))
         return cls(pool=pool, **kwargs)
 

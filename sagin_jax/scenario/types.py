@@ -124,6 +124,21 @@ def compact_substrate(sub: Substrate) -> Substrate:
     return jax.tree_util.tree_map(np.asarray, sub).replace(**out)
 
 
+def narrow_substrate(sub: Substrate) -> Substrate:
+    """``compact_substrate``, then the N x N tables as int8 where every value fits (up to 127
+    nodes) and the neighbour lists as int16: the same numbers, for code that only casts,
+    compares or indexes with these tables (the link embedding, the features). ``SaginEnv``'s
+    fixed scenarios are stored so: a committing environment copies its substrate out of the
+    batch to embed links, and these tables are nearly all of it (the paper's: 82 KiB with the
+    N x N tables as int16 and the lists as int32, 51 KiB narrowed)."""
+    sub = compact_substrate(sub)
+    tables = {k: _narrowest(np.asarray(getattr(sub, k)), (np.int8, np.int16))
+              for k in ("hops", "tree_parent", "edge_id")}
+    lists = {k: _narrowest(np.asarray(getattr(sub, k)), (np.int16,))
+             for k in ("nbr_node", "nbr_edge")}
+    return sub.replace(**tables, **lists)
+
+
 def stack(items):
     """Stack a list of equally shaped pytrees along a new leading (seed) axis."""
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *items)
