@@ -17,6 +17,7 @@ from sagin_jax.config import PAPER  # noqa: E402
 from sagin_jax.env import SaginEnv  # noqa: E402
 from sagin_jax.env.dynamics import node_context  # noqa: E402
 from sagin_jax.env.rollout import episode_steps, play, request_outcomes  # noqa: E402
+from sagin_jax.env.throughput import nrm_action  # noqa: E402
 from sagin_jax.policies.baselines import NRMVNE  # noqa: E402
 from sagin_jax.policies.ddrl import make_ddrl_policy  # noqa: E402
 from sagin_jax.scenario.generate import make_scenarios, seed_key  # noqa: E402
@@ -183,11 +184,24 @@ def test_vmapped_step_over_1024_envs_traces_once_and_masks_are_never_empty():
         # every environment, fresh or auto-reset, is asked only when it has a choice
         assert bool(np.asarray(obs.action_mask.any(axis=-1)).all()), t
         akeys = jax.random.split(keys[t], n_env)
+        # the bench's NRMVNE agent (a max and a min) is argmax's answer on every observation
+        np.testing.assert_array_equal(jax.vmap(nrm_action)(obs),
+                                      jax.vmap(lambda o: nrm_choice(None, o, None))(obs))
         action = jax.vmap(random_masked)(akeys, obs)
         obs, state, reward, term, trunc, info = step(akeys, state, action, params)
         ended += int(np.asarray(info["finished"]).sum())
         assert not bool(np.asarray(trunc).any())
     assert ended > n_env  # requests were committed along the way
+
+
+def test_bench_agent_takes_the_smallest_id_among_equal_best_scores():
+    from sagin_jax.env.types import Observation
+    nodes = jnp.zeros((5, 11)).at[:, 8].set(jnp.array([1.0, 3.0, 3.0, 9.0, 3.0]))
+    nodes = nodes.at[:, 10].set(1.0)
+    obs = Observation(nodes=nodes, demand=jnp.zeros(3), domain=jnp.int32(0),
+                      remaining=jnp.zeros(3),
+                      action_mask=jnp.array([True, True, True, False, True]))
+    assert int(nrm_action(obs)) == 1  # node 3 scores more but is masked; 1, 2, 4 tie
 
 
 def test_gymnax_wrappers_run_and_legacy_api_gives_five_values():

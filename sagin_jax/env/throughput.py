@@ -16,9 +16,13 @@ from sagin_jax.devices.seed_axis import seed_keys
 
 
 def nrm_action(obs) -> jax.Array:
-    """NRMVNE's choice from an observation: highest (CPU + STO) · Σ BW within the mask."""
-    score = (obs.nodes[:, 8] + obs.nodes[:, 9]) * obs.nodes[:, 10]
-    return jnp.argmax(jnp.where(obs.action_mask, score, -jnp.inf)).astype(jnp.int32)
+    """NRMVNE's choice from an observation: highest (CPU + STO) · Σ BW within the mask, the
+    smallest id on ties (``argmax``'s answer, as a max and a min: XLA CPU's argmax, a reduction
+    over (value, index) pairs, took ~5% of a 1,024-environment step)."""
+    score = jnp.where(obs.action_mask, (obs.nodes[:, 8] + obs.nodes[:, 9]) * obs.nodes[:, 10],
+                      -jnp.inf)
+    ids = jnp.arange(score.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(score == score.max(), ids, score.shape[-1]))
 
 
 def _timed(fn, *args, repeats: int = 2):
