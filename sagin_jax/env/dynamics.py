@@ -256,9 +256,11 @@ def observe(state: EnvState, pool) -> Observation:
     ctx = node_context(state, pool)
     sub, req, j = ctx.sub, ctx.req, ctx.node
     raw = jnp.stack([ctx.res_cpu, ctx.res_sto, state.inc_bw, sub.ad], axis=-1)
-    # each domain's largest |value| per column (a masked max: no scatter under vmap)
+    # each domain's largest |value| per column: a masked max (no scatter under vmap) along the
+    # node axis laid out last, [U, 4, N] (half the time of [U, N, 4] under vmap on XLA CPU)
     member = sub.domain[None, :] == jnp.arange(sub.n_domains)[:, None]  # [U, N]
-    top = jnp.max(jnp.where(member[:, :, None], jnp.abs(raw)[None], 0.0), axis=1)[sub.domain]
+    tops = jnp.max(jnp.where(member[:, None, :], jnp.abs(raw).T[None], 0.0), axis=-1)  # [U, 4]
+    top = tops[sub.domain]
     ddrl = raw / jnp.where(top > 0, top, 1.0)
     # RLVNE's mean hops to the hosts from the running sum (``place``): a gather of one column
     # per step instead of M
