@@ -34,10 +34,10 @@ def rlvne_columns(res_cpu, deg, inc_bw, hop_sum, n_placed) -> jax.Array:
     mean hops to the used hosts (``hop_sum / (n_placed + 1)``), each min-max normalised over
     the substrate nodes."""
     dst = hop_sum / (n_placed.astype(jnp.float32) + 1.0)
-    x = jnp.stack([res_cpu, deg, inc_bw, dst], axis=-1)
-    lo, hi = x.min(axis=0), x.max(axis=0)
+    x = jnp.stack([res_cpu, deg, inc_bw, dst])  # [4, N]: each reduction along a contiguous N
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
     span = hi - lo
-    return (x - lo) / jnp.where(span > 0, span, 1.0)
+    return ((x - lo) / jnp.where(span > 0, span, 1.0)).T
 
 
 def rlvne_features(ctx: NodeContext, columns=None) -> jax.Array:
