@@ -3,6 +3,8 @@ auto-reset, each against a plain reference (a row-by-row loop, the simulator's s
 release, gymnax's own ``step``)."""
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,3 +162,32 @@ def test_accelerator_strategies_use_the_select_layout():
     assert not SaginEnv(SMALL, strategy="sequential").batched
     assert SaginEnv(SMALL, strategy="batched").batched
     assert SaginEnv(SMALL, strategy="kernel").batched
+
+
+def test_write_rows_writes_only_where_asked_alone_and_under_vmap():
+    """``state.write_rows`` (the env's commit of table rows) against a numpy loop: row ``row``
+    of each table becomes the value where ``when``, every other element stays; under ``vmap``
+    without a scatter (its batching rule writes the rows in place)."""
+    from sagin_jax.simulation.state import write_rows
+    rng = np.random.default_rng(0)
+    envs, rows, e = 6, 5, 7
+    tables = {"bw": jnp.asarray(rng.normal(size=(envs, rows, e)), jnp.float32),
+              "on": jnp.asarray(rng.random((envs, rows)) < 0.5)}
+    row = jnp.array([0, 4, 2, 2, 1, 3])
+    values = {"bw": jnp.asarray(rng.normal(size=(envs, e)), jnp.float32),
+              "on": jnp.array([True, False, True, True, False, True])}
+    when = jnp.array([True, True, False, True, False, True])
+    want = jax.tree_util.tree_map(lambda x: np.array(x), tables)
+    for i in range(envs):
+        if when[i]:
+            for k in want:
+                want[k][i, int(row[i])] = np.asarray(values[k][i])
+    got = jax.jit(jax.vmap(write_rows))(tables, row, values, when)
+    for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), want[k])
+    for i in range(envs):  # alone (a lax.cond)
+        one = write_rows(*jax.tree_util.tree_map(lambda x: x[i], (tables, row, values, when)))
+        for k in want:
+            np.testing.assert_array_equal(np.asarray(one[k]), want[k][i])
+    hlo = jax.jit(jax.vmap(write_rows)).lower(tables, row, values, when).compile().as_text()
+    assert not re.search(r"= (f32\[6,5,7\]|pred\[6,5\])\S* scatter\(", hlo)

@@ -210,7 +210,7 @@ def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
                                 handled & ok)
     sim, accepted, value, overflow = commit_request(
         state.sim, req, ok, state.work.hosts, state.work.res_cpu, state.work.res_sto, links,
-        handled=handled)
+        handled=handled, sparse=not batched)
     return (state.replace(sim=sim, clock=jnp.where(handled, req.arrival, state.clock)),
             accepted, value, overflow)
 

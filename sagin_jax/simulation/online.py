@@ -22,7 +22,7 @@ from sagin_jax.policies.base import NodeContext, NodePolicy
 from sagin_jax.scenario.types import Requests, Substrate, widen
 from sagin_jax.simulation.metrics import Metrics, running_metrics
 from sagin_jax.simulation.state import (SimState, accept_totals, init_state, release_expired,
-                                        release_expired_batched)
+                                        release_expired_batched, write_rows)
 
 
 @struct.dataclass
@@ -187,7 +187,7 @@ def request_step_strategy(strategy: str | None = None) -> str:
 
 def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: jax.Array,
                    res_cpu: jax.Array, res_sto: jax.Array, links: LinkEmbedding,
-                   handled: jax.Array | bool = True):
+                   handled: jax.Array | bool = True, sparse: bool = True):
     """Accept or reject a mapped request atomically and update the totals (eqs. 7-9, 11);
     -> (state, accepted, RequestValue, overflow).
 
@@ -198,7 +198,9 @@ def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: j
     if accepted, so a rejected request changes nothing that is read.
 
     ``handled`` false (traced; the environment between two nodes of a request) leaves
-    everything as it was: the row goes to the scratch row and no total moves."""
+    everything as it was: no row is written and no total moves. ``sparse`` (with a traced
+    ``handled``): under ``vmap`` only the handled rows are written, one after another
+    (``state.write_rows``); else every environment writes (the accelerators' layout)."""
     now = req.arrival
     free = ~state.slot_active[:-1]
     has_free = free.any()
@@ -212,19 +214,22 @@ def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: j
         arrived = handled.astype(jnp.int32)
     value = request_value(req, links.hops, accepted)
     keep = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
-    put = lambda table, value: table.at[slot].set(value)  # noqa: E731
+    row = {"slot_active": accepted, "slot_arrival": now,
+           "slot_departure": now + req.lifetime, "slot_revenue": value.revenue,
+           "slot_hosts": jnp.maximum(hosts, 0),
+           "slot_cpu": jnp.where(req.node_mask, req.cpu, 0.0),
+           "slot_sto": jnp.where(req.node_mask, req.sto, 0.0), "slot_bw": links.usage}
+    tables = {k: getattr(state, k) for k in row}
+    if handled is True:
+        tables = {k: tables[k].at[slot].set(v) for k, v in row.items()}
+    elif sparse:  # the environment under vmap on a CPU: a loop over the handled rows
+        tables = write_rows(tables, slot, row, handled)
+    else:  # accelerators: every environment writes, an unhandled one its row's own values
+        tables = {k: tables[k].at[slot].set(jnp.where(handled, v, tables[k][slot]))
+                  for k, v in row.items()}
     state = state.replace(
         res_cpu=keep(res_cpu, state.res_cpu), res_sto=keep(res_sto, state.res_sto),
-        res_bw=keep(links.res_bw, state.res_bw),
-        slot_active=put(state.slot_active, accepted),
-        slot_arrival=put(state.slot_arrival, now),
-        slot_departure=put(state.slot_departure, now + req.lifetime),
-        slot_revenue=put(state.slot_revenue, value.revenue),
-        slot_hosts=put(state.slot_hosts, jnp.maximum(hosts, 0)),
-        slot_cpu=put(state.slot_cpu, jnp.where(req.node_mask, req.cpu, 0.0)),
-        slot_sto=put(state.slot_sto, jnp.where(req.node_mask, req.sto, 0.0)),
-        slot_bw=put(state.slot_bw, links.usage),
-    )
+        res_bw=keep(links.res_bw, state.res_bw), **tables)
     t = state.totals
     state = state.replace(totals=t.replace(
         arrived=t.arrived + arrived, accepted=t.accepted + accepted.astype(jnp.int32),

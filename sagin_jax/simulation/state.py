@@ -97,6 +97,36 @@ Released = tuple
 held_departed_exact, revenue_active_exact)."""
 
 
+@jax.custom_batching.custom_vmap
+def write_rows(tables, row: jax.Array, values, when: jax.Array):
+    """Each of ``tables`` (a pytree of [A + 1, ...] arrays) with its row ``row`` set to the
+    matching leaf of ``values`` where ``when``; unchanged elsewhere.
+
+    Under ``vmap`` (the environment) one loop writes the rows of the environments where
+    ``when`` holds, each in place: a vmapped ``.at[row].set`` is a scatter over every
+    environment's row, and XLA CPU's scatter of the [A + 1, E] bandwidth table cost ~6% of a
+    1,024-environment step."""
+    return jax.lax.cond(when, lambda t: jax.tree_util.tree_map(
+        lambda x, v: x.at[row].set(v), t, values), lambda t: t, tables)
+
+
+@write_rows.def_vmap
+def _write_rows_vmap(axis_size, in_batched, tables, row, values, when):
+    tables, row, values, when = jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
+        (tables, row, values, when), tuple(in_batched))
+    todo = jnp.nonzero(when, size=axis_size, fill_value=0)[0]
+
+    def body(k, tables):
+        i = todo[k]
+        return jax.tree_util.tree_map(
+            lambda x, v: jax.lax.dynamic_update_slice(
+                x, v[i][None, None], (i, row[i]) + (0,) * (x.ndim - 2)), tables, values)
+
+    out = jax.lax.fori_loop(0, when.sum(dtype=jnp.int32), body, tables)
+    return out, jax.tree_util.tree_map(lambda _: True, out)
+
+
 def released(state: SimState) -> Released:
     t = state.totals
     return (state.res_cpu, state.res_sto, state.res_bw, t.held_departed, t.held_departed_exact,
