@@ -180,22 +180,77 @@ def current_mask(state: EnvState, req: Requests, pool) -> jax.Array:
     return placement_mask(state.sub, state.work, req, current_node(state)) & live
 
 
+class _TableRow:
+    """``table[row]`` of a batched [B, ...] table, read only where indexed (no copy)."""
+
+    def __init__(self, table: jax.Array, row: jax.Array):
+        self.table, self.row = table, row
+
+    def __getitem__(self, index):
+        index = index if isinstance(index, tuple) else (index,)
+        return self.table[(self.row,) + index]
+
+
+class _SubstrateRow:
+    """Substrate ``row`` of a batched one, as ``embed_links`` reads it: the N x N tables
+    indexed in place, the other fields sliced where they are used."""
+
+    _TABLES = ("hops", "tree_parent", "edge_id")
+
+    def __init__(self, sub, row: jax.Array):
+        self._sub, self._row = sub, row
+
+    def __getattr__(self, name: str):
+        x = getattr(self._sub, name)
+        return _TableRow(x, self._row) if name in self._TABLES else x[self._row]
+
+    @property
+    def n_nodes(self) -> int:
+        return self._sub.cpu.shape[-1]
+
+    @property
+    def n_edges(self) -> int:
+        return self._sub.edge_u.shape[-1]
+
+
+def _no_links(res_bw: jax.Array, req: Requests) -> LinkEmbedding:
+    """``embed_links``' result for an inactive request."""
+    return LinkEmbedding(ok=jnp.bool_(False), res_bw=res_bw, usage=jnp.zeros_like(res_bw),
+                         hops=jnp.zeros((req.link_mask.shape[-1],), jnp.int32), paths=None,
+                         trips=jnp.int32(0))
+
+
+@jax.custom_batching.custom_vmap
 def embed_env_links(sub, res_bw: jax.Array, req: Requests, hosts: jax.Array,
                     active: jax.Array) -> LinkEmbedding:
     """``embed_links`` for a step of the environment, which its users ``vmap``.
 
     Under ``vmap`` only the environments whose request is being committed (``active``, about
     one in six per step) embed links, one after another, each with the sequential step's code
-    (``cond_rows``); the others get ``embed_links``' result for an inactive request. A plain
-    ``vmap`` of ``embed_links`` would run every environment's BFS loops to the slowest one's
-    trip count at every step (the batched search cost ~8x the rest of a 1,024-environment
-    step). Same results either way."""
-    l_max = req.link_mask.shape[-1]
-    inactive = LinkEmbedding(ok=jnp.bool_(False), res_bw=res_bw, usage=jnp.zeros_like(res_bw),
-                             hops=jnp.zeros((l_max,), jnp.int32), paths=None,
-                             trips=jnp.int32(0))
-    return cond_rows(lambda args, _: embed_links(*args, jnp.bool_(True)), active,
-                     (sub, res_bw, req, hosts), inactive)
+    and its substrate's N x N tables read where they lie in the batch (``_SubstrateRow``:
+    copying them out first cost ~10% of a step); the others get ``embed_links``' result for an
+    inactive request. A plain ``vmap`` of ``embed_links`` would run every environment's BFS
+    loops to the slowest one's trip count at every step (the batched search cost ~8x the rest
+    of a 1,024-environment step). Same results either way."""
+    return jax.lax.cond(active, lambda: embed_links(sub, res_bw, req, hosts, jnp.bool_(True)),
+                        lambda: _no_links(res_bw, req))
+
+
+@embed_env_links.def_vmap
+def _embed_env_links_vmap(axis_size, in_batched, sub, res_bw, req, hosts, active):
+    sub, res_bw, req, hosts, active = jax.tree_util.tree_map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
+        (sub, res_bw, req, hosts, active), tuple(in_batched))
+    todo = jnp.nonzero(active, size=axis_size, fill_value=0)[0]
+
+    def body(k, out):
+        i = todo[k]
+        mine = jax.tree_util.tree_map(lambda x: x[i], (res_bw, req, hosts))
+        new = embed_links(_SubstrateRow(sub, i), *mine, jnp.bool_(True))
+        return jax.tree_util.tree_map(lambda x, y: x.at[i].set(y), out, new)
+
+    out = jax.lax.fori_loop(0, active.sum(dtype=jnp.int32), body, jax.vmap(_no_links)(res_bw, req))
+    return out, jax.tree_util.tree_map(lambda _: True, out)
 
 
 def finish(state: EnvState, req: Requests, handled: jax.Array, batched: bool):
