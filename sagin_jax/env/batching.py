@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 
 
-def _broadcast(tree, batched, size: int):
+def broadcast_unbatched(tree, batched, size: int):
+    """``tree`` with each leaf that a batching rule received unbatched (``batched`` False)
+    broadcast to a leading axis of ``size``."""
     return jax.tree_util.tree_map(
         lambda x, b: x if b else jnp.broadcast_to(x, (size,) + jnp.shape(x)), tree, batched)
 
@@ -41,7 +43,7 @@ def cond_rows(fn: Callable[[Any, Any], Any], pred: jax.Array, consts, carry):
         pred_b, consts_b, carry_b = in_batched
         if not pred_b:
             pred = jnp.broadcast_to(pred, (axis_size,))
-        carry = _broadcast(carry, carry_b, axis_size)
+        carry = broadcast_unbatched(carry, carry_b, axis_size)
         todo = jnp.nonzero(pred, size=axis_size, fill_value=0)[0]
 
         def body(k, carry):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from sagin_jax import features
 from sagin_jax.embedding.batched import embed_links_batched
 from sagin_jax.embedding.links import LinkEmbedding, embed_links
-from sagin_jax.env.batching import cond_rows
+from sagin_jax.env.batching import broadcast_unbatched, cond_rows
 from sagin_jax.env.types import EnvParams, EnvState, Observation, ScenarioPool
 from sagin_jax.policies.base import NodeContext
 from sagin_jax.policies.rlvne import rlvne_columns
@@ -115,9 +115,7 @@ def release_env(sim: SimState, now: jax.Array) -> SimState:
 
 @release_env.def_vmap
 def _release_env_vmap(axis_size, in_batched, sim, now):
-    sim, now = jax.tree_util.tree_map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
-        (sim, now), tuple(in_batched))
+    sim, now = broadcast_unbatched((sim, now), tuple(in_batched), axis_size)
     leaving = sim.slot_active & (sim.slot_departure <= now[:, None])  # [B, A + 1]
     some = leaving.any(axis=1)
     envs = jnp.nonzero(some, size=axis_size, fill_value=0)[0]
@@ -228,8 +226,8 @@ def embed_env_links(sub, res_bw: jax.Array, req: Requests, hosts: jax.Array,
     Under ``vmap`` only the environments whose request is being committed (``active``, about
     one in six per step) embed links, one after another, each with the sequential step's code
     and its substrate's N x N tables read where they lie in the batch (``_SubstrateRow``:
-    copying them out first cost ~10% of a step); the others get ``embed_links``' result for an
-    inactive request. A plain ``vmap`` of ``embed_links`` would run every environment's BFS
+    with them copied out first, 1,024-environment steps took 8.1-10.3 ms against 6.8-7.4 ms);
+    the others get ``embed_links``' result for an inactive request. A plain ``vmap`` of ``embed_links`` would run every environment's BFS
     loops to the slowest one's trip count at every step (the batched search cost ~8x the rest
     of a 1,024-environment step). Same results either way."""
     return jax.lax.cond(active, lambda: embed_links(sub, res_bw, req, hosts, jnp.bool_(True)),
@@ -238,9 +236,8 @@ def embed_env_links(sub, res_bw: jax.Array, req: Requests, hosts: jax.Array,
 
 @embed_env_links.def_vmap
 def _embed_env_links_vmap(axis_size, in_batched, sub, res_bw, req, hosts, active):
-    sub, res_bw, req, hosts, active = jax.tree_util.tree_map(
-        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x)),
-        (sub, res_bw, req, hosts, active), tuple(in_batched))
+    sub, res_bw, req, hosts, active = broadcast_unbatched(
+        (sub, res_bw, req, hosts, active), tuple(in_batched), axis_size)
     todo = jnp.nonzero(active, size=axis_size, fill_value=0)[0]
 
     def body(k, out):

@@ -128,9 +128,9 @@ def narrow_substrate(sub: Substrate) -> Substrate:
     """``compact_substrate``, then the N x N tables as int8 where every value fits (up to 127
     nodes) and the neighbour lists as int16: the same numbers, for code that only casts,
     compares or indexes with these tables (the link embedding, the features). ``SaginEnv``'s
-    fixed scenarios are stored so: a committing environment copies its substrate out of the
-    batch to embed links, and these tables are nearly all of it (the paper's: 82 KiB with the
-    N x N tables as int16 and the lists as int32, 51 KiB narrowed)."""
+    fixed scenarios are stored so: these tables are most of an environment's state, which
+    every step carries (the paper's: 82 KiB with the N x N tables as int16 and the lists as
+    int32, 51 KiB narrowed; 1,024-environment steps took 6.7-7.2 ms against 7.8-8.0 ms)."""
     sub = compact_substrate(sub)
     tables = {k: _narrowest(np.asarray(getattr(sub, k)), (np.int8, np.int16))
               for k in ("hops", "tree_parent", "edge_id")}
