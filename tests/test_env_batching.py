@@ -15,7 +15,7 @@ pytest.importorskip("gymnax")
 from gymnax.environments import environment  # noqa: E402
 
 from sagin_jax.env import SaginEnv  # noqa: E402
-from sagin_jax.env.batching import cond_rows  # noqa: E402
+from sagin_jax.env.batching import RowView, cond_rows  # noqa: E402
 from sagin_jax.env.dynamics import release_env  # noqa: E402
 from sagin_jax.scenario.generate import make_scenarios  # noqa: E402
 from sagin_jax.simulation.state import init_state, release_expired  # noqa: E402
@@ -77,6 +77,49 @@ def test_cond_rows_runs_the_branch_only_for_rows_taking_it():
     jax.block_until_ready(out)
     assert len(calls) == 2  # a select-based cond would run the branch for all 8 rows
     np.testing.assert_array_equal(np.asarray(out), np.asarray(pred, np.float32))
+
+
+def _read_rows(consts, carry, table):
+    """A branch that reads ``table`` only by row (``table[a]``), a data-dependent number of
+    rows."""
+    picks, (total, count) = consts, carry
+
+    def body(c):
+        total, k = c
+        return total + table[picks[k]], k + 1
+
+    total, _ = jax.lax.while_loop(lambda c: c[1] < count, body, (total, jnp.int32(0)))
+    return total, count
+
+
+def test_cond_rows_hands_indexed_tables_to_the_branch_as_row_views():
+    rows, a, e = 6, 5, 300
+    pred = jnp.array([True, False, True, False, False, True])
+    table = jnp.arange(rows * a * e, dtype=jnp.float32).reshape(rows, a, e) % 97.0
+    picks = jnp.array([[4, 0, 2], [1, 1, 1], [3, 3, 0], [0, 1, 2], [2, 2, 2], [0, 4, 1]])
+    count = jnp.array([3, 2, 1, 3, 0, 2])
+    total = jnp.zeros((rows, e), jnp.float32)
+
+    def one(p, pk, tot, c, tab):
+        return cond_rows(_read_rows, p, pk, (tot, c), tab)
+
+    vmapped = jax.jit(jax.vmap(one))
+    got = vmapped(pred, picks, total, count, table)
+    for i in range(rows):
+        want = total[i] + sum((table[i, picks[i, k]] for k in range(int(count[i]))),
+                              jnp.zeros((e,))) if bool(pred[i]) else total[i]
+        np.testing.assert_array_equal(np.asarray(got[0][i]), np.asarray(want))
+    # alone: the branch gets the array itself
+    alone = one(pred[0], picks[0], total[0], count[0], table[0])
+    np.testing.assert_array_equal(np.asarray(alone[0]), np.asarray(got[0][0]))
+    # under vmap it gets a view, and no [a, e] row of the table is copied out
+    seen = []
+    jax.eval_shape(jax.vmap(lambda *x: cond_rows(
+        lambda c, y, t: (seen.append(type(t)), y)[1], *x[:2], x[2:4], x[4])),
+        pred, picks, total, count, table)
+    assert seen[-1] is RowView  # (custom_vmap traces the unbatched branch first)
+    hlo = vmapped.lower(pred, picks, total, count, table).compile().as_text()
+    assert not re.search(rf"= f32\[{a},{e}\]", hlo)
 
 
 def _busy_state(seed: int, rows: int = 12):
@@ -191,3 +234,32 @@ def test_write_rows_writes_only_where_asked_alone_and_under_vmap():
             np.testing.assert_array_equal(np.asarray(one[k]), want[k][i])
     hlo = jax.jit(jax.vmap(write_rows)).lower(tables, row, values, when).compile().as_text()
     assert not re.search(r"= (f32\[6,5,7\]|pred\[6,5\])\S* scatter\(", hlo)
+
+
+def test_a_node_stage_rejection_moves_the_totals_and_writes_no_table_row():
+    """``commit_request`` with ``nodes_ok=False`` (static: how the env rejects a request whose
+    next node has no feasible host) leaves what a traced rejection leaves (residuals, totals,
+    active rows), and no table row is written."""
+    from sagin_jax.embedding.links import LinkEmbedding
+    from sagin_jax.scenario.types import widen
+    from sagin_jax.simulation.online import commit_request
+    state = _busy_state(3)
+    req = widen(jax.tree_util.tree_map(lambda x: x[0, 5], make_scenarios(SMALL, [0]).test))
+    m, e = SMALL.max_req_nodes, state.res_bw.shape[0]
+    links = LinkEmbedding(ok=jnp.bool_(True), res_bw=state.res_bw - 1.0,
+                          usage=jnp.ones((e,)), hops=jnp.ones((req.link_mask.shape[0],),
+                                                              jnp.int32),
+                          paths=None, trips=jnp.int32(0))
+    args = (jnp.arange(m, dtype=jnp.int32), state.res_cpu - 1.0, state.res_sto - 1.0, links)
+    static, accepted, value, overflow = commit_request(state, req, False, *args)
+    traced, *want = commit_request(state, req, jnp.bool_(False), *args)
+    assert not bool(accepted) and not bool(overflow) and float(value.revenue) == 0.0
+    for got, ref in zip((accepted, value, overflow), want):
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), got, ref)
+    assert int(static.totals.arrived) == int(state.totals.arrived) + 1
+    for f in ("res_cpu", "res_sto", "res_bw", "slot_active", "totals"):
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b),
+                               getattr(static, f), getattr(traced, f))
+    for f in ("slot_arrival", "slot_departure", "slot_revenue", "slot_hosts", "slot_cpu",
+              "slot_sto", "slot_bw"):
+        np.testing.assert_array_equal(getattr(static, f), getattr(state, f))

@@ -42,7 +42,8 @@ def request_outcomes(info: dict, n_requests: int, max_nodes: int):
     hosts = np.full((n_requests, max_nodes), -1, np.int32)
     revenue = np.zeros(n_requests, np.float32)
     fin, req = np.asarray(info["finished"]), np.asarray(info["request"])
-    ok, h, rev = np.asarray(info["accepted"]), np.asarray(info["hosts"]), np.asarray(info["revenue"])
+    ok, h = np.asarray(info["accepted"]), np.asarray(info["hosts"])
+    rev = np.asarray(info["revenue"])
     for t in np.flatnonzero(fin & ok):
         acc[req[t]], hosts[req[t]], revenue[req[t]] = True, h[t], rev[t]
     return acc, hosts, revenue

@@ -198,7 +198,9 @@ def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: j
     if accepted, so a rejected request changes nothing that is read.
 
     ``handled`` false (traced; the environment between two nodes of a request) leaves
-    everything as it was: no row is written and no total moves. ``sparse`` (with a traced
+    everything as it was: no row is written and no total moves. ``nodes_ok=False`` (static: a
+    request rejected at the node stage, with ``links`` of none) writes no row either: the
+    totals move as for any rejection. ``sparse`` (with a traced
     ``handled``): under ``vmap`` only the handled rows are written, one after another
     (``state.write_rows``); else every environment writes (the accelerators' layout)."""
     now = req.arrival
@@ -220,7 +222,9 @@ def commit_request(state: SimState, req: Requests, nodes_ok: jax.Array, hosts: j
            "slot_cpu": jnp.where(req.node_mask, req.cpu, 0.0),
            "slot_sto": jnp.where(req.node_mask, req.sto, 0.0), "slot_bw": links.usage}
     tables = {k: getattr(state, k) for k in row}
-    if handled is True:
+    if nodes_ok is False:  # rejected before its links: no row is read, none is written
+        tables = {}
+    elif handled is True:
         tables = {k: tables[k].at[slot].set(v) for k, v in row.items()}
     elif sparse:  # the environment under vmap on a CPU: a loop over the handled rows
         tables = write_rows(tables, slot, row, handled)
