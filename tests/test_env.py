@@ -147,6 +147,13 @@ def test_vmapped_envs_equal_each_env_alone_and_embed_only_the_committing_ones():
         jax.tree_util.tree_map(
             lambda a, b: np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)),
             together, alone(i))
+    # nested vmap (seeds of environments, as PPO runs it): the outer vmap batches the inner
+    # batching rules' loops, and a release inside a rejection loop meets the outer one's rule
+    nested = jax.jit(jax.vmap(jax.vmap(episode)))(jnp.array([[2, 0], [3, 1]]))
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_array_equal(
+            np.asarray(a).reshape((4,) + np.shape(a)[2:]), np.asarray(b)[[2, 0, 3, 1]]),
+        nested, together)
     # the accelerator layout (selects, the batched embedding; no loop over environments)
     # plays the same episodes, bit for bit on the generator's integer-valued scenarios
     env = SaginEnv.from_scenarios(scen.sub, scen.test, node_order="nrm", strategy="batched")

@@ -33,6 +33,15 @@ class RowView:
         return cls(*children)
 
 
+def batch_index(x, i, *index):
+    """``x[i, *index]`` for a leaf that a batching rule received with a leading batch axis. A
+    ``RowView`` arrives there with that axis on both its table and its row (a rule entered from
+    inside ``cond_rows`` under an outer ``vmap``): its batch element ``i`` is read in place."""
+    if isinstance(x, RowView):
+        return x.table[(i, x.row[i]) + index]
+    return x[(i,) + index]
+
+
 def broadcast_unbatched(tree, batched, size: int):
     """``tree`` with each leaf that a batching rule received unbatched (``batched`` False)
     broadcast to a leading axis of ``size``."""

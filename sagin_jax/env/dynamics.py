@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from sagin_jax import features
 from sagin_jax.embedding.batched import embed_links_batched
 from sagin_jax.embedding.links import LinkEmbedding, embed_links
-from sagin_jax.env.batching import RowView, broadcast_unbatched, cond_rows
+from sagin_jax.env.batching import RowView, batch_index, broadcast_unbatched, cond_rows
 from sagin_jax.env.types import EnvParams, EnvState, Observation, ScenarioPool
 from sagin_jax.policies.base import NodeContext
 from sagin_jax.policies.rlvne import rlvne_columns
@@ -135,9 +135,9 @@ def _release_env_vmap(axis_size, in_batched, sim, now):
             left, acc = c
             a = jnp.argmax(left)  # rows ascending, as release_expired
             mine = jax.tree_util.tree_map(lambda x: x[i], acc)
-            new = release_row(mine, sim.slot_hosts[i, a], sim.slot_cpu[i, a],
-                              sim.slot_sto[i, a], sim.slot_bw[i, a], sim.slot_revenue[i, a],
-                              sim.slot_arrival[i, a], sim.slot_departure[i, a])
+            new = release_row(mine, *(batch_index(getattr(sim, f), i, a) for f in (
+                "slot_hosts", "slot_cpu", "slot_sto", "slot_bw", "slot_revenue",
+                "slot_arrival", "slot_departure")))
             acc = jax.tree_util.tree_map(lambda x, y: x.at[i].set(y), acc, new)
             return left & (jnp.arange(left.shape[0]) != a), acc
 
