@@ -473,7 +473,7 @@ def add_ppo_parser(sub) -> None:
     p.add_argument("--out", default="out/ppo", metavar="DIR",
                    help="output folder (results/ppo for the committed results)")
     p.add_argument("--seeds", type=_int, default=32, help="scenario seeds 0..N-1")
-    p.add_argument("--updates", type=_int, default=100, help="PPO updates")
+    p.add_argument("--updates", type=_int, default=1000, help="PPO updates")
     p.add_argument("--envs", type=_int, default=32, help="environments")
     p.add_argument("--steps", type=_int, default=64, help="steps per environment per update")
     p.add_argument("--sweep-best", metavar="FILE",
