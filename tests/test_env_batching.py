@@ -3,6 +3,7 @@ auto-reset, each against a plain reference (a row-by-row loop, the simulator's s
 release, gymnax's own ``step``)."""
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -122,12 +123,16 @@ def test_cond_rows_hands_indexed_tables_to_the_branch_as_row_views():
     assert not re.search(rf"= f32\[{a},{e}\]", hlo)
 
 
+@functools.lru_cache(maxsize=None)
+def _substrate0():
+    return jax.tree_util.tree_map(lambda x: x[0], make_scenarios(SMALL, [0]).sub)
+
+
 def _busy_state(seed: int, rows: int = 12):
     """A table with random active rows (hosts, demands, bandwidth, times) on substrate 0."""
-    scen = make_scenarios(SMALL, [0])
-    sub = jax.tree_util.tree_map(lambda x: x[0], scen.sub)
-    state = init_state(sub, rows, SMALL.max_req_nodes)
+    state = init_state(_substrate0(), rows, SMALL.max_req_nodes)
     rng = np.random.default_rng(seed)
+    sub = _substrate0()
     a, m, e, n = rows + 1, SMALL.max_req_nodes, sub.n_edges, sub.n_nodes
     hosts = np.stack([rng.choice(n, m, replace=False) for _ in range(a)]).astype(np.int32)
     arrival = rng.integers(0, 50, a).astype(np.float32)
@@ -263,3 +268,35 @@ def test_a_node_stage_rejection_moves_the_totals_and_writes_no_table_row():
     for f in ("slot_arrival", "slot_departure", "slot_revenue", "slot_hosts", "slot_cpu",
               "slot_sto", "slot_bw"):
         np.testing.assert_array_equal(getattr(static, f), getattr(state, f))
+
+
+def test_a_release_inside_cond_rows_under_an_outer_vmap_reads_the_row_views():
+    """The env's rejection loop under nested vmap (seeds of environments, as PPO runs it): a
+    release inside ``cond_rows`` meets ``release_env``'s batching rule with ``RowView``s whose
+    table and row both carry the outer axis (``batching.batch_index``); the same numbers as
+    each environment's sequential release, and no change where the branch is not taken."""
+    states = [_busy_state(s) for s in range(4)]
+    now = jnp.array([40.0, 70.0, 25.0, 1e9], jnp.float32)
+    pred = jnp.array([True, True, False, True])
+    batch = jax.tree_util.tree_map(
+        lambda *xs: jnp.stack(xs).reshape((2, 2) + jnp.shape(xs[0])), *states)
+    big = ("slot_hosts", "slot_cpu", "slot_sto", "slot_bw")
+
+    def one(p, sim, t):
+        table = {f: getattr(sim, f) for f in big}
+
+        def fn(t, rest, table):
+            return release_env(rest.replace(**table), t).replace(**{f: None for f in big})
+
+        out = cond_rows(fn, p, t, sim.replace(**{f: None for f in big}), table)
+        return out.replace(**table)
+
+    got = jax.jit(jax.vmap(jax.vmap(one)))(pred.reshape(2, 2), batch, now.reshape(2, 2))
+    left = 0
+    for k, s in enumerate(states):
+        want = jax.jit(release_expired)(s, now[k]) if bool(pred[k]) else s
+        left += int(s.slot_active.sum() - want.slot_active.sum())
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_array_equal(np.asarray(a)[k // 2, k % 2],
+                                                       np.asarray(b)), got, want)
+    assert left > 5
